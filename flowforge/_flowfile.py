@@ -1,0 +1,300 @@
+"""The flow-file format: what :meth:`Flow.serialize` writes and loading reads.
+
+A flow file (JSON or YAML) is a mapping::
+
+    format: flowforge/flow        # optional when reading
+    version: 1
+    flow_id: report
+    executor: {kind: thread, max_workers: 4}     # optional
+    error_handler: {strategy: retry, max_retries: 2}   # optional, the default
+    retention: 1000                               # optional
+    max_activations: 1000000                      # optional, null disables
+    entry: {routine: read, slot: null, params: {path: data.csv}}   # optional
+    routines:
+      read:
+        class: myapp.routines:ReadCsv             # import path
+        config: {delimiter: ","}
+        stats: {}
+        policy: {max_concurrency: 1, timeout: null, max_activations: null,
+                 error_handler: null}
+    connections:
+      - read.rows -> parse.input                 # "source.event -> target.slot"
+      - {from: parse.bad, to: rejects.input, mapping: {row: record}}
+
+Loading checks everything before building anything, and reports every
+problem with its place in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from .error_handler import ErrorHandler, ErrorStrategy
+from .errors import SerializationError, quoted
+from .routine import Routine
+from .runtime.executors import EXECUTORS, ThreadExecutor, make_executor
+from .serialization import converter, import_path, resolve, structure
+
+if TYPE_CHECKING:
+    from .flow import Flow
+
+F = TypeVar("F", bound="Flow")
+FORMAT = "flowforge/flow"
+VERSION = 1
+
+
+@attrs.frozen
+class ErrorHandlerDoc:
+    """An ErrorHandler in a flow file."""
+
+    strategy: ErrorStrategy = ErrorStrategy.STOP
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    retryable_exceptions: list[str] = attrs.field(factory=lambda: ["builtins:Exception"])
+
+
+@attrs.frozen
+class PolicyDoc:
+    """A routine's policy in a flow file."""
+
+    max_concurrency: int = 1
+    timeout: float | None = None
+    max_activations: int | None = None
+    error_handler: ErrorHandlerDoc | None = None
+
+
+@attrs.frozen
+class RoutineDoc:
+    """A routine in a flow file."""
+
+    class_: str
+    config: dict[str, Any] = attrs.field(factory=dict)
+    stats: dict[str, Any] = attrs.field(factory=dict)
+    policy: PolicyDoc = attrs.field(factory=PolicyDoc)
+
+
+@attrs.frozen
+class ConnectionDoc:
+    """A connection: ``from`` is ``source.event``, ``to`` is ``target.slot``."""
+
+    from_: str
+    to: str
+    mapping: dict[str, str] | None = None
+
+
+@attrs.frozen
+class ExecutorDoc:
+    """The executor settings."""
+
+    kind: str = "sequential"
+    max_workers: int | None = None
+
+
+@attrs.frozen
+class EntryDoc:
+    """Where jobs start by default."""
+
+    routine: str
+    slot: str | None = None
+    params: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class FlowDoc:
+    """A whole flow file."""
+
+    routines: dict[str, RoutineDoc]
+    connections: list[ConnectionDoc] = attrs.field(factory=list)
+    flow_id: str | None = None
+    format: str = FORMAT
+    version: int = VERSION
+    executor: ExecutorDoc = attrs.field(factory=ExecutorDoc)
+    error_handler: ErrorHandlerDoc | None = None
+    retention: int = 1000
+    max_activations: int | None = 1_000_000
+    entry: EntryDoc | None = None
+
+
+def _structure_connection(data: Any, _: Any) -> ConnectionDoc:
+    if isinstance(data, str):
+        source, arrow, target = data.partition("->")
+        if not arrow:
+            raise ValueError(
+                f"expected 'source.event -> target.slot', got {data!r}")
+        return ConnectionDoc(source.strip(), target.strip())
+    return _structure_connection_dict(data, ConnectionDoc)
+
+
+def _unstructure_connection(doc: ConnectionDoc) -> Any:
+    if doc.mapping is None:
+        return f"{doc.from_} -> {doc.to}"
+    return {"from": doc.from_, "to": doc.to, "mapping": dict(doc.mapping)}
+
+
+_structure_connection_dict = make_dict_structure_fn(
+    ConnectionDoc, converter, from_=override(rename="from"), _cattrs_forbid_extra_keys=True)
+converter.register_structure_hook(ConnectionDoc, _structure_connection)
+converter.register_unstructure_hook(ConnectionDoc, _unstructure_connection)
+converter.register_structure_hook(RoutineDoc, make_dict_structure_fn(
+    RoutineDoc, converter, class_=override(rename="class"), _cattrs_forbid_extra_keys=True))
+converter.register_unstructure_hook(RoutineDoc, make_dict_unstructure_fn(
+    RoutineDoc, converter, class_=override(rename="class")))
+
+
+# -- writing -------------------------------------------------------------------
+
+def dump_flow(flow: Flow) -> dict[str, Any]:
+    """The flow as plain data."""
+    doc = FlowDoc(
+        flow_id=flow.flow_id,
+        routines={rid: _routine_doc(r) for rid, r in flow.routines.items()},
+        connections=[
+            ConnectionDoc(f"{c.event.routine_label()}.{c.event.name}",
+                          f"{c.slot.routine_label()}.{c.slot.name}", c.param_mapping)
+            for c in flow.connections
+        ],
+        executor=ExecutorDoc(**flow.executor.settings()),
+        error_handler=_handler_doc(flow.error_handler),
+        retention=flow.retention,
+        max_activations=flow.max_activations,
+        entry=None if flow.entry is None else EntryDoc(
+            flow.entry["routine_id"], flow.entry.get("slot"), dict(flow.entry.get("params") or {})),
+    )
+    data: dict[str, Any] = converter.unstructure(doc)
+    return {"format": data.pop("format"), "version": data.pop("version"), **data}
+
+
+def _routine_doc(routine: Routine) -> RoutineDoc:
+    policy = routine.policy
+    return RoutineDoc(
+        import_path(type(routine)), dict(routine.config), dict(routine._own_stats),
+        PolicyDoc(policy.max_concurrency, policy.timeout, policy.max_activations,
+                  None if policy.error_handler is None else _handler_doc(policy.error_handler)),
+    )
+
+
+def _handler_doc(handler: ErrorHandler) -> ErrorHandlerDoc:
+    return ErrorHandlerDoc(
+        handler.strategy, handler.max_retries, handler.retry_delay, handler.retry_backoff,
+        [import_path(e) for e in handler.retryable_exceptions])
+
+
+# -- reading -------------------------------------------------------------------
+
+def load_flow(data: Mapping[str, Any], flow_cls: type[F], allowed: tuple[str, ...]) -> F:
+    """Check ``data`` whole, then build a new flow of ``flow_cls`` from it."""
+    if not isinstance(data, Mapping):
+        raise SerializationError(
+            f"A flow file must be a mapping with 'routines' and 'connections', got "
+            f"{type(data).__name__}.")
+    doc = structure(dict(data), FlowDoc, "flow")
+    if doc.format != FORMAT:
+        raise SerializationError(
+            f"flow.format: expected {FORMAT!r}, got {doc.format!r}; this is not a flow file.",
+            path="flow.format")
+    if doc.version > VERSION:
+        raise SerializationError(
+            f"flow.version: this file is version {doc.version}, newer than this FlowForge "
+            f"reads ({VERSION}). Upgrade FlowForge.", path="flow.version")
+    problems: list[str] = []
+    flow = flow_cls(doc.flow_id, executor=_executor(doc.executor, problems),
+                    error_handler=_handler(doc.error_handler, "flow.error_handler", allowed,
+                                           problems),
+                    retention=doc.retention, max_activations=doc.max_activations)
+    for rid, rdoc in doc.routines.items():
+        routine = _build_routine(rid, rdoc, allowed, problems)
+        if routine is not None:
+            _add(flow, rid, routine, problems)
+    for i, cdoc in enumerate(doc.connections):
+        _connect(flow, cdoc, f"flow.connections[{i}]", problems)
+    if doc.entry is not None:
+        if doc.entry.routine not in flow.routines and flow.routines:
+            problems.append(f"flow.entry.routine: unknown routine '{doc.entry.routine}'; "
+                            f"routines are {quoted(flow.routines)}")
+        flow.entry = {"routine_id": doc.entry.routine, "slot": doc.entry.slot,
+                      "params": dict(doc.entry.params)}
+    if problems:
+        raise SerializationError(
+            f"The flow has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems),
+            path="flow")
+    return flow
+
+
+def _executor(doc: ExecutorDoc, problems: list[str]) -> Any:
+    if doc.kind not in EXECUTORS:
+        problems.append(f"flow.executor.kind: expected one of {quoted(EXECUTORS)}, "
+                        f"got {doc.kind!r}")
+        return None
+    if doc.kind == "thread":
+        return ThreadExecutor(doc.max_workers)
+    return make_executor(doc.kind)
+
+
+def _handler(doc: ErrorHandlerDoc | None, where: str, allowed: tuple[str, ...],
+             problems: list[str]) -> ErrorHandler | None:
+    if doc is None:
+        return None
+    types: list[type[BaseException]] = []
+    for i, path in enumerate(doc.retryable_exceptions):
+        try:
+            types.append(resolve(path, BaseException, f"{where}.retryable_exceptions[{i}]",
+                                 allowed))
+        except SerializationError as exc:
+            problems.append(str(exc))
+    try:
+        return ErrorHandler(doc.strategy, doc.max_retries, doc.retry_delay, doc.retry_backoff,
+                            tuple(types) or (Exception,))
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+
+
+def _build_routine(rid: str, doc: RoutineDoc, allowed: tuple[str, ...],
+                   problems: list[str]) -> Routine | None:
+    where = f"flow.routines.{rid}"
+    try:
+        cls = resolve(doc.class_, Routine, f"{where}.class", allowed)
+        routine = cls()
+    except SerializationError as exc:
+        problems.append(str(exc))
+        return None
+    except Exception as exc:
+        problems.append(f"{where}.class: {doc.class_}() raised {type(exc).__name__}: {exc}. "
+                        "A saved routine must be constructible with no arguments.")
+        return None
+    routine.set_config(**doc.config)
+    routine._own_stats = dict(doc.stats)
+    handler = _handler(doc.policy.error_handler, f"{where}.policy.error_handler", allowed,
+                       problems)
+    try:
+        routine.set_policy(max_concurrency=doc.policy.max_concurrency,
+                           timeout=doc.policy.timeout,
+                           max_activations=doc.policy.max_activations, error_handler=handler)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{where}.policy: {exc}")
+    return routine
+
+
+def _add(flow: Flow, rid: str, routine: Routine, problems: list[str]) -> None:
+    try:
+        flow.add_routine(routine, rid)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"flow.routines.{rid}: {exc}")
+
+
+def _connect(flow: Flow, doc: ConnectionDoc, where: str, problems: list[str]) -> None:
+    source, _, event = doc.from_.partition(".")
+    target, _, slot = doc.to.partition(".")
+    if not (source and event and target and slot):
+        problems.append(f"{where}: expected 'source.event' and 'target.slot', got "
+                        f"{doc.from_!r} -> {doc.to!r}")
+        return
+    try:
+        flow.connect(source, event, target, slot, doc.mapping)
+    except (LookupError, TypeError, ValueError) as exc:
+        problems.append(f"{where}: {exc}")

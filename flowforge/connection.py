@@ -1,0 +1,101 @@
+"""A wire from one routine's event to another routine's slot.
+
+A :class:`Connection` carries an optional ``param_mapping`` that renames the
+event's parameters for the slot; unmapped parameters pass through unchanged.
+Connections are made with :meth:`Flow.connect <flowforge.Flow.connect>`,
+:meth:`Event.connect <flowforge.Event.connect>` or by constructing one, and
+removed with :meth:`Connection.disconnect`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .event import Event
+    from .slot import Slot
+
+# Connection order decides how a join combines its sources; a process-wide
+# counter keeps that order across flows rebuilt from saved files.
+_serials = itertools.count()
+
+
+class Connection:
+    """Deliver what ``event`` emits to ``slot``, renaming by ``param_mapping``.
+
+    Args:
+        event: The source event.
+        slot: The target slot.
+        param_mapping: ``{source_name: slot_name}``; parameters not named pass
+            through unchanged.
+
+    Example:
+        >>> from flowforge import Connection, Routine
+        >>> class Source(Routine):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.define_event("out", ["value"])
+        >>> class Sink(Routine):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.seen = []
+        ...         self.define_slot("in", handler=lambda number: self.seen.append(number))
+        >>> source, sink = Source(), Sink()
+        >>> wire = Connection(source.get_event("out"), sink.get_slot("in"), {"value": "number"})
+        >>> source.emit("out", value=42)
+        >>> sink.seen
+        [42]
+    """
+
+    __slots__ = ("_serial", "event", "param_mapping", "slot")
+
+    def __init__(
+        self, event: Event, slot: Slot, param_mapping: Mapping[str, str] | None = None
+    ) -> None:
+        mapping = dict(param_mapping) if param_mapping else None
+        if mapping is not None:
+            for source, target in mapping.items():
+                if not isinstance(source, str) or not isinstance(target, str):
+                    raise TypeError(
+                        f"param_mapping must map parameter names to names (str -> str), "
+                        f"got {source!r} -> {target!r}."
+                    )
+        self.event = event
+        self.slot = slot
+        self.param_mapping: dict[str, str] | None = mapping
+        self._serial = next(_serials)
+        event._attach(self)
+        slot._attach(self)
+
+    @property
+    def key(self) -> str:
+        """``"source.event->target.slot"``, naming the connection in a job's state."""
+        event, slot = self.event, self.slot
+        return f"{event.routine_label()}.{event.name}->{slot.routine_label()}.{slot.name}"
+
+    @property
+    def connected(self) -> bool:
+        """True until :meth:`disconnect` is called."""
+        return self in self.event.connections
+
+    def map(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Rename ``data`` by the mapping (a new dict)."""
+        mapping = self.param_mapping
+        if mapping is None:
+            return dict(data)
+        return {mapping.get(name, name): value for name, value in data.items()}
+
+    def activate(self, data: Mapping[str, Any]) -> None:
+        """Deliver ``data`` to the slot by hand, through the mapping."""
+        self.slot.receive(self.map(data))
+
+    def disconnect(self) -> None:
+        """Remove this connection from its event and slot."""
+        self.event._detach(self)
+        self.slot._detach(self)
+
+    def __repr__(self) -> str:
+        mapping = f", param_mapping={self.param_mapping!r}" if self.param_mapping else ""
+        return f"Connection({self.key!r}{mapping})"

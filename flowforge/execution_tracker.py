@@ -1,0 +1,170 @@
+"""Timings, counts and the event flow of one job.
+
+Every job has an :class:`ExecutionTracker`, saved with its
+:class:`~flowforge.JobState`. It counts each handler call (every retry attempt
+is a call) and keeps the latest ``retention`` event deliveries; older
+deliveries are counted in ``event_flow_dropped`` rather than kept, so a
+million-message job stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import attrs
+
+from .serialization import converter
+
+# Per-routine counters kept as a list for speed:
+# [calls, successes, failures, total_time, min_time, max_time]
+_CALLS, _OK, _FAILED, _TIME, _MIN, _MAX = range(6)
+
+
+@attrs.frozen
+class EventFlowRecord:
+    """One delivery: ``source.event`` reached ``target.slot`` at ``timestamp``."""
+
+    timestamp: float
+    source: str | None
+    event: str | None
+    target: str
+    slot: str | None
+
+
+@attrs.define
+class ExecutionTracker:
+    """Performance and event flow of one job.
+
+    Attributes:
+        flow_id: The job's flow.
+        job_id: The job.
+        retention: How many event deliveries are kept.
+        elapsed: Seconds the job has been running, over all of its runs
+            (a paused and resumed job adds up).
+    """
+
+    flow_id: str | None = None
+    job_id: str | None = None
+    retention: int = 1000
+    elapsed: float = 0.0
+    event_flow_total: int = 0
+    _routines: dict[str, list[float]] = attrs.field(factory=dict, alias="routines")
+    _flow: deque[tuple[float, str | None, str | None, str, str | None]] = attrs.field(
+        init=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        self._flow = deque(maxlen=self.retention)
+
+    # -- recording (called by the scheduler) --------------------------------
+
+    def record_call(self, routine_id: str, ok: bool, seconds: float) -> None:
+        """Count one handler call of ``routine_id`` that took ``seconds``."""
+        row = self._routines.get(routine_id)
+        if row is None:
+            row = self._routines[routine_id] = [0, 0, 0, 0.0, seconds, seconds]
+        row[_CALLS] += 1
+        row[_OK if ok else _FAILED] += 1
+        row[_TIME] += seconds
+        if seconds < row[_MIN]:
+            row[_MIN] = seconds
+        if seconds > row[_MAX]:
+            row[_MAX] = seconds
+
+    def record_delivery(
+        self, source: str | None, event: str | None, target: str, slot: str | None
+    ) -> None:
+        """Note that ``source.event`` was delivered to ``target.slot`` now."""
+        self.event_flow_total += 1
+        self._flow.append((time.time(), source, event, target, slot))
+
+    # -- reading ------------------------------------------------------------
+
+    def get_routine_performance(self, routine_id: str) -> dict[str, Any]:
+        """Calls, successes, failures, success rate and timings of one routine."""
+        row = self._routines.get(routine_id)
+        if row is None:
+            return _performance(0, 0, 0, 0.0, 0.0, 0.0)
+        return _performance(int(row[0]), int(row[1]), int(row[2]), row[3], row[4], row[5])
+
+    def get_flow_performance(self) -> dict[str, Any]:
+        """The same figures over the whole job, plus its elapsed and total handler time."""
+        rows = list(self._routines.values())
+        calls, ok, failed = (int(sum(r[i] for r in rows)) for i in (_CALLS, _OK, _FAILED))
+        total = sum(r[_TIME] for r in rows)
+        perf = _performance(
+            calls, ok, failed, total, min((r[_MIN] for r in rows), default=0.0),
+            max((r[_MAX] for r in rows), default=0.0),
+        )
+        perf.update(routine_count=len(rows), total_time=self.elapsed,
+                    total_execution_time=total)
+        return perf
+
+    def get_event_flow(self) -> list[EventFlowRecord]:
+        """The latest ``retention`` deliveries, oldest first."""
+        return [EventFlowRecord(*row) for row in self._flow]
+
+    @property
+    def event_flow_dropped(self) -> int:
+        """How many older deliveries were dropped by retention."""
+        return self.event_flow_total - len(self._flow)
+
+    def serialize(self) -> dict[str, Any]:
+        """Plain data for JSON/YAML."""
+        return converter.unstructure(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecutionTracker:
+        """Rebuild a tracker saved by :meth:`serialize`."""
+        return converter.structure(data, cls)
+
+
+def _performance(
+    calls: int, ok: int, failed: int, total: float, low: float, high: float
+) -> dict[str, Any]:
+    return {
+        "total_executions": calls,
+        "success_count": ok,
+        "failure_count": failed,
+        "success_rate": ok / calls if calls else 0.0,
+        "avg_execution_time": total / calls if calls else 0.0,
+        "min_execution_time": low,
+        "max_execution_time": high,
+    }
+
+
+def _unstructure(tracker: ExecutionTracker) -> dict[str, Any]:
+    return {
+        "flow_id": tracker.flow_id,
+        "job_id": tracker.job_id,
+        "retention": tracker.retention,
+        "elapsed": tracker.elapsed,
+        "event_flow_total": tracker.event_flow_total,
+        "routines": {
+            rid: dict(zip(("calls", "successes", "failures", "total_time", "min_time",
+                           "max_time"), row, strict=True))
+            for rid, row in tracker._routines.items()
+        },
+        "event_flow": [list(row) for row in tracker._flow],
+    }
+
+
+def _structure(data: dict[str, Any], _: Any) -> ExecutionTracker:
+    tracker = ExecutionTracker(
+        flow_id=data.get("flow_id"), job_id=data.get("job_id"),
+        retention=int(data.get("retention", 1000)), elapsed=float(data.get("elapsed", 0.0)),
+        event_flow_total=int(data.get("event_flow_total", 0)),
+        routines={
+            rid: [row["calls"], row["successes"], row["failures"], row["total_time"],
+                  row["min_time"], row["max_time"]]
+            for rid, row in data.get("routines", {}).items()
+        },
+    )
+    tracker._flow.extend(tuple(row) for row in data.get("event_flow", ()))  # type: ignore[misc]
+    return tracker
+
+
+converter.register_unstructure_hook(ExecutionTracker, _unstructure)
+converter.register_structure_hook(ExecutionTracker, _structure)

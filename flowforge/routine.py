@@ -1,0 +1,338 @@
+"""The Routine contract: what application code subclasses.
+
+Declaring
+    Subclass :class:`Routine`, call ``super().__init__()`` and declare inputs
+    with :meth:`~Routine.define_slot` and outputs with
+    :meth:`~Routine.define_event` in ``__init__``. A routine must be
+    constructible with no arguments so a saved flow can rebuild it;
+    parameters belong in its configuration (:meth:`~Routine.set_config`).
+
+How a handler is called
+    The delivered data is a dict of parameters (after the connection's
+    ``param_mapping``). A handler that accepts ``**kwargs`` gets every
+    parameter. A handler with named parameters gets those it names; a missing
+    required one is an error naming the routine, slot and parameter. A handler
+    with exactly one parameter that the data does not name gets the single
+    delivered value if there is exactly one, else the whole dict. Handlers may
+    be plain functions, bound methods or ``async def``. How to call each
+    handler is worked out once, when its slot is defined.
+
+What emit guarantees
+    :meth:`~Routine.emit` checks the event and its parameters at once. Inside
+    a job, what a handler emits takes effect only when the call returns
+    without error: a failed call (and each failed retry) emits nothing, and
+    its changes to ``self._stats`` are discarded. Emitted data is passed by
+    reference, never copied: do not mutate what you emitted or received.
+
+State
+    ``self._stats`` is the user's own counter dict. Inside a job each call
+    works on the job's counters (kept in its :class:`~flowforge.JobState`);
+    when the job ends they are copied back, so :meth:`~Routine.stats` shows
+    the latest finished job's. Numeric counters changed by calls running at
+    the same time add up. Configuration, stats and policies are saved with
+    the flow and must be JSON/YAML-serializable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._activation import CURRENT
+from .errors import DefinitionError, EmitError, UnknownNameError, quoted
+from .event import Event
+from .slot import MergeStrategy, Slot
+
+if TYPE_CHECKING:
+    from .error_handler import ErrorHandler
+
+
+def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not value > 0):
+        raise ValueError(f"{attribute.name} must be a positive number or None, got {value!r}.")
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}.")
+
+
+@attrs.frozen
+class Policy:
+    """How the engine runs one routine's handlers.
+
+    Attributes:
+        max_concurrency: How many calls of this routine may run at once
+            (with a parallel executor). 1, the default, means the routine's
+            handlers never overlap, so ``self._stats`` needs no lock.
+        timeout: Seconds a call may run before it fails with
+            :class:`~flowforge.errors.HandlerTimeoutError`, or ``None``.
+        max_activations: Cap on this routine's calls per job, or ``None``
+            for the flow's default (which applies to routines on a loop).
+        error_handler: The routine's own :class:`~flowforge.ErrorHandler`,
+            or ``None`` to use the flow's.
+    """
+
+    max_concurrency: int = attrs.field(default=1, validator=_positive_int)
+    timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
+    max_activations: int | None = attrs.field(default=None, validator=_positive_or_none)
+    error_handler: ErrorHandler | None = None
+
+
+class Routine:
+    """Base class of every unit of work in a flow.
+
+    Example:
+        >>> from flowforge import Routine
+        >>> class Upper(Routine):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.define_slot("text", handler=self.upper)
+        ...         self.define_event("done", ["text"])
+        ...     def upper(self, text):
+        ...         self.emit("done", text=text.upper())
+        >>> Upper().get_event("done").params
+        ('text',)
+    """
+
+    def __init__(self) -> None:
+        self._slots: dict[str, Slot] = {}
+        self._events: dict[str, Event] = {}
+        self._config: dict[str, Any] = {}
+        self._own_stats: dict[str, Any] = {}
+        self._policy = Policy()
+        self._routine_id: str | None = None
+
+    # -- declaring -------------------------------------------------------
+
+    def define_slot(
+        self, name: str, handler: Callable[..., Any] | None = None,
+        merge_strategy: MergeStrategy = "override",
+    ) -> Slot:
+        """Declare an input slot.
+
+        Args:
+            name: Unique among this routine's slots.
+            handler: Called for each activation (see the module docs).
+            merge_strategy: ``"override"``, ``"append"``, ``"join"`` or a
+                callable ``(accumulated, new) -> dict``.
+        """
+        self._check_new_name(name, self._slots, "slot")
+        slot = Slot(name, self, handler, merge_strategy)
+        self._slots[name] = slot
+        return slot
+
+    def define_event(self, name: str, params: Iterable[str] | None = None) -> Event:
+        """Declare an output event carrying ``params`` (``None``: any parameters)."""
+        self._check_new_name(name, self._events, "event")
+        if isinstance(params, str):
+            raise DefinitionError(
+                f"Event '{name}' of '{self.routine_label()}': params must be a list of names, "
+                f"got the string {params!r}. Write [{params!r}]."
+            )
+        event = Event(name, self, params)
+        self._events[name] = event
+        return event
+
+    def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
+        if not isinstance(name, str) or not name or "." in name:
+            raise DefinitionError(
+                f"'{self.routine_label()}': a {kind} name must be a non-empty string "
+                f"without '.', got {name!r}."
+            )
+        if name in existing:
+            raise DefinitionError(f"'{self.routine_label()}' already has a {kind} named '{name}'.")
+
+    # -- looking up ------------------------------------------------------
+
+    @property
+    def slots(self) -> Mapping[str, Slot]:
+        """The routine's slots by name (read-only)."""
+        return MappingProxyType(self._slots)
+
+    @property
+    def events(self) -> Mapping[str, Event]:
+        """The routine's events by name (read-only)."""
+        return MappingProxyType(self._events)
+
+    def get_slot(self, name: str) -> Slot | None:
+        """The slot called ``name``, or ``None``."""
+        return self._slots.get(name)
+
+    def get_event(self, name: str) -> Event | None:
+        """The event called ``name``, or ``None``."""
+        return self._events.get(name)
+
+    @property
+    def routine_id(self) -> str | None:
+        """The id this routine has in its flow, or ``None`` before it is added."""
+        return self._routine_id
+
+    def routine_label(self) -> str:
+        """The routine's id in its flow, else its class name (for messages)."""
+        return self._routine_id or type(self).__name__
+
+    # -- emitting --------------------------------------------------------
+
+    def emit(self, event_name: str, **data: Any) -> None:
+        """Send ``data`` to every slot connected to ``event_name``.
+
+        Inside a job the emit takes effect when the handler call returns
+        without error. Outside a job (unit tests) it is delivered at once.
+
+        Raises:
+            EmitError: the event is unknown or a parameter is not declared.
+        """
+        event = self._events.get(event_name)
+        if event is None:
+            raise self._unknown_event(event_name, data)
+        allowed = event.allowed
+        if allowed is not None and not allowed.issuperset(data):
+            raise self._undeclared_params(event, data)
+        ctx = CURRENT.get()
+        if ctx is not None and ctx.routine is self:
+            ctx.emits.append((event_name, data))
+        else:
+            event.deliver_now(data)
+
+    def _unknown_event(self, name: str, data: Mapping[str, Any]) -> EmitError:
+        return EmitError(
+            f"Routine '{self.routine_label()}' emitted event '{name}', which it does not "
+            f"declare. Its events are: {quoted(self._events)}. Declare it in __init__ with "
+            f"self.define_event({name!r}, {sorted(data)!r}).",
+            routine_id=self.routine_label(), event=name, expected=sorted(self._events),
+            got=name,
+        )
+
+    def _undeclared_params(self, event: Event, data: Mapping[str, Any]) -> EmitError:
+        extra = sorted(set(data) - (event.allowed or set()))
+        return EmitError(
+            f"Routine '{self.routine_label()}' emitted event '{event.name}' with "
+            f"parameter(s) {quoted(extra)} it does not declare. The event declares: "
+            f"{quoted(event.params or ())}. Add them to define_event({event.name!r}, [...]) "
+            "or pass params=None to allow any.",
+            routine_id=self.routine_label(), event=event.name, expected=list(event.params or ()),
+            got=sorted(data),
+        )
+
+    # -- calling ---------------------------------------------------------
+
+    def __call__(self, **params: Any) -> None:
+        """Start work at this routine: deliver ``params`` to its only slot.
+
+        Override to start work another way (for example, emit several events).
+        """
+        self._only_slot().receive(params)
+
+    def _only_slot(self) -> Slot:
+        if len(self._slots) != 1:
+            raise DefinitionError(
+                f"Routine '{self.routine_label()}' has {len(self._slots)} slots "
+                f"({quoted(self._slots)}), so calling it does not say which one to deliver to. "
+                "Name the slot (Flow.execute(..., entry_slot='name')) or override __call__."
+            )
+        return next(iter(self._slots.values()))
+
+    # -- stats -----------------------------------------------------------
+
+    @property
+    def _stats(self) -> dict[str, Any]:
+        ctx = CURRENT.get()
+        if ctx is not None and ctx.routine is self:
+            return ctx.stats_view()
+        return self._own_stats
+
+    @_stats.setter
+    def _stats(self, value: dict[str, Any]) -> None:
+        ctx = CURRENT.get()
+        if ctx is not None and ctx.routine is self:
+            ctx.stats = dict(value)
+        else:
+            self._own_stats = dict(value)
+
+    def stats(self) -> dict[str, Any]:
+        """A copy of the user's counters, ``self._stats``."""
+        return dict(self._stats)
+
+    # -- configuration and policies -----------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The routine's configuration dict."""
+        return self._config
+
+    def set_config(self, **values: Any) -> None:
+        """Set configuration values."""
+        self._config.update(values)
+
+    def get_config(self, key: str, default: Any = None) -> Any:
+        """A configuration value, or ``default``."""
+        return self._config.get(key, default)
+
+    @property
+    def policy(self) -> Policy:
+        """The routine's :class:`Policy` (immutable; change with :meth:`set_policy`)."""
+        return self._policy
+
+    def set_policy(self, **changes: Any) -> None:
+        """Change policy fields: ``max_concurrency``, ``timeout``, ``max_activations``."""
+        unknown = set(changes) - {f.name for f in attrs.fields(Policy)}
+        if unknown:
+            raise TypeError(
+                f"set_policy() got unknown field(s) {quoted(unknown)}; the fields are "
+                f"{quoted(f.name for f in attrs.fields(Policy))}."
+            )
+        self._policy = attrs.evolve(self._policy, **changes)
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many calls of this routine may run at once (default 1)."""
+        return self._policy.max_concurrency
+
+    @max_concurrency.setter
+    def max_concurrency(self, value: int) -> None:
+        self.set_policy(max_concurrency=value)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one call may take, or ``None``."""
+        return self._policy.timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self.set_policy(timeout=value)
+
+    @property
+    def max_activations(self) -> int | None:
+        """Cap on this routine's calls per job, or ``None`` for the flow's default."""
+        return self._policy.max_activations
+
+    @max_activations.setter
+    def max_activations(self, value: int | None) -> None:
+        self.set_policy(max_activations=value)
+
+    @property
+    def error_handler(self) -> ErrorHandler | None:
+        """The routine's own error handler, or ``None`` to use the flow's."""
+        return self._policy.error_handler
+
+    def set_error_handler(self, error_handler: ErrorHandler | None) -> None:
+        """Give this routine its own error handler (it wins over the flow's)."""
+        self.set_policy(error_handler=error_handler)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._routine_id!r}>"
+
+
+def lookup(kind: str, owner: str, name: str, table: Mapping[str, Any]) -> Any:
+    """``table[name]``, or an :class:`UnknownNameError` listing what exists."""
+    try:
+        return table[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"{owner} has no {kind} '{name}'. Its {kind}s are: {quoted(table)}.",
+            kind=kind, name=name, known=table,
+        ) from None

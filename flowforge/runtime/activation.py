@@ -1,0 +1,153 @@
+"""Running one activation: a handler call with its retries and timeout.
+
+:func:`run_activation` is what an executor runs. It never raises for a
+handler's failure: it returns an :class:`Outcome` that the scheduler (the one
+owner of the job's state) applies. Emits and counter changes of a failed
+attempt are dropped with the attempt's context, which is what makes an
+activation all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._activation import CURRENT, ActivationContext
+from ..errors import HandlerTimeoutError
+from ._async import AsyncRunner, run_here
+from .plan import SlotPlan
+
+RetryCallback = Callable[["Activation", int, float, BaseException], None]
+
+
+class Activation:
+    """One handler call the scheduler has dispatched.
+
+    ``new_state`` is the slot's merge state to commit when the call is done
+    (``NO_STATE`` for slots without merge state).
+    """
+
+    __slots__ = ("activation_id", "base_stats", "data", "message", "new_state", "slot_plan")
+
+    def __init__(self, slot_plan: SlotPlan, message: Any, data: Mapping[str, Any],
+                 new_state: Any, activation_id: str, base_stats: dict[str, Any]) -> None:
+        self.slot_plan = slot_plan
+        self.message = message
+        self.data = data
+        self.new_state = new_state
+        self.activation_id = activation_id
+        self.base_stats = base_stats
+
+
+NO_STATE: Any = object()
+
+
+class Outcome:
+    """What an activation did: its emits and counters, or its error."""
+
+    __slots__ = ("durations", "emits", "error", "ok", "stats", "traceback")
+
+    def __init__(self, ok: bool, durations: list[float], emits: list[tuple[str, Any]],
+                 stats: dict[str, Any] | None, error: BaseException | None = None,
+                 tb: str = "") -> None:
+        self.ok = ok
+        self.durations = durations
+        self.emits = emits
+        self.stats = stats
+        self.error = error
+        self.traceback = tb
+
+
+def run_activation(
+    act: Activation, job_id: str, runner: AsyncRunner | None,
+    cancelled: threading.Event | None, on_retry: RetryCallback | None,
+) -> Outcome:
+    """Call the handler, retrying by the routine's error handler; never raises."""
+    sp = act.slot_plan
+    rp = sp.routine_plan
+    durations: list[float] = []
+    retries = 0
+    while True:
+        ctx = ActivationContext(rp.routine, rp.routine_id, job_id, act.activation_id,
+                                act.base_stats, retries)
+        start = time.perf_counter()
+        try:
+            _call(sp, act.data, ctx, rp.timeout, runner)
+        except Exception as exc:
+            durations.append(time.perf_counter() - start)
+            if not rp.error_handler.should_retry(exc, retries):
+                return Outcome(False, durations, [], None, exc, _format(exc))
+            retries += 1
+            delay = rp.error_handler.delay(retries)
+            if on_retry is not None:
+                on_retry(act, retries, delay, exc)
+            if cancelled is not None and cancelled.wait(delay):
+                return Outcome(False, durations, [], None, exc, _format(exc))
+            if cancelled is None:
+                time.sleep(delay)
+            continue
+        durations.append(time.perf_counter() - start)
+        return Outcome(True, durations, ctx.emits, ctx.stats)
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
+
+
+def _call(sp: SlotPlan, data: Mapping[str, Any], ctx: ActivationContext,
+          timeout: float | None, runner: AsyncRunner | None) -> None:
+    invoke = sp.invoke
+    if invoke is None:
+        return
+    if sp.is_async:
+        run = runner.run if runner is not None else run_here
+        run(invoke, data, ctx, timeout, _timeout_error(sp, timeout))
+    elif timeout is None:
+        token = CURRENT.set(ctx)
+        try:
+            invoke(data)
+        finally:
+            CURRENT.reset(token)
+    else:
+        _call_in_thread(invoke, data, ctx, timeout, _timeout_error(sp, timeout))
+
+
+def _timeout_error(sp: SlotPlan, timeout: float | None) -> HandlerTimeoutError:
+    rid = sp.routine_plan.routine_id
+    slot = sp.name or "__call__"
+    return HandlerTimeoutError(
+        f"Routine '{rid}' slot '{slot}': the handler call exceeded the routine's timeout of "
+        f"{timeout} s. Raise it (routine.timeout = ...) or make the handler faster.",
+        routine_id=rid, slot=slot, timeout=timeout or 0.0,
+    )
+
+
+def _call_in_thread(invoke: Callable[[Mapping[str, Any]], Any], data: Mapping[str, Any],
+                    ctx: ActivationContext, timeout: float,
+                    timeout_error: HandlerTimeoutError) -> None:
+    # A thread cannot be interrupted: on timeout it is abandoned, and since
+    # its context is dropped, whatever it emits later goes nowhere.
+    box: list[BaseException] = []
+    done = threading.Event()
+
+    def target() -> None:
+        token = CURRENT.set(ctx)
+        try:
+            invoke(data)
+        except BaseException as exc:  # handed to the caller's thread
+            box.append(exc)
+        finally:
+            CURRENT.reset(token)
+            done.set()
+
+    worker = threading.Thread(target=target, name=f"flowforge-timeout-{ctx.routine_id}",
+                              daemon=True)
+    worker.start()
+    if not done.wait(timeout):
+        ctx.emits = []
+        raise timeout_error
+    if box:
+        raise box[0]

@@ -1,0 +1,422 @@
+"""The scheduler: the one owner of a running job's state.
+
+A :class:`JobRunner` takes messages from the job's pending queue, merges them
+into their slots, hands the resulting activations to the executor and
+applies each :class:`~flowforge.runtime.activation.Outcome` when it comes
+back: it commits the slot's merge state and the routine's counters, queues
+what was emitted, or applies the error strategy. Handlers never call each
+other, so chains of any length and long loops use no stack.
+
+When the queue runs dry with nothing running, joins still waiting for
+sources are resolved (see :meth:`JobRunner._resolve_joins`), and the job
+ends.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._activation import merge_stats
+from ..error_handler import ErrorStrategy
+from ..errors import ActivationLimitError
+from ..job_state import ErrorInfo, JobState, JobStatus, Message, SkippedWork
+from ..signals import (
+    event_emitted,
+    job_finished,
+    job_started,
+    retry_scheduled,
+    routine_failed,
+    routine_finished,
+    routine_started,
+    send,
+)
+from ..slot import join_partial
+from ._async import AsyncRunner
+from .activation import NO_STATE, Activation, Outcome, run_activation
+from .executors import Executor
+from .plan import Plan, SlotPlan
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+
+class Journal(Protocol):
+    """Receives every committed step of a job (a store implements it)."""
+
+    def begin(self, job: JobState) -> None:
+        """The job starts or resumes; record it whole."""
+
+    def step(self, job: JobState, consumed: Sequence[Message], produced: Sequence[Message],
+             routine_id: str | None, slot_key: str | None) -> None:
+        """One step committed: messages consumed and produced, state touched."""
+
+    def end(self, job: JobState) -> None:
+        """The job stopped running (any status); make everything durable."""
+
+
+class JobRunner:
+    """Run one job of a flow to its end, a pause, or a cancel."""
+
+    def __init__(self, sender: Any, plan: Plan, job: JobState, executor: Executor,
+                 async_runner: AsyncRunner, journal: Journal | None = None) -> None:
+        self.sender = sender
+        self.plan = plan
+        self.job = job
+        self.executor = executor
+        self.async_runner = async_runner
+        self.journal = journal
+        self.cancelled = threading.Event()
+        self._halt = False
+        self._pause_reason: str | None = None
+        self._cancel_reason: str | None = None
+        self._running: dict[str, int] = dict.fromkeys(plan.routines, 0)
+        self._waiting: dict[str, deque[Message]] = {}
+        self._busy_slots: set[str] = set()
+        self._in_flight: dict[int, Message] = {}
+
+    # -- control from other threads or handlers -----------------------------
+
+    def request_pause(self, reason: str | None) -> None:
+        """Stop taking new work; running calls finish; the job ends paused."""
+        self._pause_reason = reason or "paused"
+        self._halt = True
+
+    def request_cancel(self, reason: str | None) -> None:
+        """Stop taking new work and end the job cancelled."""
+        self._cancel_reason = reason or "cancelled"
+        self._halt = True
+        self.cancelled.set()
+
+    # -- running ---------------------------------------------------------------
+
+    def run(self) -> JobState:
+        """Run until no work is left (or pause, cancel, STOP); returns the JobState."""
+        job = self.job
+        job.status = JobStatus.RUNNING
+        job.reason = None
+        job.started_at = job.started_at or time.time()
+        start = time.perf_counter()
+        if self.journal is not None:
+            self.journal.begin(job)
+        send(job_started, self.sender, job_state=job)
+        try:
+            if self.executor.inline:
+                self._run_inline()
+            else:
+                self._run_pooled()
+        finally:
+            self._finish(time.perf_counter() - start)
+        return job
+
+    def _run_inline(self) -> None:
+        pending = self.job.pending
+        job_id = self.job.job_id
+        runner = self.async_runner
+        while True:
+            while pending and not self._halt:
+                act = self._prepare(pending.popleft())
+                if act is not None:
+                    self._complete(act, run_activation(act, job_id, runner, self.cancelled,
+                                                       self._on_retry))
+            if self._halt or not self._resolve_joins():
+                return
+
+    def _run_pooled(self) -> None:
+        pool = self.executor.start()
+        assert pool is not None
+        done: queue.SimpleQueue[tuple[Activation, concurrent.futures.Future[Outcome]]] = (
+            queue.SimpleQueue())
+        try:
+            self._pump(pool, done)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _pump(self, pool: concurrent.futures.Executor,
+              done: queue.SimpleQueue[tuple[Activation, concurrent.futures.Future[Outcome]]],
+              ) -> None:
+        pending = self.job.pending
+        while True:
+            while pending and not self._halt:
+                msg = pending.popleft()
+                if self._must_wait(msg):
+                    self._waiting.setdefault(msg.routine_id, deque()).append(msg)
+                    continue
+                act = self._prepare(msg)
+                if act is not None:
+                    self._dispatch(pool, act, done)
+            if not self._in_flight:
+                self._release_all_waiting()
+                if self._halt or (not pending and not self._resolve_joins()):
+                    return
+                continue
+            act, future = done.get()
+            self._settle(act)
+            self._complete(act, future.result())
+
+    def _must_wait(self, msg: Message) -> bool:
+        rid = msg.routine_id
+        if self._waiting.get(rid):
+            return True
+        sp = self.plan.slots.get((rid, msg.slot))
+        if sp is None:
+            return False
+        return (self._running[rid] >= sp.routine_plan.limit
+                or (sp.merge is not None and sp.key in self._busy_slots))
+
+    def _dispatch(self, pool: concurrent.futures.Executor, act: Activation,
+                  done: queue.SimpleQueue[Any]) -> None:
+        sp = act.slot_plan
+        self._running[sp.routine_plan.routine_id] += 1
+        if sp.merge is not None:
+            self._busy_slots.add(sp.key)
+        self._in_flight[id(act)] = act.message
+        future = pool.submit(run_activation, act, self.job.job_id, self.async_runner,
+                             self.cancelled, self._on_retry)
+        future.add_done_callback(lambda f: done.put((act, f)))
+
+    def _settle(self, act: Activation) -> None:
+        sp = act.slot_plan
+        rid = sp.routine_plan.routine_id
+        self._running[rid] -= 1
+        self._busy_slots.discard(sp.key)
+        del self._in_flight[id(act)]
+        waiting = self._waiting.get(rid)
+        if waiting:
+            self.job.pending.appendleft(waiting.popleft())
+
+    def _release_all_waiting(self) -> None:
+        for waiting in self._waiting.values():
+            self.job.pending.extendleft(reversed(waiting))
+            waiting.clear()
+
+    # -- one activation: prepare, then complete --------------------------------
+
+    def _prepare(self, msg: Message) -> Activation | None:
+        """Merge ``msg`` into its slot; the activation to run, or None if buffered."""
+        sp = self.plan.slots[(msg.routine_id, msg.slot)]
+        rp = sp.routine_plan
+        state = self.job.routine_states[rp.routine_id]
+        if rp.cap is not None and state["activations"] + self._running[rp.routine_id] >= rp.cap:
+            self._fail_on_cap(msg, rp.routine_id, rp.cap)
+            return None
+        data, new_state = msg.data, NO_STATE
+        if sp.merge is not None:
+            fire, new_state = sp.merge(self.job.slot_states.get(sp.key), msg.data, msg.source,
+                                       sp.sources)
+            if fire is None:
+                self._commit_slot(sp, new_state)
+                self._journal_step((msg,), (), None, sp.key)
+                return None
+            data = fire
+        act = Activation(sp, msg, data, new_state, f"{self.job.job_id}:{msg.seq}",
+                         state["stats"])
+        if routine_started.receivers:
+            send(routine_started, self.sender, job_state=self.job, routine_id=rp.routine_id,
+                 slot=sp.name, activation_id=act.activation_id)
+        return act
+
+    def _complete(self, act: Activation, outcome: Outcome) -> None:
+        sp = act.slot_plan
+        rid = sp.routine_plan.routine_id
+        record = self.job.tracker.record_call
+        for seconds in outcome.durations[:-1]:
+            record(rid, False, seconds)
+        record(rid, outcome.ok, outcome.durations[-1])
+        if not outcome.ok:
+            self._fail(act, outcome)
+            return
+        state = self.job.routine_states[rid]
+        state["activations"] += 1
+        state["status"] = "completed"
+        if act.new_state is not NO_STATE:
+            self._commit_slot(sp, act.new_state)
+        if outcome.stats is not None and outcome.stats != act.base_stats:
+            state["stats"] = merge_stats(state["stats"], act.base_stats, outcome.stats)
+        produced = self._route(rid, outcome.emits) if outcome.emits else ()
+        self._journal_step((act.message,), produced, rid,
+                           sp.key if act.new_state is not NO_STATE else None)
+        if routine_finished.receivers:
+            send(routine_finished, self.sender, job_state=self.job, routine_id=rid,
+                 slot=sp.name, activation_id=act.activation_id, duration=outcome.durations[-1])
+
+    def _route(self, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
+        job = self.job
+        pending = job.pending
+        history = job._history
+        deliver = job.tracker.record_delivery
+        routes = self.plan.routines[rid].routes
+        produced: list[Message] = []
+        now = time.time()
+        for event_name, data in emits:
+            job.history_total += 1
+            history.append((rid, event_name, data, now))
+            for route in routes.get(event_name, ()):
+                mapping = route.mapping
+                payload = data if mapping is None else {
+                    mapping.get(k, k): v for k, v in data.items()}
+                msg = Message(job.next_seq, route.target_id, route.slot_name, payload, route.key)
+                job.next_seq += 1
+                pending.append(msg)
+                produced.append(msg)
+                deliver(rid, event_name, route.target_id, route.slot_name)
+            if event_emitted.receivers:
+                send(event_emitted, self.sender, job_state=job, routine_id=rid,
+                     event=event_name, data=data)
+        return produced
+
+    def _commit_slot(self, sp: SlotPlan, new_state: Any) -> None:
+        if new_state:
+            self.job.slot_states[sp.key] = new_state
+        else:
+            self.job.slot_states.pop(sp.key, None)
+
+    # -- failures ----------------------------------------------------------------
+
+    def _fail(self, act: Activation, outcome: Outcome) -> None:
+        sp = act.slot_plan
+        rp = sp.routine_plan
+        error = outcome.error
+        assert error is not None
+        strategy = rp.error_handler.final_strategy(error)
+        if self.cancelled.is_set():
+            strategy = ErrorStrategy.STOP
+        info = ErrorInfo(rp.routine_id, sp.name, type(error).__name__, str(error),
+                         outcome.traceback, str(strategy), len(outcome.durations),
+                         act.activation_id)
+        self.job.record_error(info)
+        state = self.job.routine_states[rp.routine_id]
+        state["failures"] = state.get("failures", 0) + 1
+        if strategy is ErrorStrategy.STOP:
+            state["status"] = "failed"
+            self.job.pending.appendleft(act.message)
+            self._stop_job(info)
+            self._journal_step((), (), rp.routine_id, None)
+        else:
+            self._consume_failed(act, strategy, state)
+        send(routine_failed, self.sender, job_state=self.job, routine_id=rp.routine_id,
+             slot=sp.name, activation_id=act.activation_id, error=error, strategy=strategy)
+
+    def _consume_failed(self, act: Activation, strategy: ErrorStrategy,
+                        state: dict[str, Any]) -> None:
+        sp = act.slot_plan
+        if act.new_state is not NO_STATE:
+            self._commit_slot(sp, act.new_state)
+        if strategy is ErrorStrategy.SKIP:
+            state["status"] = "skipped"
+            state["skipped"] = state.get("skipped", 0) + 1
+            self.job.record_skip(SkippedWork(sp.routine_plan.routine_id, sp.name,
+                                             "the handler failed and its strategy is SKIP"))
+        else:
+            state["status"] = "failed"
+            state["continued"] = state.get("continued", 0) + 1
+        self._journal_step((act.message,), (), sp.routine_plan.routine_id,
+                           sp.key if act.new_state is not NO_STATE else None)
+
+    def _fail_on_cap(self, msg: Message, rid: str, cap: int) -> None:
+        error = ActivationLimitError(
+            f"Routine '{rid}' was activated {cap} times in this job, its cap; the flow is "
+            "probably looping without end. Guard the loop, or raise the cap with "
+            f"routine.max_activations = N (or Flow(max_activations=N); None disables it).",
+            routine_id=rid, limit=cap,
+        )
+        self.job.pending.appendleft(msg)
+        info = ErrorInfo(rid, msg.slot, type(error).__name__, str(error), "", "stop", 0,
+                         f"{self.job.job_id}:{msg.seq}")
+        self.job.record_error(info)
+        self._stop_job(info)
+
+    def _stop_job(self, info: ErrorInfo) -> None:
+        if self.job.error is None:
+            self.job.error = info
+        self._halt = True
+
+    def _on_retry(self, act: Activation, attempt: int, delay: float,
+                  error: BaseException) -> None:
+        sp = act.slot_plan
+        send(retry_scheduled, self.sender, job_id=self.job.job_id,
+             routine_id=sp.routine_plan.routine_id, slot=sp.name,
+             activation_id=act.activation_id, attempt=attempt, delay=delay, error=error)
+
+    # -- joins at quiescence ------------------------------------------------------
+
+    def _resolve_joins(self) -> bool:
+        """Settle joins that wait for sources that can no longer deliver.
+
+        Called only when no message is pending and no call is running, so
+        nothing more can arrive. A join round whose every missing source is a
+        routine that failed under CONTINUE fires with the data that did
+        arrive. Otherwise (a missing source was skipped, or simply never
+        emitted) the round is dropped and recorded as skipped, and the join's
+        routine counts as skipped for joins further down. Returns True when
+        anything changed, so the job goes on.
+        """
+        for sp in self.plan.joins:
+            state = self.job.slot_states.get(sp.key)
+            if not state:
+                continue
+            combined, rest, missing = join_partial(state, sp.sources)
+            if self._all_continued(missing):
+                self.job.pending.append(self._partial_message(sp, combined))
+                self.job.slot_states[sp.key] = rest
+                return True
+            self._commit_slot(sp, rest)
+            rid = sp.routine_plan.routine_id
+            routine_state = self.job.routine_states[rid]
+            routine_state["skipped"] = routine_state.get("skipped", 0) + 1
+            routine_state["status"] = "skipped"
+            self.job.record_skip(SkippedWork(
+                rid, sp.name, "join incomplete: some sources never delivered", tuple(missing)))
+            self._journal_step((), (), rid, sp.key)
+            return True
+        return False
+
+    def _all_continued(self, missing: list[str]) -> bool:
+        sources = [key.partition(".")[0] for key in missing]
+        states = self.job.routine_states
+        return bool(sources) and all(
+            states[s].get("continued", 0) and not states[s].get("skipped", 0) for s in sources)
+
+    def _partial_message(self, sp: SlotPlan, combined: dict[str, Any]) -> Message:
+        # Addressed to the join with no source, so it fires as it is.
+        msg = Message(self.job.next_seq, sp.routine_plan.routine_id, sp.name, combined, None)
+        self.job.next_seq += 1
+        return msg
+
+    # -- the end -------------------------------------------------------------------
+
+    def _finish(self, elapsed: float) -> None:
+        job = self.job
+        self._release_all_waiting()
+        if self._in_flight:  # only after an unexpected error in the scheduler itself
+            job.pending.extendleft(reversed(list(self._in_flight.values())))
+            self._in_flight.clear()
+        job.tracker.elapsed += elapsed
+        if job.error is not None:
+            job.status, job.reason = JobStatus.FAILED, f"{job.error.error_type}: {job.error.message}"
+        elif self._cancel_reason is not None:
+            job.status, job.reason = JobStatus.CANCELLED, self._cancel_reason
+        elif self._pause_reason is not None and self._work_left():
+            job.status, job.reason = JobStatus.PAUSED, self._pause_reason
+        elif job.pending:
+            job.status, job.reason = JobStatus.PAUSED, "interrupted"
+        else:
+            job.status = JobStatus.COMPLETED
+        if job.status.finished:
+            job.finished_at = time.time()
+        if self.journal is not None:
+            self.journal.end(job)
+        send(job_finished, self.sender, job_state=job)
+
+    def _work_left(self) -> bool:
+        slot_states = self.job.slot_states
+        return bool(self.job.pending) or any(slot_states.get(sp.key) for sp in self.plan.joins)
+
+    def _journal_step(self, consumed: Sequence[Message], produced: Sequence[Message],
+                      routine_id: str | None, slot_key: str | None) -> None:
+        if self.journal is not None:
+            self.journal.step(self.job, consumed, produced, routine_id, slot_key)

@@ -1,0 +1,218 @@
+"""An input of a routine: a handler and a merge strategy.
+
+A :class:`Slot` is declared with :meth:`Routine.define_slot
+<flowforge.Routine.define_slot>`. Each delivery is merged by the slot's
+strategy, and the handler is called with the result:
+
+``"override"`` (default)
+    Every delivery is handled on its own.
+``"append"``
+    Each parameter becomes the list of every value received so far in the
+    job, and the handler gets those lists.
+``"join"``
+    Fan-in: the slot waits until every connected source has delivered, then
+    the handler runs once with the combined data. A parameter sent by one
+    source arrives as its value; a parameter sent by several arrives as the
+    list of their values, in the order the connections were made (rename
+    with ``param_mapping`` to keep them apart). Each source's deliveries are
+    queued, so two streams joined pair up item by item.
+a callable ``(accumulated, new) -> dict``
+    The handler gets what it returns, which is also the accumulated value
+    for the next delivery.
+
+Merge state (lists, accumulators, join queues) belongs to the job and lives
+in its :class:`~flowforge.JobState`; a slot used outside any flow keeps its
+own, for unit tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from ._handlers import is_async_callable, make_invoker
+from .connection import Connection
+from .errors import DefinitionError
+
+if TYPE_CHECKING:
+    from .event import Event
+    from .routine import Routine
+
+MergeFunction: TypeAlias = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+MergeStrategy: TypeAlias = Literal["override", "append", "join"] | MergeFunction
+#: Merge a delivery into a slot's state: ``(state, data, source, sources) -> (fire, state)``.
+Merger: TypeAlias = Callable[
+    [Any, dict[str, Any], "str | None", Sequence[str]], "tuple[dict[str, Any] | None, Any]"
+]
+STRATEGY_NAMES = ("override", "append", "join")
+
+
+class Slot:
+    """A named input of a routine.
+
+    Attributes:
+        name: The slot's name within its routine.
+        routine: The routine that owns it.
+        handler: The callable run for each activation, or ``None``.
+        merge_strategy: ``"override"``, ``"append"``, ``"join"`` or a callable.
+        is_async: True when the handler is ``async def``.
+    """
+
+    __slots__ = ("_connections", "_standalone_state", "handler", "invoke", "is_async",
+                 "merge", "merge_strategy", "name", "routine")
+
+    def __init__(
+        self, name: str, routine: Routine, handler: Callable[..., Any] | None = None,
+        merge_strategy: MergeStrategy = "override",
+    ) -> None:
+        if handler is not None and not callable(handler):
+            raise DefinitionError(
+                f"Slot '{name}' of routine '{routine.routine_label()}': handler must be callable, "
+                f"got {handler!r}."
+            )
+        self.name = name
+        self.routine = routine
+        self.handler = handler
+        self.merge_strategy = merge_strategy
+        self.merge: Merger | None = _merger(merge_strategy, routine, name)
+        self.is_async = handler is not None and is_async_callable(handler)
+        self.invoke = None if handler is None else make_invoker(
+            handler, lambda: (routine.routine_label(), name)
+        )
+        self._connections: list[Connection] = []
+        self._standalone_state: Any = None
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The connections arriving at this slot, oldest first (a copy)."""
+        return list(self._connections)
+
+    @property
+    def is_join(self) -> bool:
+        """True for a fan-in join slot."""
+        return self.merge_strategy == "join"
+
+    def routine_label(self) -> str:
+        """The owning routine's id in its flow, or its class name."""
+        return self.routine.routine_label()
+
+    def connect(self, event: Event, param_mapping: Mapping[str, str] | None = None) -> Connection:
+        """Connect ``event`` to this slot; returns the new :class:`Connection`."""
+        return Connection(event, self, param_mapping)
+
+    def disconnect(self, event: Event) -> None:
+        """Remove every connection from ``event`` to this slot."""
+        for connection in [c for c in self._connections if c.event is event]:
+            connection.disconnect()
+
+    def receive(self, data: Mapping[str, Any], source: str | None = None) -> None:
+        """Deliver ``data`` now and run the handler, outside any job.
+
+        This is how slots behave when a routine is unit-tested without a flow;
+        inside a job the scheduler delivers instead.
+        """
+        fire: dict[str, Any] | None = dict(data)
+        if self.merge is not None:
+            sources = [c.key for c in self._connections]
+            fire, self._standalone_state = self.merge(
+                self._standalone_state, dict(data), source, sources
+            )
+        if fire is None or self.invoke is None:
+            return
+        result = self.invoke(fire)
+        if self.is_async:
+            asyncio.run(result)
+
+    def _attach(self, connection: Connection) -> None:
+        self._connections.append(connection)
+
+    def _detach(self, connection: Connection) -> None:
+        if connection in self._connections:
+            self._connections.remove(connection)
+
+    def __repr__(self) -> str:
+        return f"Slot({self.routine_label()}.{self.name}, merge_strategy={self.merge_strategy!r})"
+
+
+def _merger(strategy: MergeStrategy, routine: Routine, name: str) -> Merger | None:
+    if strategy == "override":
+        return None
+    if strategy == "append":
+        return merge_append
+    if strategy == "join":
+        return merge_join
+    if callable(strategy):
+        return _fold(strategy, routine, name)
+    raise DefinitionError(
+        f"Slot '{name}' of routine '{routine.routine_label()}': merge_strategy must be one of "
+        f"'override', 'append', 'join' or a callable (accumulated, new) -> dict, "
+        f"got {strategy!r}."
+    )
+
+
+def merge_append(
+    state: Any, data: dict[str, Any], source: str | None, sources: Sequence[str]
+) -> tuple[dict[str, Any], Any]:
+    """Append each delivered value to its parameter's list."""
+    lists: dict[str, list[Any]] = dict(state) if state else {}
+    for key, value in data.items():
+        lists[key] = [*lists.get(key, ()), value]
+    return dict(lists), lists
+
+
+def _fold(function: MergeFunction, routine: Routine, name: str) -> Merger:
+    def merge(
+        state: Any, data: dict[str, Any], source: str | None, sources: Sequence[str]
+    ) -> tuple[dict[str, Any], Any]:
+        merged = function(dict(state) if state else {}, data)
+        if not isinstance(merged, dict):
+            raise TypeError(
+                f"Slot '{name}' of routine '{routine.routine_label()}': merge function "
+                f"{getattr(function, '__qualname__', function)!r} must return a dict, "
+                f"got {type(merged).__name__}."
+            )
+        return merged, merged
+
+    return merge
+
+
+def merge_join(
+    state: Any, data: dict[str, Any], source: str | None, sources: Sequence[str]
+) -> tuple[dict[str, Any] | None, Any]:
+    """Queue ``data`` under its source; fire once every source has an item."""
+    if source is None or source not in sources:
+        return data, state
+    queues: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in (state or {}).items()}
+    queues.setdefault(source, []).append(data)
+    if not all(queues.get(s) for s in sources):
+        return None, queues
+    return combine_round([queues[s].pop(0) for s in sources]), _drop_empty(queues)
+
+
+def join_partial(state: Any, sources: Sequence[str]) -> tuple[dict[str, Any], Any, list[str]]:
+    """Take the items that did arrive: ``(combined, new_state, missing_sources)``."""
+    queues: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in (state or {}).items()}
+    present = [queues[s].pop(0) for s in sources if queues.get(s)]
+    missing = [s for s in sources if s not in state or not state[s]]
+    return combine_round(present), _drop_empty(queues), missing
+
+
+def combine_round(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Combine one item per source: shared names become lists in source order."""
+    combined: dict[str, Any] = {}
+    shared: set[str] = set()
+    for item in items:
+        for key, value in item.items():
+            if key in combined:
+                if key not in shared:
+                    combined[key] = [combined[key]]
+                    shared.add(key)
+                combined[key].append(value)
+            else:
+                combined[key] = value
+    return combined
+
+
+def _drop_empty(queues: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {k: v for k, v in queues.items() if v}
