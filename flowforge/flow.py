@@ -56,7 +56,8 @@ class Flow:
             job keeps (older ones are counted, not kept).
         max_activations: Cap on calls per job of each routine on a loop
             (``None`` disables it).
-        journal: Receives every committed step of every job (a store).
+        store: Where jobs are checkpointed (see :mod:`flowforge.store`); a
+            job's own ``store=`` wins.
 
     Example:
         >>> from flowforge import Flow
@@ -78,7 +79,7 @@ class Flow:
         self, flow_id: str | None = None, *, executor: str | Executor | None = None,
         max_workers: int | None = None, error_handler: ErrorHandler | None = None,
         retention: int = DEFAULT_RETENTION,
-        max_activations: int | None = DEFAULT_MAX_ACTIVATIONS, journal: Journal | None = None,
+        max_activations: int | None = DEFAULT_MAX_ACTIVATIONS, store: Journal | None = None,
     ) -> None:
         if retention < 1:
             raise DefinitionError(f"retention must be >= 1, got {retention!r}.")
@@ -87,7 +88,7 @@ class Flow:
         self.error_handler: ErrorHandler = error_handler or ErrorHandler()
         self.retention = retention
         self.max_activations = max_activations
-        self.journal = journal
+        self.store = store
         #: Default entry for jobs started without one (set from a flow file).
         self.entry: dict[str, Any] | None = None
         self._routines: dict[str, Routine] = {}
@@ -188,6 +189,7 @@ class Flow:
     def execute(
         self, entry_routine_id: str | None = None, entry_params: Mapping[str, Any] | None = None,
         *, entry_slot: str | None = None, job_state: JobState | None = None,
+        store: Journal | None = None,
     ) -> JobState:
         """Run a job from ``entry_routine_id`` until no work is left.
 
@@ -201,32 +203,35 @@ class Flow:
             entry_slot: The slot to deliver to, when the routine has several.
             job_state: A fresh JobState to run in (for example with a chosen
                 ``job_id``); one is made when omitted.
+            store: Checkpoint this job there (default: the flow's store).
         """
         job = self._new_job(entry_routine_id, entry_params, entry_slot, job_state)
-        return self._run(job)
+        return self._run(job, store=store)
 
     async def execute_async(
         self, entry_routine_id: str | None = None, entry_params: Mapping[str, Any] | None = None,
         *, entry_slot: str | None = None, job_state: JobState | None = None,
+        store: Journal | None = None,
     ) -> JobState:
         """Like :meth:`execute`, awaitable: the scheduler runs in a worker thread
         and ``async def`` handlers run on the calling event loop."""
         job = self._new_job(entry_routine_id, entry_params, entry_slot, job_state)
-        return await asyncio.to_thread(self._run, job, asyncio.get_running_loop())
+        return await asyncio.to_thread(self._run, job, asyncio.get_running_loop(), store)
 
-    def resume(self, job_state: JobState) -> JobState:
+    def resume(self, job_state: JobState, *, store: Journal | None = None) -> JobState:
         """Continue a paused, interrupted or failed job to its end.
 
         Work finished before the pause is not done again. A failed job's
         failed message runs again, so fix the cause first.
         """
         self._check_resumable(job_state)
-        return self._run(job_state)
+        return self._run(job_state, store=store)
 
-    async def resume_async(self, job_state: JobState) -> JobState:
+    async def resume_async(self, job_state: JobState, *,
+                           store: Journal | None = None) -> JobState:
         """Like :meth:`resume`, awaitable (see :meth:`execute_async`)."""
         self._check_resumable(job_state)
-        return await asyncio.to_thread(self._run, job_state, asyncio.get_running_loop())
+        return await asyncio.to_thread(self._run, job_state, asyncio.get_running_loop(), store)
 
     def pause(self, job_state: JobState | None = None, reason: str | None = None) -> None:
         """Pause a running job: running calls finish, undelivered work stays in its JobState.
@@ -317,7 +322,8 @@ class Flow:
                 job_id=job.job_id, status=str(job.status))
         job.error = None
 
-    def _run(self, job: JobState, loop: asyncio.AbstractEventLoop | None = None) -> JobState:
+    def _run(self, job: JobState, loop: asyncio.AbstractEventLoop | None = None,
+             store: Journal | None = None) -> JobState:
         plan = self._plan()
         for rid, routine in self._routines.items():
             job.routine_states.setdefault(rid, {}).setdefault("stats", dict(routine._own_stats))
@@ -327,7 +333,7 @@ class Flow:
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)
-        runner = JobRunner(self, plan, job, self.executor, async_runner, self.journal)
+        runner = JobRunner(self, plan, job, self.executor, async_runner, store or self.store)
         self._runners[job.job_id] = runner
         self._tracker = job.tracker
         try:
