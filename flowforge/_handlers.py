@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,9 +39,8 @@ def make_invoker(
         describe: Returns ``(routine_id, slot_name)`` for error messages; it is
             called only when an error is raised.
     """
-    try:
-        params = list(inspect.signature(handler).parameters.values())
-    except (TypeError, ValueError):  # builtins without a signature take the dict
+    params = _parameters(handler)
+    if params is None:  # builtins without a signature take the dict
         return lambda data: handler(dict(data))
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return _kwargs_invoker(handler, params, describe)
@@ -50,6 +50,32 @@ def make_invoker(
     if len(named) == 1:
         return _single_invoker(handler, named[0], describe)
     return _named_invoker(handler, named, describe)
+
+
+# Signatures by function: every instance of a routine class shares its
+# methods' signatures, so building many routines inspects each method once.
+_signatures: weakref.WeakKeyDictionary[Any, list[inspect.Parameter] | None] = (
+    weakref.WeakKeyDictionary())
+
+
+def _parameters(handler: Callable[..., Any]) -> list[inspect.Parameter] | None:
+    function = getattr(handler, "__func__", None)
+    if function is None or not inspect.isfunction(function):
+        return _inspect(handler)
+    params = _signatures.get(function, _UNSEEN)
+    if params is _UNSEEN:
+        params = _signatures[function] = _inspect(function)
+    return None if params is None else params[1:]
+
+
+_UNSEEN: Any = object()
+
+
+def _inspect(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
 
 
 def _missing(

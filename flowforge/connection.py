@@ -49,7 +49,7 @@ class Connection:
         [42]
     """
 
-    __slots__ = ("_serial", "event", "param_mapping", "slot")
+    __slots__ = ("_serial", "event", "key", "param_mapping", "slot", "slot_name", "target_id")
 
     def __init__(
         self, event: Event, slot: Slot, param_mapping: Mapping[str, str] | None = None
@@ -66,14 +66,23 @@ class Connection:
         self.slot = slot
         self.param_mapping: dict[str, str] | None = mapping
         self._serial = next(_serials)
+        self.slot_name = slot.name
+        self.refresh()
         event._attach(self)
         slot._attach(self)
+        event.routine._changed()
+        slot.routine._changed()
 
-    @property
-    def key(self) -> str:
-        """``"source.event->target.slot"``, naming the connection in a job's state."""
+    def refresh(self) -> None:
+        """Recompute the names it routes by (after a routine got its id in a flow).
+
+        ``key`` is ``"source.event->target.slot"`` and names the connection in
+        a job's state; ``target_id`` is the target routine's id.
+        """
         event, slot = self.event, self.slot
-        return f"{event.routine_label()}.{event.name}->{slot.routine_label()}.{slot.name}"
+        self.target_id: str = slot.routine_label()
+        self.key: str = (
+            f"{event.routine_label()}.{event.name}->{self.target_id}.{slot.name}")
 
     @property
     def connected(self) -> bool:
@@ -95,6 +104,8 @@ class Connection:
         """Remove this connection from its event and slot."""
         self.event._detach(self)
         self.slot._detach(self)
+        self.event.routine._changed()
+        self.slot.routine._changed()
 
     def __repr__(self) -> str:
         mapping = f", param_mapping={self.param_mapping!r}" if self.param_mapping else ""

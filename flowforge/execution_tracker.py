@@ -9,7 +9,6 @@ million-message job stays small.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from typing import Any
 
@@ -33,7 +32,7 @@ class EventFlowRecord:
     slot: str | None
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class ExecutionTracker:
     """Performance and event flow of one job.
 
@@ -74,11 +73,12 @@ class ExecutionTracker:
             row[_MAX] = seconds
 
     def record_delivery(
-        self, source: str | None, event: str | None, target: str, slot: str | None
+        self, timestamp: float, source: str | None, event: str | None, target: str,
+        slot: str | None,
     ) -> None:
-        """Note that ``source.event`` was delivered to ``target.slot`` now."""
+        """Note that ``source.event`` was routed to ``target.slot`` at ``timestamp``."""
         self.event_flow_total += 1
-        self._flow.append((time.time(), source, event, target, slot))
+        self._flow.append((timestamp, source, event, target, slot))
 
     # -- reading ------------------------------------------------------------
 

@@ -85,9 +85,10 @@ class Flow:
             raise DefinitionError(f"retention must be >= 1, got {retention!r}.")
         self.flow_id: str = flow_id or f"flow-{uuid.uuid4().hex[:12]}"
         self.executor: Executor = make_executor(executor, max_workers)
-        self.error_handler: ErrorHandler = error_handler or ErrorHandler()
+        self._error_handler: ErrorHandler = error_handler or ErrorHandler()
         self.retention = retention
-        self.max_activations = max_activations
+        self._max_activations = max_activations
+        self._plan_cache: Plan | None = None
         self.store = store
         #: Default entry for jobs started without one (set from a flow file).
         self.entry: dict[str, Any] | None = None
@@ -126,8 +127,15 @@ class Flow:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id.")
         routine._routine_id = rid
+        routine._on_change = self._invalidate
         self._routines[rid] = routine
+        for connection in {*routine._connections()}:
+            connection.refresh()
+        self._invalidate()
         return rid
+
+    def _invalidate(self) -> None:
+        self._plan_cache = None
 
     def _new_id(self, routine: Routine) -> str:
         base = re.sub(r"(?<!^)(?=[A-Z])", "_", type(routine).__name__).lower()
@@ -165,9 +173,29 @@ class Flow:
 
     def set_error_handler(self, error_handler: ErrorHandler) -> None:
         """Set the flow's default error handler (a routine's own wins)."""
+        self.error_handler = error_handler
+
+    @property
+    def error_handler(self) -> ErrorHandler:
+        """The flow's default :class:`~flowforge.ErrorHandler`."""
+        return self._error_handler
+
+    @error_handler.setter
+    def error_handler(self, error_handler: ErrorHandler) -> None:
         if not isinstance(error_handler, ErrorHandler):
             raise TypeError(f"expected an ErrorHandler, got {type(error_handler).__name__}.")
-        self.error_handler = error_handler
+        self._error_handler = error_handler
+        self._invalidate()
+
+    @property
+    def max_activations(self) -> int | None:
+        """Cap on calls per job of each routine on a loop (``None``: no cap)."""
+        return self._max_activations
+
+    @max_activations.setter
+    def max_activations(self, value: int | None) -> None:
+        self._max_activations = value
+        self._invalidate()
 
     def validate(self, entry: str | None = None, *, strict: bool = False) -> list[Problem]:
         """Every problem of the flow at once, each with a hint.
@@ -346,8 +374,11 @@ class Flow:
         return job
 
     def _plan(self) -> Plan:
-        return compile_plan(self._routines, self.connections, self.error_handler,
-                            self.max_activations)
+        plan = self._plan_cache
+        if plan is None:
+            plan = self._plan_cache = compile_plan(
+                self._routines, self.connections, self.error_handler, self.max_activations)
+        return plan
 
     def _runner_for(self, job: JobState | None, action: str) -> JobRunner:
         if job is not None:
@@ -383,6 +414,9 @@ class Flow:
                 f"routines {quoted(self._routines)}. Use Flow.from_dict(data) instead.")
         loaded = load_flow(data, type(self), allowed_modules)
         self.__dict__.update(loaded.__dict__)
+        for routine in self._routines.values():
+            routine._on_change = self._invalidate
+        self._invalidate()
         return self
 
     @classmethod

@@ -122,7 +122,7 @@ def _bounded(items: Iterable[Any] = (), retention: int = DEFAULT_RETENTION) -> d
     return deque(items, maxlen=retention)
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class JobState:
     """The state of one job; see the module documentation.
 

@@ -47,6 +47,7 @@ from .event import Event
 from .slot import MergeStrategy, Slot
 
 if TYPE_CHECKING:
+    from .connection import Connection
     from .error_handler import ErrorHandler
 
 
@@ -82,6 +83,9 @@ class Policy:
     error_handler: ErrorHandler | None = None
 
 
+_DEFAULT_POLICY = Policy()
+
+
 class Routine:
     """Base class of every unit of work in a flow.
 
@@ -103,8 +107,10 @@ class Routine:
         self._events: dict[str, Event] = {}
         self._config: dict[str, Any] = {}
         self._own_stats: dict[str, Any] = {}
-        self._policy = Policy()
+        self._policy = _DEFAULT_POLICY
         self._routine_id: str | None = None
+        #: Called when the routine's wiring or policy changes (set by its flow).
+        self._on_change: Callable[[], None] | None = None
 
     # -- declaring -------------------------------------------------------
 
@@ -123,6 +129,7 @@ class Routine:
         self._check_new_name(name, self._slots, "slot")
         slot = Slot(name, self, handler, merge_strategy)
         self._slots[name] = slot
+        self._changed()
         return slot
 
     def define_event(self, name: str, params: Iterable[str] | None = None) -> Event:
@@ -135,6 +142,7 @@ class Routine:
             )
         event = Event(name, self, params)
         self._events[name] = event
+        self._changed()
         return event
 
     def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
@@ -286,6 +294,16 @@ class Routine:
                 f"{quoted(f.name for f in attrs.fields(Policy))}."
             )
         self._policy = attrs.evolve(self._policy, **changes)
+        self._changed()
+
+    def _connections(self) -> list[Connection]:
+        """Every connection touching this routine, in or out."""
+        return [c for e in self._events.values() for c in e.connections] + [
+            c for s in self._slots.values() for c in s.connections]
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     @property
     def max_concurrency(self) -> int:

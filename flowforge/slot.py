@@ -97,6 +97,10 @@ class Slot:
         """The owning routine's id in its flow, or its class name."""
         return self.routine.routine_label()
 
+    def source_keys(self) -> list[str]:
+        """The keys of the connections arriving here, oldest first (a join's sources)."""
+        return [c.key for c in self._connections]
+
     def connect(self, event: Event, param_mapping: Mapping[str, str] | None = None) -> Connection:
         """Connect ``event`` to this slot; returns the new :class:`Connection`."""
         return Connection(event, self, param_mapping)
@@ -114,9 +118,8 @@ class Slot:
         """
         fire: dict[str, Any] | None = dict(data)
         if self.merge is not None:
-            sources = [c.key for c in self._connections]
             fire, self._standalone_state = self.merge(
-                self._standalone_state, dict(data), source, sources
+                self._standalone_state, dict(data), source, self.source_keys()
             )
         if fire is None or self.invoke is None:
             return

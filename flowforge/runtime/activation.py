@@ -13,12 +13,16 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._activation import CURRENT, ActivationContext
 from ..errors import HandlerTimeoutError
 from ._async import AsyncRunner, run_here
-from .plan import SlotPlan
+
+if TYPE_CHECKING:
+    from ..error_handler import ErrorHandler
+    from ..routine import Routine
+    from ..slot import Slot
 
 RetryCallback = Callable[["Activation", int, float, BaseException], None]
 
@@ -26,20 +30,33 @@ RetryCallback = Callable[["Activation", int, float, BaseException], None]
 class Activation:
     """One handler call the scheduler has dispatched.
 
-    ``new_state`` is the slot's merge state to commit when the call is done
-    (``NO_STATE`` for slots without merge state).
+    ``slot`` is ``None`` for an entry call of a routine that overrides
+    ``__call__``. ``new_state`` is the slot's merge state to commit when the
+    call is done (``NO_STATE`` for slots without merge state).
     """
 
-    __slots__ = ("activation_id", "base_stats", "data", "message", "new_state", "slot_plan")
+    __slots__ = ("activation_id", "base_stats", "data", "error_handler", "message",
+                 "new_state", "routine", "routine_id", "slot", "slot_key")
 
-    def __init__(self, slot_plan: SlotPlan, message: Any, data: Mapping[str, Any],
-                 new_state: Any, activation_id: str, base_stats: dict[str, Any]) -> None:
-        self.slot_plan = slot_plan
+    def __init__(self, routine: Routine, routine_id: str, slot: Slot | None, message: Any,
+                 data: Mapping[str, Any], new_state: Any, slot_key: str | None,
+                 activation_id: str, base_stats: dict[str, Any],
+                 error_handler: ErrorHandler) -> None:
+        self.routine = routine
+        self.routine_id = routine_id
+        self.slot = slot
         self.message = message
         self.data = data
         self.new_state = new_state
+        self.slot_key = slot_key
         self.activation_id = activation_id
         self.base_stats = base_stats
+        self.error_handler = error_handler
+
+    @property
+    def slot_name(self) -> str | None:
+        """The slot's name, or ``None`` for an entry ``__call__``."""
+        return None if self.slot is None else self.slot.name
 
 
 NO_STATE: Any = object()
@@ -66,22 +83,21 @@ def run_activation(
     cancelled: threading.Event | None, on_retry: RetryCallback | None,
 ) -> Outcome:
     """Call the handler, retrying by the routine's error handler; never raises."""
-    sp = act.slot_plan
-    rp = sp.routine_plan
+    handler = act.error_handler
     durations: list[float] = []
     retries = 0
     while True:
-        ctx = ActivationContext(rp.routine, rp.routine_id, job_id, act.activation_id,
+        ctx = ActivationContext(act.routine, act.routine_id, job_id, act.activation_id,
                                 act.base_stats, retries)
         start = time.perf_counter()
         try:
-            _call(sp, act.data, ctx, rp.timeout, runner)
+            _call(act, ctx, runner)
         except Exception as exc:
             durations.append(time.perf_counter() - start)
-            if not rp.error_handler.should_retry(exc, retries):
+            if not handler.should_retry(exc, retries):
                 return Outcome(False, durations, [], None, exc, _format(exc))
             retries += 1
-            delay = rp.error_handler.delay(retries)
+            delay = handler.delay(retries)
             if on_retry is not None:
                 on_retry(act, retries, delay, exc)
             if cancelled is not None and cancelled.wait(delay):
@@ -97,31 +113,39 @@ def _format(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def _call(sp: SlotPlan, data: Mapping[str, Any], ctx: ActivationContext,
-          timeout: float | None, runner: AsyncRunner | None) -> None:
-    invoke = sp.invoke
+def _call(act: Activation, ctx: ActivationContext, runner: AsyncRunner | None) -> None:
+    slot = act.slot
+    if slot is None:
+        invoke: Callable[[Mapping[str, Any]], Any] | None = _entry_call(act.routine)
+        is_async = False
+    else:
+        invoke, is_async = slot.invoke, slot.is_async
     if invoke is None:
         return
-    if sp.is_async:
+    timeout = act.routine._policy.timeout
+    if is_async:
         run = runner.run if runner is not None else run_here
-        run(invoke, data, ctx, timeout, _timeout_error(sp, timeout))
+        run(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
     elif timeout is None:
         token = CURRENT.set(ctx)
         try:
-            invoke(data)
+            invoke(act.data)
         finally:
             CURRENT.reset(token)
     else:
-        _call_in_thread(invoke, data, ctx, timeout, _timeout_error(sp, timeout))
+        _call_in_thread(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
 
 
-def _timeout_error(sp: SlotPlan, timeout: float | None) -> HandlerTimeoutError:
-    rid = sp.routine_plan.routine_id
-    slot = sp.name or "__call__"
+def _entry_call(routine: Routine) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda data: routine(**data)
+
+
+def _timeout_error(act: Activation, timeout: float | None) -> HandlerTimeoutError:
+    slot = act.slot_name or "__call__"
     return HandlerTimeoutError(
-        f"Routine '{rid}' slot '{slot}': the handler call exceeded the routine's timeout of "
-        f"{timeout} s. Raise it (routine.timeout = ...) or make the handler faster.",
-        routine_id=rid, slot=slot, timeout=timeout or 0.0,
+        f"Routine '{act.routine_id}' slot '{slot}': the handler call exceeded the routine's "
+        f"timeout of {timeout} s. Raise it (routine.timeout = ...) or make the handler faster.",
+        routine_id=act.routine_id, slot=slot, timeout=timeout or 0.0,
     )
 
 

@@ -1,86 +1,52 @@
-"""A flow compiled for running: everything the hot path needs, precomputed.
+"""What a job needs to know about its flow, beyond the definition objects.
 
-:func:`compile_plan` walks the flow once per job: it resolves each routine's
-policy against the flow's defaults, works out which routines sit on a loop
-(they get the flow's activation cap), and turns every connection into a
-:class:`Route` grouped by source routine and event name. Delivering a message
-is then a few dict look-ups.
+Most of what the hot path needs is precomputed on the definition objects
+themselves when they are declared and connected: a slot knows how to call its
+handler and merge deliveries, a connection knows where it routes
+(:meth:`Connection.route <flowforge.Connection.route>`). A :class:`Plan` adds
+the few whole-flow facts: which routines sit on a loop (they get the flow's
+activation cap), which slots are joins, and the defaults. A flow keeps its
+plan until its wiring or policies change, so starting a job costs nothing
+per routine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from ..error_handler import ErrorHandler
 
 if TYPE_CHECKING:
     from ..connection import Connection
     from ..routine import Routine
-    from ..slot import Merger
-
-
-class RoutinePlan:
-    """A routine with its resolved policy and outgoing routes."""
-
-    __slots__ = ("cap", "error_handler", "limit", "routes", "routine", "routine_id", "timeout")
-
-    def __init__(self, routine_id: str, routine: Routine, error_handler: ErrorHandler,
-                 cap: int | None) -> None:
-        policy = routine.policy
-        self.routine_id = routine_id
-        self.routine = routine
-        self.limit = policy.max_concurrency
-        self.timeout = policy.timeout
-        self.cap = cap
-        self.error_handler = error_handler
-        self.routes: dict[str, tuple[Route, ...]] = {}
-
-
-class SlotPlan:
-    """A slot (or a routine's entry ``__call__``, ``name=None``) ready to deliver to."""
-
-    __slots__ = ("invoke", "is_async", "key", "merge", "name", "routine_plan", "sources")
-
-    def __init__(self, routine_plan: RoutinePlan, name: str | None,
-                 invoke: Callable[[Mapping[str, Any]], Any] | None, is_async: bool,
-                 merge: Merger | None, sources: tuple[str, ...]) -> None:
-        self.routine_plan = routine_plan
-        self.name = name
-        self.invoke = invoke
-        self.is_async = is_async
-        self.merge = merge
-        self.sources = sources
-        self.key = f"{routine_plan.routine_id}.{name}"
-
-    @property
-    def stateful(self) -> bool:
-        """True when deliveries update merge state (append, fold, join)."""
-        return self.merge is not None
-
-
-class Route:
-    """Where one emitted event goes: a target slot, through a mapping."""
-
-    __slots__ = ("key", "mapping", "slot_name", "source_id", "target_id")
-
-    def __init__(self, connection: Connection, source_id: str, target_id: str) -> None:
-        self.source_id = source_id
-        self.target_id = target_id
-        self.slot_name = connection.slot.name
-        self.mapping = connection.param_mapping
-        self.key = connection.key
+    from ..slot import Slot
 
 
 class Plan:
-    """Routines, slots and routes of one flow, for one job."""
+    """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("joins", "routines", "slots")
+    __slots__ = ("default_cap", "error_handler", "joins", "looping", "routines")
 
-    def __init__(self) -> None:
-        self.routines: dict[str, RoutinePlan] = {}
-        self.slots: dict[tuple[str, str | None], SlotPlan] = {}
-        self.joins: list[SlotPlan] = []
+    def __init__(self, routines: Mapping[str, Routine], looping: set[str],
+                 joins: list[tuple[str, Slot]], error_handler: ErrorHandler,
+                 default_cap: int | None) -> None:
+        self.routines = routines
+        self.looping = looping
+        self.joins = joins
+        self.error_handler = error_handler
+        self.default_cap = default_cap
+
+    def cap(self, routine_id: str, routine: Routine) -> int | None:
+        """The most calls ``routine`` may have in one job, or ``None``."""
+        explicit = routine._policy.max_activations
+        if explicit is not None:
+            return explicit
+        return self.default_cap if routine_id in self.looping else None
+
+    def error_handler_of(self, routine: Routine) -> ErrorHandler:
+        """The routine's own error handler, else the flow's."""
+        return routine._policy.error_handler or self.error_handler
 
 
 def compile_plan(
@@ -88,81 +54,41 @@ def compile_plan(
     default_handler: ErrorHandler, default_cap: int | None,
 ) -> Plan:
     """Build the :class:`Plan` of a flow's routines and connections."""
-    connections = list(connections)
     ids = {id(r): rid for rid, r in routines.items()}
     edges = [(ids[id(c.event.routine)], ids[id(c.slot.routine)]) for c in connections]
-    looping = routines_on_loops(routines, edges)
-    plan = Plan()
-    for rid, routine in routines.items():
-        explicit = routine.policy.max_activations
-        cap = explicit if explicit is not None else (default_cap if rid in looping else None)
-        rp = RoutinePlan(rid, routine, routine.error_handler or default_handler, cap)
-        plan.routines[rid] = rp
-        _add_slots(plan, rp)
-    routes: dict[tuple[str, str], list[Route]] = {}
-    for connection, (source_id, target_id) in zip(connections, edges, strict=True):
-        route = Route(connection, source_id, target_id)
-        routes.setdefault((source_id, connection.event.name), []).append(route)
-    for (source_id, event_name), items in routes.items():
-        plan.routines[source_id].routes[event_name] = tuple(items)
-    return plan
-
-
-def _add_slots(plan: Plan, rp: RoutinePlan) -> None:
-    routine = rp.routine
-    for name, slot in routine.slots.items():
-        sources = tuple(c.key for c in slot.connections)
-        sp = SlotPlan(rp, name, slot.invoke, slot.is_async, slot.merge, sources)
-        plan.slots[(rp.routine_id, name)] = sp
-        if slot.is_join:
-            plan.joins.append(sp)
-    plan.slots[(rp.routine_id, None)] = SlotPlan(
-        rp, None, lambda data: routine(**data), False, None, ()
-    )
+    joins = [(rid, slot) for rid, r in routines.items() for slot in r._slots.values()
+             if slot.is_join]
+    return Plan(dict(routines), routines_on_loops(routines, edges), joins, default_handler,
+                default_cap)
 
 
 def routines_on_loops(routines: Iterable[str], edges: list[tuple[str, str]]) -> set[str]:
-    """The routines that can reach themselves (iterative Tarjan, no recursion)."""
-    graph: dict[str, list[str]] = {rid: [] for rid in routines}
+    """The routines that can reach themselves.
+
+    Kahn's algorithm strips every routine that is not on or downstream of a
+    cycle; the same on the reversed graph strips those only downstream; what
+    is left of both lies on a cycle (or between two, which is close enough for
+    a safety cap).
+    """
+    forward = _strip_acyclic(routines, edges)
+    if not forward:
+        return forward
+    backward = _strip_acyclic(routines, [(t, s) for s, t in edges])
+    return forward & backward
+
+
+def _strip_acyclic(nodes: Iterable[str], edges: list[tuple[str, str]]) -> set[str]:
+    indegree = dict.fromkeys(nodes, 0)
+    out: dict[str, list[str]] = {}
     for source, target in edges:
-        graph[source].append(target)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    looping: set[str] = {s for s, t in edges if s == t}
-    counter = 0
-    for root in graph:
-        if root in index:
-            continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            node, child = work.pop()
-            if child == 0:
-                index[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack.add(node)
-            targets = graph[node]
-            if child < len(targets):
-                work.append((node, child + 1))
-                nxt = targets[child]
-                if nxt not in index:
-                    work.append((nxt, 0))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1:
-                    looping.update(component)
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-    return looping
+        indegree[target] += 1
+        out.setdefault(source, []).append(target)
+    ready = [n for n, d in indegree.items() if d == 0]
+    while ready:
+        node = ready.pop()
+        del indegree[node]
+        for target in out.get(node, ()):
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                ready.append(target)
+    return set(indegree)

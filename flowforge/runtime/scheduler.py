@@ -39,10 +39,12 @@ from ..slot import join_partial
 from ._async import AsyncRunner
 from .activation import NO_STATE, Activation, Outcome, run_activation
 from .executors import Executor
-from .plan import Plan, SlotPlan
+from .plan import Plan
 
 if TYPE_CHECKING:
     import concurrent.futures
+
+    from ..slot import Slot
 
 
 class Journal(Protocol):
@@ -57,6 +59,11 @@ class Journal(Protocol):
 
     def end(self, job: JobState) -> None:
         """The job stopped running (any status); make everything durable."""
+
+
+def slot_key(routine_id: str, slot_name: str) -> str:
+    """How a slot's merge state is keyed in ``JobState.slot_states``."""
+    return f"{routine_id}.{slot_name}"
 
 
 class JobRunner:
@@ -75,6 +82,7 @@ class JobRunner:
         self._pause_reason: str | None = None
         self._cancel_reason: str | None = None
         self._running: dict[str, int] = dict.fromkeys(plan.routines, 0)
+        self._routines = plan.routines
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
@@ -162,28 +170,28 @@ class JobRunner:
         rid = msg.routine_id
         if self._waiting.get(rid):
             return True
-        sp = self.plan.slots.get((rid, msg.slot))
-        if sp is None:
-            return False
-        return (self._running[rid] >= sp.routine_plan.limit
-                or (sp.merge is not None and sp.key in self._busy_slots))
+        routine = self._routines[rid]
+        if self._running[rid] >= routine._policy.max_concurrency:
+            return True
+        slot = None if msg.slot is None else routine._slots[msg.slot]
+        return slot is not None and slot.merge is not None and \
+            slot_key(rid, slot.name) in self._busy_slots
 
     def _dispatch(self, pool: concurrent.futures.Executor, act: Activation,
                   done: queue.SimpleQueue[Any]) -> None:
-        sp = act.slot_plan
-        self._running[sp.routine_plan.routine_id] += 1
-        if sp.merge is not None:
-            self._busy_slots.add(sp.key)
+        self._running[act.routine_id] += 1
+        if act.slot_key is not None:
+            self._busy_slots.add(act.slot_key)
         self._in_flight[id(act)] = act.message
         future = pool.submit(run_activation, act, self.job.job_id, self.async_runner,
                              self.cancelled, self._on_retry)
         future.add_done_callback(lambda f: done.put((act, f)))
 
     def _settle(self, act: Activation) -> None:
-        sp = act.slot_plan
-        rid = sp.routine_plan.routine_id
+        rid = act.routine_id
         self._running[rid] -= 1
-        self._busy_slots.discard(sp.key)
+        if act.slot_key is not None:
+            self._busy_slots.discard(act.slot_key)
         del self._in_flight[id(act)]
         waiting = self._waiting.get(rid)
         if waiting:
@@ -198,31 +206,34 @@ class JobRunner:
 
     def _prepare(self, msg: Message) -> Activation | None:
         """Merge ``msg`` into its slot; the activation to run, or None if buffered."""
-        sp = self.plan.slots[(msg.routine_id, msg.slot)]
-        rp = sp.routine_plan
-        state = self.job.routine_states[rp.routine_id]
-        if rp.cap is not None and state["activations"] + self._running[rp.routine_id] >= rp.cap:
-            self._fail_on_cap(msg, rp.routine_id, rp.cap)
+        rid = msg.routine_id
+        routine = self._routines[rid]
+        slot = None if msg.slot is None else routine._slots[msg.slot]
+        state = self.job.routine_states[rid]
+        cap = self.plan.cap(rid, routine)
+        if cap is not None and state["activations"] + self._running[rid] >= cap:
+            self._fail_on_cap(msg, rid, cap)
             return None
-        data, new_state = msg.data, NO_STATE
-        if sp.merge is not None:
-            fire, new_state = sp.merge(self.job.slot_states.get(sp.key), msg.data, msg.source,
-                                       sp.sources)
+        data, new_state, key = msg.data, NO_STATE, None
+        if slot is not None and slot.merge is not None:
+            key = slot_key(rid, slot.name)
+            fire, new_state = slot.merge(self.job.slot_states.get(key), msg.data, msg.source,
+                                         slot.source_keys())
             if fire is None:
-                self._commit_slot(sp, new_state)
-                self._journal_step((msg,), (), None, sp.key)
+                self._commit_slot(key, new_state)
+                self._journal_step((msg,), (), None, key)
                 return None
             data = fire
-        act = Activation(sp, msg, data, new_state, f"{self.job.job_id}:{msg.seq}",
-                         state["stats"])
+        act = Activation(routine, rid, slot, msg, data, new_state, key,
+                         f"{self.job.job_id}:{msg.seq}", state["stats"],
+                         self.plan.error_handler_of(routine))
         if routine_started.receivers:
-            send(routine_started, self.sender, job_state=self.job, routine_id=rp.routine_id,
-                 slot=sp.name, activation_id=act.activation_id)
+            send(routine_started, self.sender, job_state=self.job, routine_id=rid,
+                 slot=act.slot_name, activation_id=act.activation_id)
         return act
 
     def _complete(self, act: Activation, outcome: Outcome) -> None:
-        sp = act.slot_plan
-        rid = sp.routine_plan.routine_id
+        rid = act.routine_id
         record = self.job.tracker.record_call
         for seconds in outcome.durations[:-1]:
             record(rid, False, seconds)
@@ -233,89 +244,88 @@ class JobRunner:
         state = self.job.routine_states[rid]
         state["activations"] += 1
         state["status"] = "completed"
-        if act.new_state is not NO_STATE:
-            self._commit_slot(sp, act.new_state)
+        if act.slot_key is not None:
+            self._commit_slot(act.slot_key, act.new_state)
         if outcome.stats is not None and outcome.stats != act.base_stats:
             state["stats"] = merge_stats(state["stats"], act.base_stats, outcome.stats)
-        produced = self._route(rid, outcome.emits) if outcome.emits else ()
-        self._journal_step((act.message,), produced, rid,
-                           sp.key if act.new_state is not NO_STATE else None)
+        produced = self._route(act.routine, rid, outcome.emits) if outcome.emits else ()
+        self._journal_step((act.message,), produced, rid, act.slot_key)
         if routine_finished.receivers:
             send(routine_finished, self.sender, job_state=self.job, routine_id=rid,
-                 slot=sp.name, activation_id=act.activation_id, duration=outcome.durations[-1])
+                 slot=act.slot_name, activation_id=act.activation_id,
+                 duration=outcome.durations[-1])
 
-    def _route(self, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
+    def _route(self, routine: Any, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
         job = self.job
         pending = job.pending
         history = job._history
         deliver = job.tracker.record_delivery
-        routes = self.plan.routines[rid].routes
+        events = routine._events
         produced: list[Message] = []
         now = time.time()
         for event_name, data in emits:
             job.history_total += 1
             history.append((rid, event_name, data, now))
-            for route in routes.get(event_name, ()):
-                mapping = route.mapping
+            for connection in events[event_name]._connections:
+                mapping = connection.param_mapping
                 payload = data if mapping is None else {
                     mapping.get(k, k): v for k, v in data.items()}
-                msg = Message(job.next_seq, route.target_id, route.slot_name, payload, route.key)
+                target, slot = connection.target_id, connection.slot_name
+                msg = Message(job.next_seq, target, slot, payload, connection.key)
                 job.next_seq += 1
                 pending.append(msg)
                 produced.append(msg)
-                deliver(rid, event_name, route.target_id, route.slot_name)
+                deliver(now, rid, event_name, target, slot)
             if event_emitted.receivers:
                 send(event_emitted, self.sender, job_state=job, routine_id=rid,
                      event=event_name, data=data)
         return produced
 
-    def _commit_slot(self, sp: SlotPlan, new_state: Any) -> None:
+    def _commit_slot(self, key: str, new_state: Any) -> None:
         if new_state:
-            self.job.slot_states[sp.key] = new_state
+            self.job.slot_states[key] = new_state
         else:
-            self.job.slot_states.pop(sp.key, None)
+            self.job.slot_states.pop(key, None)
 
     # -- failures ----------------------------------------------------------------
 
     def _fail(self, act: Activation, outcome: Outcome) -> None:
-        sp = act.slot_plan
-        rp = sp.routine_plan
+        rid = act.routine_id
         error = outcome.error
         assert error is not None
-        strategy = rp.error_handler.final_strategy(error)
+        strategy = act.error_handler.final_strategy(error)
         if self.cancelled.is_set():
             strategy = ErrorStrategy.STOP
-        info = ErrorInfo(rp.routine_id, sp.name, type(error).__name__, str(error),
+        info = ErrorInfo(rid, act.slot_name, type(error).__name__, str(error),
                          outcome.traceback, str(strategy), len(outcome.durations),
                          act.activation_id)
         self.job.record_error(info)
-        state = self.job.routine_states[rp.routine_id]
+        state = self.job.routine_states[rid]
         state["failures"] = state.get("failures", 0) + 1
         if strategy is ErrorStrategy.STOP:
             state["status"] = "failed"
             self.job.pending.appendleft(act.message)
             self._stop_job(info)
-            self._journal_step((), (), rp.routine_id, None)
+            self._journal_step((), (), rid, None)
         else:
             self._consume_failed(act, strategy, state)
-        send(routine_failed, self.sender, job_state=self.job, routine_id=rp.routine_id,
-             slot=sp.name, activation_id=act.activation_id, error=error, strategy=strategy)
+        send(routine_failed, self.sender, job_state=self.job, routine_id=rid,
+             slot=act.slot_name, activation_id=act.activation_id, error=error,
+             strategy=strategy)
 
     def _consume_failed(self, act: Activation, strategy: ErrorStrategy,
                         state: dict[str, Any]) -> None:
-        sp = act.slot_plan
-        if act.new_state is not NO_STATE:
-            self._commit_slot(sp, act.new_state)
+        if act.slot_key is not None:
+            self._commit_slot(act.slot_key, act.new_state)
         if strategy is ErrorStrategy.SKIP:
             state["status"] = "skipped"
             state["skipped"] = state.get("skipped", 0) + 1
-            self.job.record_skip(SkippedWork(sp.routine_plan.routine_id, sp.name,
+            self.job.record_skip(SkippedWork(act.routine_id, act.slot_name,
                                              "the handler failed and its strategy is SKIP"))
         else:
             state["status"] = "failed"
             state["continued"] = state.get("continued", 0) + 1
-        self._journal_step((act.message,), (), sp.routine_plan.routine_id,
-                           sp.key if act.new_state is not NO_STATE else None)
+        self._journal_step((act.message,), (), act.routine_id, act.slot_key)
 
     def _fail_on_cap(self, msg: Message, rid: str, cap: int) -> None:
         error = ActivationLimitError(
@@ -337,10 +347,9 @@ class JobRunner:
 
     def _on_retry(self, act: Activation, attempt: int, delay: float,
                   error: BaseException) -> None:
-        sp = act.slot_plan
-        send(retry_scheduled, self.sender, job_id=self.job.job_id,
-             routine_id=sp.routine_plan.routine_id, slot=sp.name,
-             activation_id=act.activation_id, attempt=attempt, delay=delay, error=error)
+        send(retry_scheduled, self.sender, job_id=self.job.job_id, routine_id=act.routine_id,
+             slot=act.slot_name, activation_id=act.activation_id, attempt=attempt,
+             delay=delay, error=error)
 
     # -- joins at quiescence ------------------------------------------------------
 
@@ -355,23 +364,24 @@ class JobRunner:
         routine counts as skipped for joins further down. Returns True when
         anything changed, so the job goes on.
         """
-        for sp in self.plan.joins:
-            state = self.job.slot_states.get(sp.key)
+        for rid, slot in self.plan.joins:
+            key = slot_key(rid, slot.name)
+            state = self.job.slot_states.get(key)
             if not state:
                 continue
-            combined, rest, missing = join_partial(state, sp.sources)
+            combined, rest, missing = join_partial(state, slot.source_keys())
             if self._all_continued(missing):
-                self.job.pending.append(self._partial_message(sp, combined))
-                self.job.slot_states[sp.key] = rest
+                self.job.pending.append(self._partial_message(rid, slot, combined))
+                self.job.slot_states[key] = rest
                 return True
-            self._commit_slot(sp, rest)
-            rid = sp.routine_plan.routine_id
+            self._commit_slot(key, rest)
             routine_state = self.job.routine_states[rid]
             routine_state["skipped"] = routine_state.get("skipped", 0) + 1
             routine_state["status"] = "skipped"
             self.job.record_skip(SkippedWork(
-                rid, sp.name, "join incomplete: some sources never delivered", tuple(missing)))
-            self._journal_step((), (), rid, sp.key)
+                rid, slot.name, "join incomplete: some sources never delivered",
+                tuple(missing)))
+            self._journal_step((), (), rid, key)
             return True
         return False
 
@@ -381,9 +391,9 @@ class JobRunner:
         return bool(sources) and all(
             states[s].get("continued", 0) and not states[s].get("skipped", 0) for s in sources)
 
-    def _partial_message(self, sp: SlotPlan, combined: dict[str, Any]) -> Message:
+    def _partial_message(self, rid: str, slot: Slot, combined: dict[str, Any]) -> Message:
         # Addressed to the join with no source, so it fires as it is.
-        msg = Message(self.job.next_seq, sp.routine_plan.routine_id, sp.name, combined, None)
+        msg = Message(self.job.next_seq, rid, slot.name, combined, None)
         self.job.next_seq += 1
         return msg
 
@@ -414,7 +424,8 @@ class JobRunner:
 
     def _work_left(self) -> bool:
         slot_states = self.job.slot_states
-        return bool(self.job.pending) or any(slot_states.get(sp.key) for sp in self.plan.joins)
+        return bool(self.job.pending) or any(
+            slot_states.get(slot_key(rid, slot.name)) for rid, slot in self.plan.joins)
 
     def _journal_step(self, consumed: Sequence[Message], produced: Sequence[Message],
                       routine_id: str | None, slot_key: str | None) -> None:
