@@ -23,21 +23,26 @@ CURRENT: contextvars.ContextVar[ActivationContext | None] = contextvars.ContextV
 class ActivationContext:
     """What one handler call has done so far: its emits and its counters."""
 
-    __slots__ = ("activation_id", "attempt", "base_stats", "emits", "job_id", "routine",
-                 "routine_id", "stats")
+    __slots__ = ("attempt", "base_stats", "emits", "job_id", "routine", "routine_id", "seq",
+                 "stats")
 
     def __init__(
-        self, routine: Routine, routine_id: str, job_id: str, activation_id: str,
+        self, routine: Routine, routine_id: str, job_id: str, seq: int,
         base_stats: dict[str, Any], attempt: int = 0,
     ) -> None:
         self.routine = routine
         self.routine_id = routine_id
         self.job_id = job_id
-        self.activation_id = activation_id
+        self.seq = seq
         self.attempt = attempt
         self.base_stats = base_stats
         self.stats: dict[str, Any] | None = None
         self.emits: list[tuple[str, dict[str, Any]]] = []
+
+    @property
+    def activation_id(self) -> str:
+        """``"job_id:seq"``: the job and the message this activation consumes."""
+        return f"{self.job_id}:{self.seq}"
 
     def stats_view(self) -> dict[str, Any]:
         """The call's own copy of the counters, made on first use."""

@@ -353,11 +353,14 @@ class Flow:
     def _run(self, job: JobState, loop: asyncio.AbstractEventLoop | None = None,
              store: Journal | None = None) -> JobState:
         plan = self._plan()
+        states = job.routine_states
         for rid, routine in self._routines.items():
-            job.routine_states.setdefault(rid, {}).setdefault("stats", dict(routine._own_stats))
-            state = job.routine_states[rid]
-            state.setdefault("status", "pending")
-            state.setdefault("activations", 0)
+            if rid not in states:
+                states[rid] = {"status": "pending", "activations": 0,
+                               "stats": dict(routine._own_stats)}
+            elif "activations" not in states[rid]:
+                states[rid].update(activations=0, stats=dict(routine._own_stats),
+                                   status="pending")
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)

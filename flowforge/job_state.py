@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import time
-import uuid
+import os
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -139,7 +139,7 @@ class JobState:
     """
 
     flow_id: str | None = None
-    job_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    job_id: str = attrs.field(factory=lambda: os.urandom(16).hex())
     status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=JobStatus)
     created_at: float = attrs.field(factory=time.time)
     started_at: float | None = None
@@ -158,7 +158,8 @@ class JobState:
     history_total: int = 0
     errors_total: int = 0
     skipped_total: int = 0
-    tracker: ExecutionTracker = attrs.field(factory=ExecutionTracker)
+    tracker: ExecutionTracker = attrs.field(default=attrs.Factory(
+        lambda self: ExecutionTracker(self.flow_id, self.job_id, self.retention), takes_self=True))
     _history: deque[tuple[str, str, dict[str, Any], float]] = attrs.field(
         init=False, factory=deque)
     _errors: deque[ErrorInfo] = attrs.field(init=False, factory=deque)
@@ -168,8 +169,6 @@ class JobState:
         self._history = _bounded((), self.retention)
         self._errors = _bounded((), self.retention)
         self._skipped = _bounded((), self.retention)
-        if self.tracker.job_id is None:
-            self.tracker = ExecutionTracker(self.flow_id, self.job_id, self.retention)
 
     # -- routine state -----------------------------------------------------
 

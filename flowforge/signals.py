@@ -67,6 +67,8 @@ __all__ = ["event_emitted", "job_finished", "job_started", "retry_scheduled",
 
 def send(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     """Send ``signal``; a receiver that raises is logged, never propagated."""
+    if not signal.receivers:
+        return
     for receiver in signal.receivers_for(sender):
         try:
             receiver(sender, **kwargs)

@@ -35,13 +35,12 @@ class Activation:
     call is done (``NO_STATE`` for slots without merge state).
     """
 
-    __slots__ = ("activation_id", "base_stats", "data", "error_handler", "message",
-                 "new_state", "routine", "routine_id", "slot", "slot_key")
+    __slots__ = ("base_stats", "data", "error_handler", "message", "new_state", "routine",
+                 "routine_id", "slot", "slot_key")
 
     def __init__(self, routine: Routine, routine_id: str, slot: Slot | None, message: Any,
                  data: Mapping[str, Any], new_state: Any, slot_key: str | None,
-                 activation_id: str, base_stats: dict[str, Any],
-                 error_handler: ErrorHandler) -> None:
+                 base_stats: dict[str, Any], error_handler: ErrorHandler) -> None:
         self.routine = routine
         self.routine_id = routine_id
         self.slot = slot
@@ -49,9 +48,12 @@ class Activation:
         self.data = data
         self.new_state = new_state
         self.slot_key = slot_key
-        self.activation_id = activation_id
         self.base_stats = base_stats
         self.error_handler = error_handler
+
+    def activation_id(self, job_id: str) -> str:
+        """The stable id of this activation: the job and the message it consumes."""
+        return f"{job_id}:{self.message.seq}"
 
     @property
     def slot_name(self) -> str | None:
@@ -81,16 +83,48 @@ class Outcome:
 def run_activation(
     act: Activation, job_id: str, runner: AsyncRunner | None,
     cancelled: threading.Event | None, on_retry: RetryCallback | None,
+    first: tuple[float, Exception] | None = None,
 ) -> Outcome:
-    """Call the handler, retrying by the routine's error handler; never raises."""
+    """Call the handler, retrying by the routine's error handler; never raises.
+
+    ``first`` is a first attempt's failure that the caller already saw.
+    """
+    slot = act.slot
+    if (first is None and slot is not None and not slot.is_async and slot.invoke is not None
+            and act.routine._policy.timeout is None):
+        # The common case, kept flat: one sync call, no timeout.
+        ctx = ActivationContext(act.routine, act.routine_id, job_id, act.message.seq,
+                                act.base_stats)
+        token = CURRENT.set(ctx)
+        start = time.perf_counter()
+        try:
+            slot.invoke(act.data)
+            return Outcome(True, [time.perf_counter() - start], ctx.emits, ctx.stats)
+        except Exception as exc:
+            first = (time.perf_counter() - start, exc)
+        finally:
+            CURRENT.reset(token)
+    return _run_with_retries(act, job_id, runner, cancelled, on_retry, first)
+
+
+def _run_with_retries(
+    act: Activation, job_id: str, runner: AsyncRunner | None,
+    cancelled: threading.Event | None, on_retry: RetryCallback | None,
+    first: tuple[float, Exception] | None,
+) -> Outcome:
     handler = act.error_handler
     durations: list[float] = []
     retries = 0
     while True:
-        ctx = ActivationContext(act.routine, act.routine_id, job_id, act.activation_id,
-                                act.base_stats, retries)
         start = time.perf_counter()
         try:
+            if first is not None:
+                seconds, error = first
+                first = None
+                start -= seconds
+                raise error
+            ctx = ActivationContext(act.routine, act.routine_id, job_id, act.message.seq,
+                                    act.base_stats, retries)
             _call(act, ctx, runner)
         except Exception as exc:
             durations.append(time.perf_counter() - start)

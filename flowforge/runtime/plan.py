@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("default_cap", "error_handler", "joins", "looping", "routines")
+    __slots__ = ("caps", "default_cap", "error_handler", "handlers", "joins", "looping",
+                 "routines")
 
     def __init__(self, routines: Mapping[str, Routine], looping: set[str],
                  joins: list[tuple[str, Slot]], error_handler: ErrorHandler,
@@ -36,17 +37,18 @@ class Plan:
         self.joins = joins
         self.error_handler = error_handler
         self.default_cap = default_cap
-
-    def cap(self, routine_id: str, routine: Routine) -> int | None:
-        """The most calls ``routine`` may have in one job, or ``None``."""
-        explicit = routine._policy.max_activations
-        if explicit is not None:
-            return explicit
-        return self.default_cap if routine_id in self.looping else None
-
-    def error_handler_of(self, routine: Routine) -> ErrorHandler:
-        """The routine's own error handler, else the flow's."""
-        return routine._policy.error_handler or self.error_handler
+        #: The most calls a routine may have in one job, for routines that have a cap.
+        self.caps: dict[str, int] = {}
+        #: Each routine's error handler: its own, else the flow's.
+        self.handlers: dict[str, ErrorHandler] = {}
+        for rid, routine in routines.items():
+            policy = routine._policy
+            cap = policy.max_activations
+            if cap is None and rid in looping:
+                cap = default_cap
+            if cap is not None:
+                self.caps[rid] = cap
+            self.handlers[rid] = policy.error_handler or error_handler
 
 
 def compile_plan(

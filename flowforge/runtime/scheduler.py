@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._activation import merge_stats
+from .._activation import CURRENT, ActivationContext, merge_stats
 from ..error_handler import ErrorStrategy
 from ..errors import ActivationLimitError
 from ..job_state import ErrorInfo, JobState, JobStatus, Message, SkippedWork
@@ -123,16 +123,51 @@ class JobRunner:
 
     def _run_inline(self) -> None:
         pending = self.job.pending
-        job_id = self.job.job_id
-        runner = self.async_runner
         while True:
             while pending and not self._halt:
-                act = self._prepare(pending.popleft())
-                if act is not None:
-                    self._complete(act, run_activation(act, job_id, runner, self.cancelled,
-                                                       self._on_retry))
+                msg = pending.popleft()
+                if not self._fast_step(msg):
+                    act = self._prepare(msg)
+                    if act is not None:
+                        self._complete(act, run_activation(
+                            act, self.job.job_id, self.async_runner, self.cancelled,
+                            self._on_retry))
             if self._halt or not self._resolve_joins():
                 return
+
+    def _fast_step(self, msg: Message) -> bool:
+        """Run the common activation (plain sync slot, no cap, no store, no
+        listeners) flat on this thread; False when the general path must run it."""
+        rid = msg.routine_id
+        routine = self._routines[rid]
+        slot = None if msg.slot is None else routine._slots[msg.slot]
+        if (slot is None or slot.merge is not None or slot.is_async or slot.invoke is None
+                or rid in self.plan.caps or routine._policy.timeout is not None
+                or self.journal is not None or routine_started.receivers):
+            return False
+        state = self.job.routine_states[rid]
+        base = state["stats"]
+        ctx = ActivationContext(routine, rid, self.job.job_id, msg.seq, base)
+        token = CURRENT.set(ctx)
+        start = time.perf_counter()
+        try:
+            slot.invoke(msg.data)
+        except Exception as exc:
+            CURRENT.reset(token)
+            act = Activation(routine, rid, slot, msg, msg.data, NO_STATE, None, base,
+                             self.plan.handlers[rid])
+            self._complete(act, run_activation(
+                act, self.job.job_id, self.async_runner, self.cancelled, self._on_retry,
+                (time.perf_counter() - start, exc)))
+            return True
+        elapsed = time.perf_counter() - start
+        CURRENT.reset(token)
+        self.job.tracker.record_call(rid, True, elapsed)
+        self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
+        if routine_finished.receivers:
+            send(routine_finished, self.sender, job_state=self.job, routine_id=rid,
+                 slot=slot.name, activation_id=ctx.activation_id, duration=elapsed)
+        return True
 
     def _run_pooled(self) -> None:
         pool = self.executor.start()
@@ -210,7 +245,7 @@ class JobRunner:
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
         state = self.job.routine_states[rid]
-        cap = self.plan.cap(rid, routine)
+        cap = self.plan.caps.get(rid)
         if cap is not None and state["activations"] + self._running[rid] >= cap:
             self._fail_on_cap(msg, rid, cap)
             return None
@@ -224,12 +259,11 @@ class JobRunner:
                 self._journal_step((msg,), (), None, key)
                 return None
             data = fire
-        act = Activation(routine, rid, slot, msg, data, new_state, key,
-                         f"{self.job.job_id}:{msg.seq}", state["stats"],
-                         self.plan.error_handler_of(routine))
+        act = Activation(routine, rid, slot, msg, data, new_state, key, state["stats"],
+                         self.plan.handlers[rid])
         if routine_started.receivers:
             send(routine_started, self.sender, job_state=self.job, routine_id=rid,
-                 slot=act.slot_name, activation_id=act.activation_id)
+                 slot=act.slot_name, activation_id=act.activation_id(self.job.job_id))
         return act
 
     def _complete(self, act: Activation, outcome: Outcome) -> None:
@@ -242,18 +276,24 @@ class JobRunner:
             self._fail(act, outcome)
             return
         state = self.job.routine_states[rid]
-        state["activations"] += 1
-        state["status"] = "completed"
         if act.slot_key is not None:
             self._commit_slot(act.slot_key, act.new_state)
-        if outcome.stats is not None and outcome.stats != act.base_stats:
-            state["stats"] = merge_stats(state["stats"], act.base_stats, outcome.stats)
-        produced = self._route(act.routine, rid, outcome.emits) if outcome.emits else ()
+        produced = self._commit_success(act.routine, rid, state, act.base_stats, outcome.stats,
+                                        outcome.emits)
         self._journal_step((act.message,), produced, rid, act.slot_key)
         if routine_finished.receivers:
             send(routine_finished, self.sender, job_state=self.job, routine_id=rid,
-                 slot=act.slot_name, activation_id=act.activation_id,
+                 slot=act.slot_name, activation_id=act.activation_id(self.job.job_id),
                  duration=outcome.durations[-1])
+
+    def _commit_success(self, routine: Any, rid: str, state: dict[str, Any],
+                        base: dict[str, Any], stats: dict[str, Any] | None,
+                        emits: list[tuple[str, Any]]) -> Sequence[Message]:
+        state["activations"] += 1
+        state["status"] = "completed"
+        if stats is not None and stats != base:
+            state["stats"] = merge_stats(state["stats"], base, stats)
+        return self._route(routine, rid, emits) if emits else ()
 
     def _route(self, routine: Any, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
         job = self.job
@@ -261,6 +301,7 @@ class JobRunner:
         history = job._history
         deliver = job.tracker.record_delivery
         events = routine._events
+        journal = self.journal is not None
         produced: list[Message] = []
         now = time.time()
         for event_name, data in emits:
@@ -274,7 +315,8 @@ class JobRunner:
                 msg = Message(job.next_seq, target, slot, payload, connection.key)
                 job.next_seq += 1
                 pending.append(msg)
-                produced.append(msg)
+                if journal:
+                    produced.append(msg)
                 deliver(now, rid, event_name, target, slot)
             if event_emitted.receivers:
                 send(event_emitted, self.sender, job_state=job, routine_id=rid,
@@ -298,7 +340,7 @@ class JobRunner:
             strategy = ErrorStrategy.STOP
         info = ErrorInfo(rid, act.slot_name, type(error).__name__, str(error),
                          outcome.traceback, str(strategy), len(outcome.durations),
-                         act.activation_id)
+                         act.activation_id(self.job.job_id))
         self.job.record_error(info)
         state = self.job.routine_states[rid]
         state["failures"] = state.get("failures", 0) + 1
@@ -310,7 +352,7 @@ class JobRunner:
         else:
             self._consume_failed(act, strategy, state)
         send(routine_failed, self.sender, job_state=self.job, routine_id=rid,
-             slot=act.slot_name, activation_id=act.activation_id, error=error,
+             slot=act.slot_name, activation_id=act.activation_id(self.job.job_id), error=error,
              strategy=strategy)
 
     def _consume_failed(self, act: Activation, strategy: ErrorStrategy,
@@ -348,7 +390,7 @@ class JobRunner:
     def _on_retry(self, act: Activation, attempt: int, delay: float,
                   error: BaseException) -> None:
         send(retry_scheduled, self.sender, job_id=self.job.job_id, routine_id=act.routine_id,
-             slot=act.slot_name, activation_id=act.activation_id, attempt=attempt,
+             slot=act.slot_name, activation_id=act.activation_id(self.job.job_id), attempt=attempt,
              delay=delay, error=error)
 
     # -- joins at quiescence ------------------------------------------------------
