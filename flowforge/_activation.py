@@ -12,7 +12,6 @@ import contextvars
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .event import Event
     from .routine import Routine
 
 CURRENT: contextvars.ContextVar[ActivationContext | None] = contextvars.ContextVar(
@@ -23,12 +22,25 @@ CURRENT: contextvars.ContextVar[ActivationContext | None] = contextvars.ContextV
 class ActivationContext:
     """What one handler call has done so far: its emits and its counters."""
 
-    __slots__ = ("attempt", "base_stats", "emits", "job_id", "routine", "routine_id", "seq",
-                 "stats")
+    __slots__ = (
+        "attempt",
+        "base_stats",
+        "emits",
+        "job_id",
+        "routine",
+        "routine_id",
+        "seq",
+        "stats",
+    )
 
     def __init__(
-        self, routine: Routine, routine_id: str, job_id: str, seq: int,
-        base_stats: dict[str, Any], attempt: int = 0,
+        self,
+        routine: Routine,
+        routine_id: str,
+        job_id: str,
+        seq: int,
+        base_stats: dict[str, Any],
+        attempt: int = 0,
     ) -> None:
         self.routine = routine
         self.routine_id = routine_id
@@ -88,8 +100,10 @@ class ActivationInfo:
         self.attempt = attempt
 
     def __repr__(self) -> str:
-        return (f"ActivationInfo(job_id={self.job_id!r}, routine_id={self.routine_id!r}, "
-                f"activation_id={self.activation_id!r}, attempt={self.attempt})")
+        return (
+            f"ActivationInfo(job_id={self.job_id!r}, routine_id={self.routine_id!r}, "
+            f"activation_id={self.activation_id!r}, attempt={self.attempt})"
+        )
 
 
 def merge_stats(

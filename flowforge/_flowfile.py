@@ -124,8 +124,7 @@ def _structure_connection(data: Any, _: Any) -> ConnectionDoc:
     if isinstance(data, str):
         source, arrow, target = data.partition("->")
         if not arrow:
-            raise ValueError(
-                f"expected 'source.event -> target.slot', got {data!r}")
+            raise ValueError(f"expected 'source.event -> target.slot', got {data!r}")
         return ConnectionDoc(source.strip(), target.strip())
     return _structure_connection_dict(data, ConnectionDoc)
 
@@ -137,16 +136,23 @@ def _unstructure_connection(doc: ConnectionDoc) -> Any:
 
 
 _structure_connection_dict = make_dict_structure_fn(
-    ConnectionDoc, converter, from_=override(rename="from"), _cattrs_forbid_extra_keys=True)
+    ConnectionDoc, converter, from_=override(rename="from"), _cattrs_forbid_extra_keys=True
+)
 converter.register_structure_hook(ConnectionDoc, _structure_connection)
 converter.register_unstructure_hook(ConnectionDoc, _unstructure_connection)
-converter.register_structure_hook(RoutineDoc, make_dict_structure_fn(
-    RoutineDoc, converter, class_=override(rename="class"), _cattrs_forbid_extra_keys=True))
-converter.register_unstructure_hook(RoutineDoc, make_dict_unstructure_fn(
-    RoutineDoc, converter, class_=override(rename="class")))
+converter.register_structure_hook(
+    RoutineDoc,
+    make_dict_structure_fn(
+        RoutineDoc, converter, class_=override(rename="class"), _cattrs_forbid_extra_keys=True
+    ),
+)
+converter.register_unstructure_hook(
+    RoutineDoc, make_dict_unstructure_fn(RoutineDoc, converter, class_=override(rename="class"))
+)
 
 
 # -- writing -------------------------------------------------------------------
+
 
 def dump_flow(flow: Flow) -> dict[str, Any]:
     """The flow as plain data."""
@@ -154,16 +160,22 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
         flow_id=flow.flow_id,
         routines={rid: _routine_doc(r) for rid, r in flow.routines.items()},
         connections=[
-            ConnectionDoc(f"{c.event.routine_label()}.{c.event.name}",
-                          f"{c.slot.routine_label()}.{c.slot.name}", c.param_mapping)
+            ConnectionDoc(
+                f"{c.event.routine_label()}.{c.event.name}",
+                f"{c.slot.routine_label()}.{c.slot.name}",
+                c.param_mapping,
+            )
             for c in flow.connections
         ],
         executor=ExecutorDoc(**flow.executor.settings()),
         error_handler=_handler_doc(flow.error_handler),
         retention=flow.retention,
         max_activations=flow.max_activations,
-        entry=None if flow.entry is None else EntryDoc(
-            flow.entry["routine_id"], flow.entry.get("slot"), dict(flow.entry.get("params") or {})),
+        entry=None
+        if flow.entry is None
+        else EntryDoc(
+            flow.entry["routine_id"], flow.entry.get("slot"), dict(flow.entry.get("params") or {})
+        ),
     )
     data: dict[str, Any] = converter.unstructure(doc)
     return {"format": data.pop("format"), "version": data.pop("version"), **data}
@@ -172,40 +184,58 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
 def _routine_doc(routine: Routine) -> RoutineDoc:
     policy = routine.policy
     return RoutineDoc(
-        import_path(type(routine)), dict(routine.config), dict(routine._own_stats),
-        PolicyDoc(policy.max_concurrency, policy.timeout, policy.max_activations,
-                  None if policy.error_handler is None else _handler_doc(policy.error_handler)),
+        import_path(type(routine)),
+        dict(routine.config),
+        dict(routine._own_stats),
+        PolicyDoc(
+            policy.max_concurrency,
+            policy.timeout,
+            policy.max_activations,
+            None if policy.error_handler is None else _handler_doc(policy.error_handler),
+        ),
     )
 
 
 def _handler_doc(handler: ErrorHandler) -> ErrorHandlerDoc:
     return ErrorHandlerDoc(
-        handler.strategy, handler.max_retries, handler.retry_delay, handler.retry_backoff,
-        [import_path(e) for e in handler.retryable_exceptions])
+        handler.strategy,
+        handler.max_retries,
+        handler.retry_delay,
+        handler.retry_backoff,
+        [import_path(e) for e in handler.retryable_exceptions],
+    )
 
 
 # -- reading -------------------------------------------------------------------
+
 
 def load_flow(data: Mapping[str, Any], flow_cls: type[F], allowed: tuple[str, ...]) -> F:
     """Check ``data`` whole, then build a new flow of ``flow_cls`` from it."""
     if not isinstance(data, Mapping):
         raise SerializationError(
             f"A flow file must be a mapping with 'routines' and 'connections', got "
-            f"{type(data).__name__}.")
+            f"{type(data).__name__}."
+        )
     doc = structure(dict(data), FlowDoc, "flow")
     if doc.format != FORMAT:
         raise SerializationError(
             f"flow.format: expected {FORMAT!r}, got {doc.format!r}; this is not a flow file.",
-            path="flow.format")
+            path="flow.format",
+        )
     if doc.version > VERSION:
         raise SerializationError(
             f"flow.version: this file is version {doc.version}, newer than this FlowForge "
-            f"reads ({VERSION}). Upgrade FlowForge.", path="flow.version")
+            f"reads ({VERSION}). Upgrade FlowForge.",
+            path="flow.version",
+        )
     problems: list[str] = []
-    flow = flow_cls(doc.flow_id, executor=_executor(doc.executor, problems),
-                    error_handler=_handler(doc.error_handler, "flow.error_handler", allowed,
-                                           problems),
-                    retention=doc.retention, max_activations=doc.max_activations)
+    flow = flow_cls(
+        doc.flow_id,
+        executor=_executor(doc.executor, problems),
+        error_handler=_handler(doc.error_handler, "flow.error_handler", allowed, problems),
+        retention=doc.retention,
+        max_activations=doc.max_activations,
+    )
     for rid, rdoc in doc.routines.items():
         routine = _build_routine(rid, rdoc, allowed, problems)
         if routine is not None:
@@ -214,48 +244,62 @@ def load_flow(data: Mapping[str, Any], flow_cls: type[F], allowed: tuple[str, ..
         _connect(flow, cdoc, f"flow.connections[{i}]", problems)
     if doc.entry is not None:
         if doc.entry.routine not in flow.routines and flow.routines:
-            problems.append(f"flow.entry.routine: unknown routine '{doc.entry.routine}'; "
-                            f"routines are {quoted(flow.routines)}")
-        flow.entry = {"routine_id": doc.entry.routine, "slot": doc.entry.slot,
-                      "params": dict(doc.entry.params)}
+            problems.append(
+                f"flow.entry.routine: unknown routine '{doc.entry.routine}'; "
+                f"routines are {quoted(flow.routines)}"
+            )
+        flow.entry = {
+            "routine_id": doc.entry.routine,
+            "slot": doc.entry.slot,
+            "params": dict(doc.entry.params),
+        }
     if problems:
         raise SerializationError(
-            f"The flow has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems),
-            path="flow")
+            f"The flow has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems), path="flow"
+        )
     return flow
 
 
 def _executor(doc: ExecutorDoc, problems: list[str]) -> Any:
     if doc.kind not in EXECUTORS:
-        problems.append(f"flow.executor.kind: expected one of {quoted(EXECUTORS)}, "
-                        f"got {doc.kind!r}")
+        problems.append(
+            f"flow.executor.kind: expected one of {quoted(EXECUTORS)}, got {doc.kind!r}"
+        )
         return None
     if doc.kind == "thread":
         return ThreadExecutor(doc.max_workers)
     return make_executor(doc.kind)
 
 
-def _handler(doc: ErrorHandlerDoc | None, where: str, allowed: tuple[str, ...],
-             problems: list[str]) -> ErrorHandler | None:
+def _handler(
+    doc: ErrorHandlerDoc | None, where: str, allowed: tuple[str, ...], problems: list[str]
+) -> ErrorHandler | None:
     if doc is None:
         return None
     types: list[type[BaseException]] = []
     for i, path in enumerate(doc.retryable_exceptions):
         try:
-            types.append(resolve(path, BaseException, f"{where}.retryable_exceptions[{i}]",
-                                 allowed))
+            types.append(
+                resolve(path, BaseException, f"{where}.retryable_exceptions[{i}]", allowed)
+            )
         except SerializationError as exc:
             problems.append(str(exc))
     try:
-        return ErrorHandler(doc.strategy, doc.max_retries, doc.retry_delay, doc.retry_backoff,
-                            tuple(types) or (Exception,))
+        return ErrorHandler(
+            doc.strategy,
+            doc.max_retries,
+            doc.retry_delay,
+            doc.retry_backoff,
+            tuple(types) or (Exception,),
+        )
     except (TypeError, ValueError) as exc:
         problems.append(f"{where}: {exc}")
         return None
 
 
-def _build_routine(rid: str, doc: RoutineDoc, allowed: tuple[str, ...],
-                   problems: list[str]) -> Routine | None:
+def _build_routine(
+    rid: str, doc: RoutineDoc, allowed: tuple[str, ...], problems: list[str]
+) -> Routine | None:
     where = f"flow.routines.{rid}"
     try:
         cls = resolve(doc.class_, Routine, f"{where}.class", allowed)
@@ -264,17 +308,21 @@ def _build_routine(rid: str, doc: RoutineDoc, allowed: tuple[str, ...],
         problems.append(str(exc))
         return None
     except Exception as exc:
-        problems.append(f"{where}.class: {doc.class_}() raised {type(exc).__name__}: {exc}. "
-                        "A saved routine must be constructible with no arguments.")
+        problems.append(
+            f"{where}.class: {doc.class_}() raised {type(exc).__name__}: {exc}. "
+            "A saved routine must be constructible with no arguments."
+        )
         return None
     routine.set_config(**doc.config)
     routine._own_stats = dict(doc.stats)
-    handler = _handler(doc.policy.error_handler, f"{where}.policy.error_handler", allowed,
-                       problems)
+    handler = _handler(doc.policy.error_handler, f"{where}.policy.error_handler", allowed, problems)
     try:
-        routine.set_policy(max_concurrency=doc.policy.max_concurrency,
-                           timeout=doc.policy.timeout,
-                           max_activations=doc.policy.max_activations, error_handler=handler)
+        routine.set_policy(
+            max_concurrency=doc.policy.max_concurrency,
+            timeout=doc.policy.timeout,
+            max_activations=doc.policy.max_activations,
+            error_handler=handler,
+        )
     except (TypeError, ValueError) as exc:
         problems.append(f"{where}.policy: {exc}")
     return routine
@@ -291,8 +339,9 @@ def _connect(flow: Flow, doc: ConnectionDoc, where: str, problems: list[str]) ->
     source, _, event = doc.from_.partition(".")
     target, _, slot = doc.to.partition(".")
     if not (source and event and target and slot):
-        problems.append(f"{where}: expected 'source.event' and 'target.slot', got "
-                        f"{doc.from_!r} -> {doc.to!r}")
+        problems.append(
+            f"{where}: expected 'source.event' and 'target.slot', got {doc.from_!r} -> {doc.to!r}"
+        )
         return
     try:
         flow.connect(source, event, target, slot, doc.mapping)

@@ -29,9 +29,7 @@ def is_async_callable(fn: Callable[..., Any]) -> bool:
     )
 
 
-def make_invoker(
-    handler: Callable[..., Any], describe: Callable[[], tuple[str, str]]
-) -> Invoker:
+def make_invoker(handler: Callable[..., Any], describe: Callable[[], tuple[str, str]]) -> Invoker:
     """Return ``invoke(data)`` that calls ``handler`` by the contract's rules.
 
     Args:
@@ -55,7 +53,8 @@ def make_invoker(
 # Signatures by function: every instance of a routine class shares its
 # methods' signatures, so building many routines inspects each method once.
 _signatures: weakref.WeakKeyDictionary[Any, list[inspect.Parameter] | None] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
 def _parameters(handler: Callable[..., Any]) -> list[inspect.Parameter] | None:
@@ -79,7 +78,9 @@ def _inspect(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
 
 
 def _missing(
-    describe: Callable[[], tuple[str, str]], handler: Callable[..., Any], name: str,
+    describe: Callable[[], tuple[str, str]],
+    handler: Callable[..., Any],
+    name: str,
     data: Mapping[str, Any],
 ) -> HandlerParameterError:
     routine_id, slot = describe()
@@ -89,12 +90,16 @@ def _missing(
         f"needs parameter '{name}', but the delivered data has {quoted(data)}. "
         f"Map a source parameter onto it with param_mapping={{'<source name>': '{name}'}} "
         f"when connecting, or give '{name}' a default value.",
-        routine_id=routine_id, slot=slot, parameter=name, delivered=sorted(data),
+        routine_id=routine_id,
+        slot=slot,
+        parameter=name,
+        delivered=sorted(data),
     )
 
 
 def _kwargs_invoker(
-    handler: Callable[..., Any], params: list[inspect.Parameter],
+    handler: Callable[..., Any],
+    params: list[inspect.Parameter],
     describe: Callable[[], tuple[str, str]],
 ) -> Invoker:
     required = [p.name for p in params if p.kind in _NAMED and p.default is p.empty]
@@ -109,11 +114,13 @@ def _kwargs_invoker(
 
 
 def _single_invoker(
-    handler: Callable[..., Any], param: inspect.Parameter,
+    handler: Callable[..., Any],
+    param: inspect.Parameter,
     describe: Callable[[], tuple[str, str]],
 ) -> Invoker:
     name, required = param.name, param.default is param.empty
     if param.kind is inspect.Parameter.KEYWORD_ONLY:
+
         def call(value: Any) -> Any:
             return handler(**{name: value})
     else:
@@ -135,7 +142,8 @@ def _single_invoker(
 
 
 def _named_invoker(
-    handler: Callable[..., Any], named: list[inspect.Parameter],
+    handler: Callable[..., Any],
+    named: list[inspect.Parameter],
     describe: Callable[[], tuple[str, str]],
 ) -> Invoker:
     if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in named):

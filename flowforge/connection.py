@@ -81,8 +81,7 @@ class Connection:
         """
         event, slot = self.event, self.slot
         self.target_id: str = slot.routine_label()
-        self.key: str = (
-            f"{event.routine_label()}.{event.name}->{self.target_id}.{slot.name}")
+        self.key: str = f"{event.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
 
     @property
     def connected(self) -> bool:

@@ -50,9 +50,7 @@ class ExecutionTracker:
     elapsed: float = 0.0
     event_flow_total: int = 0
     _routines: dict[str, list[float]] = attrs.field(factory=dict, alias="routines")
-    _flow: deque[tuple[float, str | None, str | None, str, str | None]] = attrs.field(
-        init=False
-    )
+    _flow: deque[tuple[float, str | None, str | None, str, str | None]] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._flow = deque(maxlen=self.retention)
@@ -73,7 +71,11 @@ class ExecutionTracker:
             row[_MAX] = seconds
 
     def record_delivery(
-        self, timestamp: float, source: str | None, event: str | None, target: str,
+        self,
+        timestamp: float,
+        source: str | None,
+        event: str | None,
+        target: str,
         slot: str | None,
     ) -> None:
         """Note that ``source.event`` was routed to ``target.slot`` at ``timestamp``."""
@@ -95,11 +97,14 @@ class ExecutionTracker:
         calls, ok, failed = (int(sum(r[i] for r in rows)) for i in (_CALLS, _OK, _FAILED))
         total = sum(r[_TIME] for r in rows)
         perf = _performance(
-            calls, ok, failed, total, min((r[_MIN] for r in rows), default=0.0),
+            calls,
+            ok,
+            failed,
+            total,
+            min((r[_MIN] for r in rows), default=0.0),
             max((r[_MAX] for r in rows), default=0.0),
         )
-        perf.update(routine_count=len(rows), total_time=self.elapsed,
-                    total_execution_time=total)
+        perf.update(routine_count=len(rows), total_time=self.elapsed, total_execution_time=total)
         return perf
 
     def get_event_flow(self) -> list[EventFlowRecord]:
@@ -113,7 +118,8 @@ class ExecutionTracker:
 
     def serialize(self) -> dict[str, Any]:
         """Plain data for JSON/YAML."""
-        return converter.unstructure(self)
+        data: dict[str, Any] = converter.unstructure(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionTracker:
@@ -143,8 +149,13 @@ def _unstructure(tracker: ExecutionTracker) -> dict[str, Any]:
         "elapsed": tracker.elapsed,
         "event_flow_total": tracker.event_flow_total,
         "routines": {
-            rid: dict(zip(("calls", "successes", "failures", "total_time", "min_time",
-                           "max_time"), row, strict=True))
+            rid: dict(
+                zip(
+                    ("calls", "successes", "failures", "total_time", "min_time", "max_time"),
+                    row,
+                    strict=True,
+                )
+            )
             for rid, row in tracker._routines.items()
         },
         "event_flow": [list(row) for row in tracker._flow],
@@ -153,16 +164,24 @@ def _unstructure(tracker: ExecutionTracker) -> dict[str, Any]:
 
 def _structure(data: dict[str, Any], _: Any) -> ExecutionTracker:
     tracker = ExecutionTracker(
-        flow_id=data.get("flow_id"), job_id=data.get("job_id"),
-        retention=int(data.get("retention", 1000)), elapsed=float(data.get("elapsed", 0.0)),
+        flow_id=data.get("flow_id"),
+        job_id=data.get("job_id"),
+        retention=int(data.get("retention", 1000)),
+        elapsed=float(data.get("elapsed", 0.0)),
         event_flow_total=int(data.get("event_flow_total", 0)),
         routines={
-            rid: [row["calls"], row["successes"], row["failures"], row["total_time"],
-                  row["min_time"], row["max_time"]]
+            rid: [
+                row["calls"],
+                row["successes"],
+                row["failures"],
+                row["total_time"],
+                row["min_time"],
+                row["max_time"],
+            ]
             for rid, row in data.get("routines", {}).items()
         },
     )
-    tracker._flow.extend(tuple(row) for row in data.get("event_flow", ()))  # type: ignore[misc]
+    tracker._flow.extend((r[0], r[1], r[2], r[3], r[4]) for r in data.get("event_flow", ()))
     return tracker
 
 

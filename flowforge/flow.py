@@ -34,7 +34,7 @@ from .routine import Routine, lookup
 from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
 from .runtime.plan import Plan, compile_plan
-from .runtime.scheduler import Journal, JobRunner
+from .runtime.scheduler import JobRunner, Journal
 from .serialization import dump_file, load_file
 from .validation import Problem, find_problems
 
@@ -76,10 +76,15 @@ class Flow:
     """
 
     def __init__(
-        self, flow_id: str | None = None, *, executor: str | Executor | None = None,
-        max_workers: int | None = None, error_handler: ErrorHandler | None = None,
+        self,
+        flow_id: str | None = None,
+        *,
+        executor: str | Executor | None = None,
+        max_workers: int | None = None,
+        error_handler: ErrorHandler | None = None,
         retention: int = DEFAULT_RETENTION,
-        max_activations: int | None = DEFAULT_MAX_ACTIVATIONS, store: Journal | None = None,
+        max_activations: int | None = DEFAULT_MAX_ACTIVATIONS,
+        store: Journal | None = None,
     ) -> None:
         if retention < 1:
             raise DefinitionError(f"retention must be >= 1, got {retention!r}.")
@@ -117,15 +122,18 @@ class Flow:
         if routine._routine_id is not None:
             raise DefinitionError(
                 f"This {type(routine).__name__} is already in a flow as '{routine._routine_id}'. "
-                "A routine belongs to one flow: create another instance.")
+                "A routine belongs to one flow: create another instance."
+            )
         rid = routine_id or self._new_id(routine)
         if not isinstance(rid, str) or not _ID.match(rid):
             raise DefinitionError(
                 f"Routine id {rid!r} is not valid: use letters, digits, '_' and '-', "
-                "starting with a letter or '_' (no '.', which separates ids from slot names).")
+                "starting with a letter or '_' (no '.', which separates ids from slot names)."
+            )
         if rid in self._routines:
             raise DefinitionError(
-                f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id.")
+                f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
+            )
         routine._routine_id = rid
         routine._on_change = self._invalidate
         self._routines[rid] = routine
@@ -145,8 +153,12 @@ class Flow:
         return f"{base}_{n}"
 
     def connect(
-        self, source_routine_id: str, source_event: str, target_routine_id: str,
-        target_slot: str, param_mapping: Mapping[str, str] | None = None,
+        self,
+        source_routine_id: str,
+        source_event: str,
+        target_routine_id: str,
+        target_slot: str,
+        param_mapping: Mapping[str, str] | None = None,
     ) -> Connection:
         """Connect ``source.event`` to ``target.slot``; returns the :class:`Connection`.
 
@@ -155,10 +167,12 @@ class Flow:
                 message lists the names that do.
         """
         label = f"Cannot connect '{source_routine_id}' -> '{target_routine_id}'"
-        source = lookup("routine", f"{label}: flow '{self.flow_id}'", source_routine_id,
-                        self._routines)
-        target = lookup("routine", f"{label}: flow '{self.flow_id}'", target_routine_id,
-                        self._routines)
+        source = lookup(
+            "routine", f"{label}: flow '{self.flow_id}'", source_routine_id, self._routines
+        )
+        target = lookup(
+            "routine", f"{label}: flow '{self.flow_id}'", target_routine_id, self._routines
+        )
         event = lookup("event", f"{label}: '{source_routine_id}'", source_event, source.events)
         slot = lookup("slot", f"{label}: '{target_routine_id}'", target_slot, target.slots)
         return Connection(event, slot, param_mapping)
@@ -167,8 +181,13 @@ class Flow:
     def connections(self) -> list[Connection]:
         """Every connection between this flow's routines, in the order made."""
         mine = {id(r) for r in self._routines.values()}
-        found = [c for r in self._routines.values() for e in r.events.values()
-                 for c in e.connections if id(c.slot.routine) in mine]
+        found = [
+            c
+            for r in self._routines.values()
+            for e in r.events.values()
+            for c in e.connections
+            if id(c.slot.routine) in mine
+        ]
         return sorted(found, key=lambda c: c._serial)
 
     def set_error_handler(self, error_handler: ErrorHandler) -> None:
@@ -215,8 +234,12 @@ class Flow:
     # -- running -------------------------------------------------------------
 
     def execute(
-        self, entry_routine_id: str | None = None, entry_params: Mapping[str, Any] | None = None,
-        *, entry_slot: str | None = None, job_state: JobState | None = None,
+        self,
+        entry_routine_id: str | None = None,
+        entry_params: Mapping[str, Any] | None = None,
+        *,
+        entry_slot: str | None = None,
+        job_state: JobState | None = None,
         store: Journal | None = None,
     ) -> JobState:
         """Run a job from ``entry_routine_id`` until no work is left.
@@ -237,8 +260,12 @@ class Flow:
         return self._run(job, store=store)
 
     async def execute_async(
-        self, entry_routine_id: str | None = None, entry_params: Mapping[str, Any] | None = None,
-        *, entry_slot: str | None = None, job_state: JobState | None = None,
+        self,
+        entry_routine_id: str | None = None,
+        entry_params: Mapping[str, Any] | None = None,
+        *,
+        entry_slot: str | None = None,
+        job_state: JobState | None = None,
         store: Journal | None = None,
     ) -> JobState:
         """Like :meth:`execute`, awaitable: the scheduler runs in a worker thread
@@ -255,8 +282,7 @@ class Flow:
         self._check_resumable(job_state)
         return self._run(job_state, store=store)
 
-    async def resume_async(self, job_state: JobState, *,
-                           store: Journal | None = None) -> JobState:
+    async def resume_async(self, job_state: JobState, *, store: Journal | None = None) -> JobState:
         """Like :meth:`resume`, awaitable (see :meth:`execute_async`)."""
         self._check_resumable(job_state)
         return await asyncio.to_thread(self._run, job_state, asyncio.get_running_loop(), store)
@@ -285,14 +311,20 @@ class Flow:
 
     # -- running: internals --------------------------------------------------
 
-    def _new_job(self, entry_routine_id: str | None, entry_params: Mapping[str, Any] | None,
-                 entry_slot: str | None, job_state: JobState | None) -> JobState:
+    def _new_job(
+        self,
+        entry_routine_id: str | None,
+        entry_params: Mapping[str, Any] | None,
+        entry_slot: str | None,
+        job_state: JobState | None,
+    ) -> JobState:
         defaults = self.entry or {}
         rid = entry_routine_id or defaults.get("routine_id")
         if rid is None:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' has no entry: pass the routine to start at, e.g. "
-                f"flow.execute({next(iter(self._routines), 'routine_id')!r}, {{...}}).")
+                f"flow.execute({next(iter(self._routines), 'routine_id')!r}, {{...}})."
+            )
         if entry_params is None and entry_routine_id is None:
             entry_params = defaults.get("params")
         if entry_slot is None and entry_routine_id is None:
@@ -303,8 +335,10 @@ class Flow:
         if job.status is not JobStatus.PENDING or job.pending:
             raise JobStateError(
                 f"execute() needs a fresh JobState; job {job.job_id} is {job.status}. "
-                "Use flow.resume(job_state) to continue it.", job_id=job.job_id,
-                status=str(job.status))
+                "Use flow.resume(job_state) to continue it.",
+                job_id=job.job_id,
+                status=str(job.status),
+            )
         job.flow_id = self.flow_id
         job.entry = {"routine_id": rid, "slot": slot, "params": params}
         job.pending.append(Message(job.next_seq, rid, slot, params, None))
@@ -322,8 +356,10 @@ class Flow:
             raise DefinitionError(
                 f"Entry routine '{rid}' has {len(routine.slots)} slots "
                 f"({quoted(routine.slots)}); name the one to start at with entry_slot=..., "
-                "or override __call__ to start work another way.")
-        return next(iter(routine.slots))
+                "or override __call__ to start work another way."
+            )
+        only: str = next(iter(routine.slots))
+        return only
 
     def _check_resumable(self, job: JobState) -> None:
         if not isinstance(job, JobState):
@@ -331,36 +367,58 @@ class Flow:
         if job.flow_id != self.flow_id:
             raise JobStateError(
                 f"Job {job.job_id} belongs to flow '{job.flow_id}', not '{self.flow_id}'. "
-                "Resume it with the flow it was started on.", job_id=job.job_id,
-                status=str(job.status))
+                "Resume it with the flow it was started on.",
+                job_id=job.job_id,
+                status=str(job.status),
+            )
         if job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
             raise JobStateError(
                 f"Job {job.job_id} is {job.status}; only paused, interrupted or failed jobs "
-                "can be resumed.", job_id=job.job_id, status=str(job.status))
+                "can be resumed.",
+                job_id=job.job_id,
+                status=str(job.status),
+            )
         if job.job_id in self._runners:
-            raise JobStateError(f"Job {job.job_id} is already running.", job_id=job.job_id,
-                                status=str(job.status))
-        unknown = sorted({f"{m.routine_id}.{m.slot}" for m in job.pending
-                          if m.routine_id not in self._routines
-                          or (m.slot is not None and m.slot not in self._routines[m.routine_id].slots)})
+            raise JobStateError(
+                f"Job {job.job_id} is already running.", job_id=job.job_id, status=str(job.status)
+            )
+        unknown = sorted(
+            {
+                f"{m.routine_id}.{m.slot}"
+                for m in job.pending
+                if not self._has_target(m.routine_id, m.slot)
+            }
+        )
         if unknown:
             raise JobStateError(
                 f"Job {job.job_id} has pending messages for {quoted(unknown)}, which flow "
                 f"'{self.flow_id}' does not have. Resume it with the flow it was started on.",
-                job_id=job.job_id, status=str(job.status))
+                job_id=job.job_id,
+                status=str(job.status),
+            )
         job.error = None
 
-    def _run(self, job: JobState, loop: asyncio.AbstractEventLoop | None = None,
-             store: Journal | None = None) -> JobState:
+    def _has_target(self, routine_id: str, slot: str | None) -> bool:
+        routine = self._routines.get(routine_id)
+        return routine is not None and (slot is None or slot in routine.slots)
+
+    def _run(
+        self,
+        job: JobState,
+        loop: asyncio.AbstractEventLoop | None = None,
+        store: Journal | None = None,
+    ) -> JobState:
         plan = self._plan()
         states = job.routine_states
         for rid, routine in self._routines.items():
             if rid not in states:
-                states[rid] = {"status": "pending", "activations": 0,
-                               "stats": dict(routine._own_stats)}
+                states[rid] = {
+                    "status": "pending",
+                    "activations": 0,
+                    "stats": dict(routine._own_stats),
+                }
             elif "activations" not in states[rid]:
-                states[rid].update(activations=0, stats=dict(routine._own_stats),
-                                   status="pending")
+                states[rid].update(activations=0, stats=dict(routine._own_stats), status="pending")
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)
@@ -380,7 +438,8 @@ class Flow:
         plan = self._plan_cache
         if plan is None:
             plan = self._plan_cache = compile_plan(
-                self._routines, self.connections, self.error_handler, self.max_activations)
+                self._routines, self.connections, self.error_handler, self.max_activations
+            )
         return plan
 
     def _runner_for(self, job: JobState | None, action: str) -> JobRunner:
@@ -389,8 +448,10 @@ class Flow:
             if runner is None:
                 raise JobStateError(
                     f"Cannot {action} job {job.job_id}: it is not running in flow "
-                    f"'{self.flow_id}' (status: {job.status}).", job_id=job.job_id,
-                    status=str(job.status))
+                    f"'{self.flow_id}' (status: {job.status}).",
+                    job_id=job.job_id,
+                    status=str(job.status),
+                )
             return runner
         ctx = CURRENT.get()
         if ctx is not None and ctx.job_id in self._runners:
@@ -399,7 +460,10 @@ class Flow:
         if len(runners) != 1:
             raise JobStateError(
                 f"Cannot {action}: flow '{self.flow_id}' has {len(runners)} running jobs. "
-                f"Pass the job: flow.{action}(job_state).", job_id="", status="")
+                f"Pass the job: flow.{action}(job_state).",
+                job_id="",
+                status="",
+            )
         return runners[0]
 
     # -- saving --------------------------------------------------------------
@@ -408,13 +472,15 @@ class Flow:
         """The flow as plain data (the flow-file format)."""
         return dump_flow(self)
 
-    def deserialize(self, data: Mapping[str, Any], *,
-                    allowed_modules: tuple[str, ...] = ()) -> Flow:
+    def deserialize(
+        self, data: Mapping[str, Any], *, allowed_modules: tuple[str, ...] = ()
+    ) -> Flow:
         """Fill this empty Flow from :meth:`serialize` output; returns ``self``."""
         if self._routines:
             raise DefinitionError(
                 f"deserialize() fills an empty Flow; flow '{self.flow_id}' already has "
-                f"routines {quoted(self._routines)}. Use Flow.from_dict(data) instead.")
+                f"routines {quoted(self._routines)}. Use Flow.from_dict(data) instead."
+            )
         loaded = load_flow(data, type(self), allowed_modules)
         self.__dict__.update(loaded.__dict__)
         for routine in self._routines.values():
@@ -423,8 +489,7 @@ class Flow:
         return self
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *,
-                  allowed_modules: tuple[str, ...] = ()) -> Flow:
+    def from_dict(cls, data: Mapping[str, Any], *, allowed_modules: tuple[str, ...] = ()) -> Flow:
         """Build a new Flow from :meth:`serialize` output."""
         return cls().deserialize(data, allowed_modules=allowed_modules)
 
@@ -433,8 +498,7 @@ class Flow:
         dump_file(self.serialize(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *,
-             allowed_modules: tuple[str, ...] = ()) -> Flow:
+    def load(cls, path: str | os.PathLike[str], *, allowed_modules: tuple[str, ...] = ()) -> Flow:
         """Read a flow saved with :meth:`save` (or written by hand)."""
         return cls.from_dict(load_file(path), allowed_modules=allowed_modules)
 
@@ -446,11 +510,13 @@ def _check_routine(routine: Any) -> None:
     if not isinstance(routine, Routine):
         raise TypeError(
             f"add_routine() takes a Routine instance, got {type(routine).__name__}. "
-            "Subclass flowforge.Routine.")
+            "Subclass flowforge.Routine."
+        )
     if not hasattr(routine, "_slots"):
         raise DefinitionError(
             f"{type(routine).__name__}.__init__ did not call super().__init__(); add it as "
-            "the first line.")
+            "the first line."
+        )
 
 
 def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -459,7 +525,8 @@ def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(params, Mapping):
         raise TypeError(
             f"entry_params must be a mapping of parameter names to values, got "
-            f"{type(params).__name__}. Write entry_params={{'data': ...}}.")
+            f"{type(params).__name__}. Write entry_params={{'data': ...}}."
+        )
     return dict(params)
 
 

@@ -16,8 +16,8 @@ entries were let go.
 from __future__ import annotations
 
 import enum
-import time
 import os
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -158,10 +158,13 @@ class JobState:
     history_total: int = 0
     errors_total: int = 0
     skipped_total: int = 0
-    tracker: ExecutionTracker = attrs.field(default=attrs.Factory(
-        lambda self: ExecutionTracker(self.flow_id, self.job_id, self.retention), takes_self=True))
-    _history: deque[tuple[str, str, dict[str, Any], float]] = attrs.field(
-        init=False, factory=deque)
+    tracker: ExecutionTracker = attrs.field(
+        default=attrs.Factory(
+            lambda self: ExecutionTracker(self.flow_id, self.job_id, self.retention),
+            takes_self=True,
+        )
+    )
+    _history: deque[tuple[str, str, dict[str, Any], float]] = attrs.field(init=False, factory=deque)
     _errors: deque[ErrorInfo] = attrs.field(init=False, factory=deque)
     _skipped: deque[SkippedWork] = attrs.field(init=False, factory=deque)
 
@@ -194,7 +197,8 @@ class JobState:
     def get_execution_history(self, routine_id: str | None = None) -> list[ExecutionRecord]:
         """The kept history, oldest first, optionally of one routine."""
         return [
-            ExecutionRecord(*row) for row in self._history
+            ExecutionRecord(*row)
+            for row in self._history
             if routine_id is None or row[0] == routine_id
         ]
 
@@ -229,7 +233,8 @@ class JobState:
 
     def serialize(self) -> dict[str, Any]:
         """Plain data (JSON and YAML safe as long as message data is)."""
-        return converter.unstructure(self)
+        data: dict[str, Any] = converter.unstructure(self)
+        return data
 
     def deserialize(self, data: dict[str, Any]) -> JobState:
         """Fill this (empty) JobState from :meth:`serialize` output; returns ``self``."""
@@ -245,13 +250,28 @@ class JobState:
 
     def summary(self) -> str:
         """A one-line description for logs and the command line."""
-        return (f"job {self.job_id} of flow {self.flow_id!r}: {self.status}, "
-                f"{len(self.pending)} pending, {self.errors_total} error(s)")
+        return (
+            f"job {self.job_id} of flow {self.flow_id!r}: {self.status}, "
+            f"{len(self.pending)} pending, {self.errors_total} error(s)"
+        )
 
 
-_SAVED = ("flow_id", "job_id", "created_at", "started_at", "finished_at", "reason", "entry",
-          "retention", "routine_states", "slot_states", "next_seq", "history_total",
-          "errors_total", "skipped_total")
+_SAVED = (
+    "flow_id",
+    "job_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "reason",
+    "entry",
+    "retention",
+    "routine_states",
+    "slot_states",
+    "next_seq",
+    "history_total",
+    "errors_total",
+    "skipped_total",
+)
 
 
 def _unstructure_job(job: JobState) -> dict[str, Any]:
@@ -280,7 +300,8 @@ def _structure_job(data: dict[str, Any], _: Any) -> JobState:
     errors = data.pop("errors", [])
     skipped = data.pop("skipped", [])
     data["pending"] = deque(converter.structure(data.get("pending", []), list[Message]))
-    data["error"] = converter.structure(data.get("error"), ErrorInfo | None)
+    error = data.get("error")
+    data["error"] = None if error is None else converter.structure(error, ErrorInfo)
     data["tracker"] = converter.structure(data.get("tracker", {}), ExecutionTracker)
     job = JobState(**data)
     job._history.extend((r[0], r[1], r[2], r[3]) for r in history)

@@ -115,7 +115,9 @@ class Routine:
     # -- declaring -------------------------------------------------------
 
     def define_slot(
-        self, name: str, handler: Callable[..., Any] | None = None,
+        self,
+        name: str,
+        handler: Callable[..., Any] | None = None,
         merge_strategy: MergeStrategy = "override",
     ) -> Slot:
         """Declare an input slot.
@@ -211,7 +213,9 @@ class Routine:
             f"Routine '{self.routine_label()}' emitted event '{name}', which it does not "
             f"declare. Its events are: {quoted(self._events)}. Declare it in __init__ with "
             f"self.define_event({name!r}, {sorted(data)!r}).",
-            routine_id=self.routine_label(), event=name, expected=sorted(self._events),
+            routine_id=self.routine_label(),
+            event=name,
+            expected=sorted(self._events),
             got=name,
         )
 
@@ -222,7 +226,9 @@ class Routine:
             f"parameter(s) {quoted(extra)} it does not declare. The event declares: "
             f"{quoted(event.params or ())}. Add them to define_event({event.name!r}, [...]) "
             "or pass params=None to allow any.",
-            routine_id=self.routine_label(), event=event.name, expected=list(event.params or ()),
+            routine_id=self.routine_label(),
+            event=event.name,
+            expected=list(event.params or ()),
             got=sorted(data),
         )
 
@@ -299,7 +305,8 @@ class Routine:
     def _connections(self) -> list[Connection]:
         """Every connection touching this routine, in or out."""
         return [c for e in self._events.values() for c in e.connections] + [
-            c for s in self._slots.values() for c in s.connections]
+            c for s in self._slots.values() for c in s.connections
+        ]
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -352,5 +359,7 @@ def lookup(kind: str, owner: str, name: str, table: Mapping[str, Any]) -> Any:
     except KeyError:
         raise UnknownNameError(
             f"{owner} has no {kind} '{name}'. Its {kind}s are: {quoted(table)}.",
-            kind=kind, name=name, known=table,
+            kind=kind,
+            name=name,
+            known=table,
         ) from None

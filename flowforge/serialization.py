@@ -74,8 +74,8 @@ def resolve(path: str, base: type[T], where: str, allowed: Iterable[str] = ()) -
         obj = getattr(obj, part, None)
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise SerializationError(
-            f"{where}: {path!r} does not name a subclass of {base.__name__} "
-            f"(found {obj!r}).", path=where,
+            f"{where}: {path!r} does not name a subclass of {base.__name__} (found {obj!r}).",
+            path=where,
         )
     return obj
 
@@ -86,7 +86,8 @@ def _import_allowed(module_name: str, where: str, allowed: set[str]) -> Any:
         raise SerializationError(
             f"{where}: module '{module_name}' is not allowed to be imported by a saved flow. "
             f"Import it before loading, or allow it: flowforge.allow_modules({top!r}) or "
-            f"load(..., allowed_modules=[{top!r}]).", path=where,
+            f"load(..., allowed_modules=[{top!r}]).",
+            path=where,
         )
     try:
         return importlib.import_module(module_name)
@@ -110,9 +111,7 @@ def structure(data: Any, cls: type[T], what: str) -> T:
         inner = _first_serialization_error(exc)
         if inner is not None:
             raise inner from exc
-        raise SerializationError(
-            "Invalid data:\n  - " + "\n  - ".join(lines), path=what
-        ) from exc
+        raise SerializationError("Invalid data:\n  - " + "\n  - ".join(lines), path=what) from exc
 
 
 def _first_serialization_error(exc: BaseException) -> SerializationError | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from blinker import Namespace, NamedSignal
+from blinker import NamedSignal, Namespace
 
 logger = logging.getLogger(__name__)
 _namespace = Namespace()
@@ -38,31 +38,37 @@ job_finished: NamedSignal = _namespace.signal(
 routine_started: NamedSignal = _namespace.signal(
     "routine-started",
     doc="A handler call is dispatched. Carries ``job_state``, ``routine_id``, ``slot``, "
-        "``activation_id``.",
+    "``activation_id``.",
 )
 routine_finished: NamedSignal = _namespace.signal(
     "routine-finished",
     doc="A handler call succeeded and its emits were routed. Carries ``job_state``, "
-        "``routine_id``, ``slot``, ``activation_id``, ``duration`` (seconds).",
+    "``routine_id``, ``slot``, ``activation_id``, ``duration`` (seconds).",
 )
 routine_failed: NamedSignal = _namespace.signal(
     "routine-failed",
     doc="A handler call failed for good (after any retries). Carries ``job_state``, "
-        "``routine_id``, ``slot``, ``activation_id``, ``error`` (the exception), ``strategy``.",
+    "``routine_id``, ``slot``, ``activation_id``, ``error`` (the exception), ``strategy``.",
 )
 event_emitted: NamedSignal = _namespace.signal(
     "event-emitted",
-    doc="An emitted event was routed. Carries ``job_state``, ``routine_id``, ``event``, "
-        "``data``.",
+    doc="An emitted event was routed. Carries ``job_state``, ``routine_id``, ``event``, ``data``.",
 )
 retry_scheduled: NamedSignal = _namespace.signal(
     "retry-scheduled",
     doc="A failed call will run again. Carries ``job_id``, ``routine_id``, ``slot``, "
-        "``activation_id``, ``attempt`` (the retry's number), ``delay``, ``error``.",
+    "``activation_id``, ``attempt`` (the retry's number), ``delay``, ``error``.",
 )
 
-__all__ = ["event_emitted", "job_finished", "job_started", "retry_scheduled",
-           "routine_failed", "routine_finished", "routine_started"]
+__all__ = [
+    "event_emitted",
+    "job_finished",
+    "job_started",
+    "retry_scheduled",
+    "routine_failed",
+    "routine_finished",
+    "routine_started",
+]
 
 
 def send(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:

@@ -59,11 +59,23 @@ class Slot:
         is_async: True when the handler is ``async def``.
     """
 
-    __slots__ = ("_connections", "_standalone_state", "handler", "invoke", "is_async",
-                 "merge", "merge_strategy", "name", "routine")
+    __slots__ = (
+        "_connections",
+        "_standalone_state",
+        "handler",
+        "invoke",
+        "is_async",
+        "merge",
+        "merge_strategy",
+        "name",
+        "routine",
+    )
 
     def __init__(
-        self, name: str, routine: Routine, handler: Callable[..., Any] | None = None,
+        self,
+        name: str,
+        routine: Routine,
+        handler: Callable[..., Any] | None = None,
         merge_strategy: MergeStrategy = "override",
     ) -> None:
         if handler is not None and not callable(handler):
@@ -77,8 +89,10 @@ class Slot:
         self.merge_strategy = merge_strategy
         self.merge: Merger | None = _merger(merge_strategy, routine, name)
         self.is_async = handler is not None and is_async_callable(handler)
-        self.invoke = None if handler is None else make_invoker(
-            handler, lambda: (routine.routine_label(), name)
+        self.invoke = (
+            None
+            if handler is None
+            else make_invoker(handler, lambda: (routine.routine_label(), name))
         )
         self._connections: list[Connection] = []
         self._standalone_state: Any = None

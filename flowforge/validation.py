@@ -44,19 +44,26 @@ class Problem:
 
 
 def find_problems(
-    routines: Mapping[str, Routine], connections: Sequence[Connection], entry: str | None,
+    routines: Mapping[str, Routine],
+    connections: Sequence[Connection],
+    entry: str | None,
 ) -> list[Problem]:
     """Every problem of a flow's routines and connections."""
     problems: list[Problem] = []
     ids = {id(r): rid for rid, r in routines.items()}
     if entry is not None and entry not in routines:
-        problems.append(Problem(
-            "error", entry, f"the entry routine '{entry}' is not in the flow.",
-            f"Use one of {quoted(routines)}."))
+        problems.append(
+            Problem(
+                "error",
+                entry,
+                f"the entry routine '{entry}' is not in the flow.",
+                f"Use one of {quoted(routines)}.",
+            )
+        )
     for rid, routine in routines.items():
         problems += _slot_problems(rid, routine, entry)
         problems += _event_problems(rid, routine)
-    if entry in routines:
+    if entry is not None and entry in routines:
         problems += _unreachable(routines, connections, ids, entry)
     return problems
 
@@ -65,28 +72,47 @@ def _slot_problems(rid: str, routine: Routine, entry: str | None) -> list[Proble
     problems = []
     for name, slot in routine.slots.items():
         if slot.is_join and not slot.connections:
-            problems.append(Problem(
-                "error", f"{rid}.{name}", "this join slot has no sources, so it never fires.",
-                f"Connect the events it waits for: flow.connect(<source>, <event>, '{rid}', "
-                f"'{name}'), or make it an 'override' slot."))
+            problems.append(
+                Problem(
+                    "error",
+                    f"{rid}.{name}",
+                    "this join slot has no sources, so it never fires.",
+                    f"Connect the events it waits for: flow.connect(<source>, <event>, '{rid}', "
+                    f"'{name}'), or make it an 'override' slot.",
+                )
+            )
         elif not slot.connections and rid != entry and len(routine.slots) > 1:
-            problems.append(Problem(
-                "warning", f"{rid}.{name}", "nothing is connected to this slot.",
-                f"Connect an event to it, or remove it if '{rid}' does not need it."))
+            problems.append(
+                Problem(
+                    "warning",
+                    f"{rid}.{name}",
+                    "nothing is connected to this slot.",
+                    f"Connect an event to it, or remove it if '{rid}' does not need it.",
+                )
+            )
     return problems
 
 
 def _event_problems(rid: str, routine: Routine) -> list[Problem]:
     return [
-        Problem("warning", f"{rid}.{name}", "no slot consumes this event; what it emits is "
-                "recorded in the history and goes nowhere.",
-                f"Connect it: flow.connect('{rid}', '{name}', <target>, <slot>).")
-        for name, event in routine.events.items() if not event.connections
+        Problem(
+            "warning",
+            f"{rid}.{name}",
+            "no slot consumes this event; what it emits is "
+            "recorded in the history and goes nowhere.",
+            f"Connect it: flow.connect('{rid}', '{name}', <target>, <slot>).",
+        )
+        for name, event in routine.events.items()
+        if not event.connections
     ]
 
 
-def _unreachable(routines: Mapping[str, Routine], connections: Sequence[Connection],
-                 ids: dict[int, str], entry: str) -> list[Problem]:
+def _unreachable(
+    routines: Mapping[str, Routine],
+    connections: Sequence[Connection],
+    ids: dict[int, str],
+    entry: str,
+) -> list[Problem]:
     graph: dict[str, set[str]] = {rid: set() for rid in routines}
     for c in connections:
         graph[ids[id(c.event.routine)]].add(ids[id(c.slot.routine)])
@@ -96,8 +122,13 @@ def _unreachable(routines: Mapping[str, Routine], connections: Sequence[Connecti
             seen.add(nxt)
             todo.append(nxt)
     return [
-        Problem("warning", rid, f"no connection leads here from the entry '{entry}', so it "
-                "never runs in a job started there.",
-                f"Connect it downstream of '{entry}', or start jobs at it.")
-        for rid in routines if rid not in seen
+        Problem(
+            "warning",
+            rid,
+            f"no connection leads here from the entry '{entry}', so it "
+            "never runs in a job started there.",
+            f"Connect it downstream of '{entry}', or start jobs at it.",
+        )
+        for rid in routines
+        if rid not in seen
     ]

@@ -15,8 +15,9 @@ from typing import Any
 from .._activation import CURRENT, ActivationContext
 
 
-async def _guarded(coro: Any, ctx: ActivationContext, timeout: float | None,
-                   timeout_error: BaseException) -> Any:
+async def _guarded(
+    coro: Any, ctx: ActivationContext, timeout: float | None, timeout_error: BaseException
+) -> Any:
     CURRENT.set(ctx)
     deadline = asyncio.timeout(timeout)
     try:
@@ -29,8 +30,13 @@ async def _guarded(coro: Any, ctx: ActivationContext, timeout: float | None,
         raise timeout_error from None
 
 
-def run_here(invoke: Callable[[Mapping[str, Any]], Any], data: Mapping[str, Any],
-             ctx: ActivationContext, timeout: float | None, timeout_error: BaseException) -> Any:
+def run_here(
+    invoke: Callable[[Mapping[str, Any]], Any],
+    data: Mapping[str, Any],
+    ctx: ActivationContext,
+    timeout: float | None,
+    timeout_error: BaseException,
+) -> Any:
     """Run an async handler on a fresh loop in this thread (remote workers)."""
     return asyncio.run(_guarded(invoke(data), ctx, timeout, timeout_error))
 
@@ -44,9 +50,14 @@ class AsyncRunner:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def run(self, invoke: Callable[[Mapping[str, Any]], Any], data: Mapping[str, Any],
-            ctx: ActivationContext, timeout: float | None,
-            timeout_error: BaseException) -> Any:
+    def run(
+        self,
+        invoke: Callable[[Mapping[str, Any]], Any],
+        data: Mapping[str, Any],
+        ctx: ActivationContext,
+        timeout: float | None,
+        timeout_error: BaseException,
+    ) -> Any:
         """Call ``invoke(data)`` and wait for the coroutine it returns."""
         coro = _guarded(invoke(data), ctx, timeout, timeout_error)
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result()
@@ -58,7 +69,8 @@ class AsyncRunner:
             if self._own is None:
                 self._own = asyncio.new_event_loop()
                 self._thread = threading.Thread(
-                    target=self._own.run_forever, name="flowforge-async", daemon=True)
+                    target=self._own.run_forever, name="flowforge-async", daemon=True
+                )
                 self._thread.start()
             return self._own
 

@@ -35,12 +35,30 @@ class Activation:
     call is done (``NO_STATE`` for slots without merge state).
     """
 
-    __slots__ = ("base_stats", "data", "error_handler", "message", "new_state", "routine",
-                 "routine_id", "slot", "slot_key")
+    __slots__ = (
+        "base_stats",
+        "data",
+        "error_handler",
+        "message",
+        "new_state",
+        "routine",
+        "routine_id",
+        "slot",
+        "slot_key",
+    )
 
-    def __init__(self, routine: Routine, routine_id: str, slot: Slot | None, message: Any,
-                 data: Mapping[str, Any], new_state: Any, slot_key: str | None,
-                 base_stats: dict[str, Any], error_handler: ErrorHandler) -> None:
+    def __init__(
+        self,
+        routine: Routine,
+        routine_id: str,
+        slot: Slot | None,
+        message: Any,
+        data: Mapping[str, Any],
+        new_state: Any,
+        slot_key: str | None,
+        base_stats: dict[str, Any],
+        error_handler: ErrorHandler,
+    ) -> None:
         self.routine = routine
         self.routine_id = routine_id
         self.slot = slot
@@ -69,9 +87,15 @@ class Outcome:
 
     __slots__ = ("durations", "emits", "error", "ok", "stats", "traceback")
 
-    def __init__(self, ok: bool, durations: list[float], emits: list[tuple[str, Any]],
-                 stats: dict[str, Any] | None, error: BaseException | None = None,
-                 tb: str = "") -> None:
+    def __init__(
+        self,
+        ok: bool,
+        durations: list[float],
+        emits: list[tuple[str, Any]],
+        stats: dict[str, Any] | None,
+        error: BaseException | None = None,
+        tb: str = "",
+    ) -> None:
         self.ok = ok
         self.durations = durations
         self.emits = emits
@@ -81,8 +105,11 @@ class Outcome:
 
 
 def run_activation(
-    act: Activation, job_id: str, runner: AsyncRunner | None,
-    cancelled: threading.Event | None, on_retry: RetryCallback | None,
+    act: Activation,
+    job_id: str,
+    runner: AsyncRunner | None,
+    cancelled: threading.Event | None,
+    on_retry: RetryCallback | None,
     first: tuple[float, Exception] | None = None,
 ) -> Outcome:
     """Call the handler, retrying by the routine's error handler; never raises.
@@ -90,11 +117,17 @@ def run_activation(
     ``first`` is a first attempt's failure that the caller already saw.
     """
     slot = act.slot
-    if (first is None and slot is not None and not slot.is_async and slot.invoke is not None
-            and act.routine._policy.timeout is None):
+    if (
+        first is None
+        and slot is not None
+        and not slot.is_async
+        and slot.invoke is not None
+        and act.routine._policy.timeout is None
+    ):
         # The common case, kept flat: one sync call, no timeout.
-        ctx = ActivationContext(act.routine, act.routine_id, job_id, act.message.seq,
-                                act.base_stats)
+        ctx = ActivationContext(
+            act.routine, act.routine_id, job_id, act.message.seq, act.base_stats
+        )
         token = CURRENT.set(ctx)
         start = time.perf_counter()
         try:
@@ -108,8 +141,11 @@ def run_activation(
 
 
 def _run_with_retries(
-    act: Activation, job_id: str, runner: AsyncRunner | None,
-    cancelled: threading.Event | None, on_retry: RetryCallback | None,
+    act: Activation,
+    job_id: str,
+    runner: AsyncRunner | None,
+    cancelled: threading.Event | None,
+    on_retry: RetryCallback | None,
     first: tuple[float, Exception] | None,
 ) -> Outcome:
     handler = act.error_handler
@@ -123,8 +159,9 @@ def _run_with_retries(
                 first = None
                 start -= seconds
                 raise error
-            ctx = ActivationContext(act.routine, act.routine_id, job_id, act.message.seq,
-                                    act.base_stats, retries)
+            ctx = ActivationContext(
+                act.routine, act.routine_id, job_id, act.message.seq, act.base_stats, retries
+            )
             _call(act, ctx, runner)
         except Exception as exc:
             durations.append(time.perf_counter() - start)
@@ -179,13 +216,19 @@ def _timeout_error(act: Activation, timeout: float | None) -> HandlerTimeoutErro
     return HandlerTimeoutError(
         f"Routine '{act.routine_id}' slot '{slot}': the handler call exceeded the routine's "
         f"timeout of {timeout} s. Raise it (routine.timeout = ...) or make the handler faster.",
-        routine_id=act.routine_id, slot=slot, timeout=timeout or 0.0,
+        routine_id=act.routine_id,
+        slot=slot,
+        timeout=timeout or 0.0,
     )
 
 
-def _call_in_thread(invoke: Callable[[Mapping[str, Any]], Any], data: Mapping[str, Any],
-                    ctx: ActivationContext, timeout: float,
-                    timeout_error: HandlerTimeoutError) -> None:
+def _call_in_thread(
+    invoke: Callable[[Mapping[str, Any]], Any],
+    data: Mapping[str, Any],
+    ctx: ActivationContext,
+    timeout: float,
+    timeout_error: HandlerTimeoutError,
+) -> None:
     # A thread cannot be interrupted: on timeout it is abandoned, and since
     # its context is dropped, whatever it emits later goes nowhere.
     box: list[BaseException] = []
@@ -201,8 +244,9 @@ def _call_in_thread(invoke: Callable[[Mapping[str, Any]], Any], data: Mapping[st
             CURRENT.reset(token)
             done.set()
 
-    worker = threading.Thread(target=target, name=f"flowforge-timeout-{ctx.routine_id}",
-                              daemon=True)
+    worker = threading.Thread(
+        target=target, name=f"flowforge-timeout-{ctx.routine_id}", daemon=True
+    )
     worker.start()
     if not done.wait(timeout):
         ctx.emits = []

@@ -60,7 +60,8 @@ class ThreadExecutor(Executor):
 
     def start(self) -> concurrent.futures.Executor:
         return concurrent.futures.ThreadPoolExecutor(
-            self.max_workers, thread_name_prefix="flowforge-worker")
+            self.max_workers, thread_name_prefix="flowforge-worker"
+        )
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.name, "max_workers": self.max_workers}

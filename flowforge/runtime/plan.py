@@ -26,12 +26,16 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "default_cap", "error_handler", "handlers", "joins", "looping",
-                 "routines")
+    __slots__ = ("caps", "default_cap", "error_handler", "handlers", "joins", "looping", "routines")
 
-    def __init__(self, routines: Mapping[str, Routine], looping: set[str],
-                 joins: list[tuple[str, Slot]], error_handler: ErrorHandler,
-                 default_cap: int | None) -> None:
+    def __init__(
+        self,
+        routines: Mapping[str, Routine],
+        looping: set[str],
+        joins: list[tuple[str, Slot]],
+        error_handler: ErrorHandler,
+        default_cap: int | None,
+    ) -> None:
         self.routines = routines
         self.looping = looping
         self.joins = joins
@@ -52,16 +56,20 @@ class Plan:
 
 
 def compile_plan(
-    routines: Mapping[str, Routine], connections: Iterable[Connection],
-    default_handler: ErrorHandler, default_cap: int | None,
+    routines: Mapping[str, Routine],
+    connections: Iterable[Connection],
+    default_handler: ErrorHandler,
+    default_cap: int | None,
 ) -> Plan:
     """Build the :class:`Plan` of a flow's routines and connections."""
     ids = {id(r): rid for rid, r in routines.items()}
     edges = [(ids[id(c.event.routine)], ids[id(c.slot.routine)]) for c in connections]
-    joins = [(rid, slot) for rid, r in routines.items() for slot in r._slots.values()
-             if slot.is_join]
-    return Plan(dict(routines), routines_on_loops(routines, edges), joins, default_handler,
-                default_cap)
+    joins = [
+        (rid, slot) for rid, r in routines.items() for slot in r._slots.values() if slot.is_join
+    ]
+    return Plan(
+        dict(routines), routines_on_loops(routines, edges), joins, default_handler, default_cap
+    )
 
 
 def routines_on_loops(routines: Iterable[str], edges: list[tuple[str, str]]) -> set[str]:

@@ -53,8 +53,14 @@ class Journal(Protocol):
     def begin(self, job: JobState) -> None:
         """The job starts or resumes; record it whole."""
 
-    def step(self, job: JobState, consumed: Sequence[Message], produced: Sequence[Message],
-             routine_id: str | None, slot_key: str | None) -> None:
+    def step(
+        self,
+        job: JobState,
+        consumed: Sequence[Message],
+        produced: Sequence[Message],
+        routine_id: str | None,
+        slot_key: str | None,
+    ) -> None:
         """One step committed: messages consumed and produced, state touched."""
 
     def end(self, job: JobState) -> None:
@@ -69,8 +75,15 @@ def slot_key(routine_id: str, slot_name: str) -> str:
 class JobRunner:
     """Run one job of a flow to its end, a pause, or a cancel."""
 
-    def __init__(self, sender: Any, plan: Plan, job: JobState, executor: Executor,
-                 async_runner: AsyncRunner, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        sender: Any,
+        plan: Plan,
+        job: JobState,
+        executor: Executor,
+        async_runner: AsyncRunner,
+        journal: Journal | None = None,
+    ) -> None:
         self.sender = sender
         self.plan = plan
         self.job = job
@@ -129,9 +142,16 @@ class JobRunner:
                 if not self._fast_step(msg):
                     act = self._prepare(msg)
                     if act is not None:
-                        self._complete(act, run_activation(
-                            act, self.job.job_id, self.async_runner, self.cancelled,
-                            self._on_retry))
+                        self._complete(
+                            act,
+                            run_activation(
+                                act,
+                                self.job.job_id,
+                                self.async_runner,
+                                self.cancelled,
+                                self._on_retry,
+                            ),
+                        )
             if self._halt or not self._resolve_joins():
                 return
 
@@ -141,9 +161,16 @@ class JobRunner:
         rid = msg.routine_id
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
-        if (slot is None or slot.merge is not None or slot.is_async or slot.invoke is None
-                or rid in self.plan.caps or routine._policy.timeout is not None
-                or self.journal is not None or routine_started.receivers):
+        if (
+            slot is None
+            or slot.merge is not None
+            or slot.is_async
+            or slot.invoke is None
+            or rid in self.plan.caps
+            or routine._policy.timeout is not None
+            or self.journal is not None
+            or routine_started.receivers
+        ):
             return False
         state = self.job.routine_states[rid]
         base = state["stats"]
@@ -154,34 +181,53 @@ class JobRunner:
             slot.invoke(msg.data)
         except Exception as exc:
             CURRENT.reset(token)
-            act = Activation(routine, rid, slot, msg, msg.data, NO_STATE, None, base,
-                             self.plan.handlers[rid])
-            self._complete(act, run_activation(
-                act, self.job.job_id, self.async_runner, self.cancelled, self._on_retry,
-                (time.perf_counter() - start, exc)))
+            act = Activation(
+                routine, rid, slot, msg, msg.data, NO_STATE, None, base, self.plan.handlers[rid]
+            )
+            self._complete(
+                act,
+                run_activation(
+                    act,
+                    self.job.job_id,
+                    self.async_runner,
+                    self.cancelled,
+                    self._on_retry,
+                    (time.perf_counter() - start, exc),
+                ),
+            )
             return True
         elapsed = time.perf_counter() - start
         CURRENT.reset(token)
         self.job.tracker.record_call(rid, True, elapsed)
         self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
         if routine_finished.receivers:
-            send(routine_finished, self.sender, job_state=self.job, routine_id=rid,
-                 slot=slot.name, activation_id=ctx.activation_id, duration=elapsed)
+            send(
+                routine_finished,
+                self.sender,
+                job_state=self.job,
+                routine_id=rid,
+                slot=slot.name,
+                activation_id=ctx.activation_id,
+                duration=elapsed,
+            )
         return True
 
     def _run_pooled(self) -> None:
         pool = self.executor.start()
         assert pool is not None
         done: queue.SimpleQueue[tuple[Activation, concurrent.futures.Future[Outcome]]] = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         try:
             self._pump(pool, done)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _pump(self, pool: concurrent.futures.Executor,
-              done: queue.SimpleQueue[tuple[Activation, concurrent.futures.Future[Outcome]]],
-              ) -> None:
+    def _pump(
+        self,
+        pool: concurrent.futures.Executor,
+        done: queue.SimpleQueue[tuple[Activation, concurrent.futures.Future[Outcome]]],
+    ) -> None:
         pending = self.job.pending
         while True:
             while pending and not self._halt:
@@ -209,17 +255,22 @@ class JobRunner:
         if self._running[rid] >= routine._policy.max_concurrency:
             return True
         slot = None if msg.slot is None else routine._slots[msg.slot]
-        return slot is not None and slot.merge is not None and \
-            slot_key(rid, slot.name) in self._busy_slots
+        return (
+            slot is not None
+            and slot.merge is not None
+            and slot_key(rid, slot.name) in self._busy_slots
+        )
 
-    def _dispatch(self, pool: concurrent.futures.Executor, act: Activation,
-                  done: queue.SimpleQueue[Any]) -> None:
+    def _dispatch(
+        self, pool: concurrent.futures.Executor, act: Activation, done: queue.SimpleQueue[Any]
+    ) -> None:
         self._running[act.routine_id] += 1
         if act.slot_key is not None:
             self._busy_slots.add(act.slot_key)
         self._in_flight[id(act)] = act.message
-        future = pool.submit(run_activation, act, self.job.job_id, self.async_runner,
-                             self.cancelled, self._on_retry)
+        future = pool.submit(
+            run_activation, act, self.job.job_id, self.async_runner, self.cancelled, self._on_retry
+        )
         future.add_done_callback(lambda f: done.put((act, f)))
 
     def _settle(self, act: Activation) -> None:
@@ -252,18 +303,26 @@ class JobRunner:
         data, new_state, key = msg.data, NO_STATE, None
         if slot is not None and slot.merge is not None:
             key = slot_key(rid, slot.name)
-            fire, new_state = slot.merge(self.job.slot_states.get(key), msg.data, msg.source,
-                                         slot.source_keys())
+            fire, new_state = slot.merge(
+                self.job.slot_states.get(key), msg.data, msg.source, slot.source_keys()
+            )
             if fire is None:
                 self._commit_slot(key, new_state)
                 self._journal_step((msg,), (), None, key)
                 return None
             data = fire
-        act = Activation(routine, rid, slot, msg, data, new_state, key, state["stats"],
-                         self.plan.handlers[rid])
+        act = Activation(
+            routine, rid, slot, msg, data, new_state, key, state["stats"], self.plan.handlers[rid]
+        )
         if routine_started.receivers:
-            send(routine_started, self.sender, job_state=self.job, routine_id=rid,
-                 slot=act.slot_name, activation_id=act.activation_id(self.job.job_id))
+            send(
+                routine_started,
+                self.sender,
+                job_state=self.job,
+                routine_id=rid,
+                slot=act.slot_name,
+                activation_id=act.activation_id(self.job.job_id),
+            )
         return act
 
     def _complete(self, act: Activation, outcome: Outcome) -> None:
@@ -278,17 +337,30 @@ class JobRunner:
         state = self.job.routine_states[rid]
         if act.slot_key is not None:
             self._commit_slot(act.slot_key, act.new_state)
-        produced = self._commit_success(act.routine, rid, state, act.base_stats, outcome.stats,
-                                        outcome.emits)
+        produced = self._commit_success(
+            act.routine, rid, state, act.base_stats, outcome.stats, outcome.emits
+        )
         self._journal_step((act.message,), produced, rid, act.slot_key)
         if routine_finished.receivers:
-            send(routine_finished, self.sender, job_state=self.job, routine_id=rid,
-                 slot=act.slot_name, activation_id=act.activation_id(self.job.job_id),
-                 duration=outcome.durations[-1])
+            send(
+                routine_finished,
+                self.sender,
+                job_state=self.job,
+                routine_id=rid,
+                slot=act.slot_name,
+                activation_id=act.activation_id(self.job.job_id),
+                duration=outcome.durations[-1],
+            )
 
-    def _commit_success(self, routine: Any, rid: str, state: dict[str, Any],
-                        base: dict[str, Any], stats: dict[str, Any] | None,
-                        emits: list[tuple[str, Any]]) -> Sequence[Message]:
+    def _commit_success(
+        self,
+        routine: Any,
+        rid: str,
+        state: dict[str, Any],
+        base: dict[str, Any],
+        stats: dict[str, Any] | None,
+        emits: list[tuple[str, Any]],
+    ) -> Sequence[Message]:
         state["activations"] += 1
         state["status"] = "completed"
         if stats is not None and stats != base:
@@ -309,8 +381,9 @@ class JobRunner:
             history.append((rid, event_name, data, now))
             for connection in events[event_name]._connections:
                 mapping = connection.param_mapping
-                payload = data if mapping is None else {
-                    mapping.get(k, k): v for k, v in data.items()}
+                payload = (
+                    data if mapping is None else {mapping.get(k, k): v for k, v in data.items()}
+                )
                 target, slot = connection.target_id, connection.slot_name
                 msg = Message(job.next_seq, target, slot, payload, connection.key)
                 job.next_seq += 1
@@ -319,8 +392,14 @@ class JobRunner:
                     produced.append(msg)
                 deliver(now, rid, event_name, target, slot)
             if event_emitted.receivers:
-                send(event_emitted, self.sender, job_state=job, routine_id=rid,
-                     event=event_name, data=data)
+                send(
+                    event_emitted,
+                    self.sender,
+                    job_state=job,
+                    routine_id=rid,
+                    event=event_name,
+                    data=data,
+                )
         return produced
 
     def _commit_slot(self, key: str, new_state: Any) -> None:
@@ -338,9 +417,16 @@ class JobRunner:
         strategy = act.error_handler.final_strategy(error)
         if self.cancelled.is_set():
             strategy = ErrorStrategy.STOP
-        info = ErrorInfo(rid, act.slot_name, type(error).__name__, str(error),
-                         outcome.traceback, str(strategy), len(outcome.durations),
-                         act.activation_id(self.job.job_id))
+        info = ErrorInfo(
+            rid,
+            act.slot_name,
+            type(error).__name__,
+            str(error),
+            outcome.traceback,
+            str(strategy),
+            len(outcome.durations),
+            act.activation_id(self.job.job_id),
+        )
         self.job.record_error(info)
         state = self.job.routine_states[rid]
         state["failures"] = state.get("failures", 0) + 1
@@ -351,19 +437,30 @@ class JobRunner:
             self._journal_step((), (), rid, None)
         else:
             self._consume_failed(act, strategy, state)
-        send(routine_failed, self.sender, job_state=self.job, routine_id=rid,
-             slot=act.slot_name, activation_id=act.activation_id(self.job.job_id), error=error,
-             strategy=strategy)
+        send(
+            routine_failed,
+            self.sender,
+            job_state=self.job,
+            routine_id=rid,
+            slot=act.slot_name,
+            activation_id=act.activation_id(self.job.job_id),
+            error=error,
+            strategy=strategy,
+        )
 
-    def _consume_failed(self, act: Activation, strategy: ErrorStrategy,
-                        state: dict[str, Any]) -> None:
+    def _consume_failed(
+        self, act: Activation, strategy: ErrorStrategy, state: dict[str, Any]
+    ) -> None:
         if act.slot_key is not None:
             self._commit_slot(act.slot_key, act.new_state)
         if strategy is ErrorStrategy.SKIP:
             state["status"] = "skipped"
             state["skipped"] = state.get("skipped", 0) + 1
-            self.job.record_skip(SkippedWork(act.routine_id, act.slot_name,
-                                             "the handler failed and its strategy is SKIP"))
+            self.job.record_skip(
+                SkippedWork(
+                    act.routine_id, act.slot_name, "the handler failed and its strategy is SKIP"
+                )
+            )
         else:
             state["status"] = "failed"
             state["continued"] = state.get("continued", 0) + 1
@@ -374,11 +471,20 @@ class JobRunner:
             f"Routine '{rid}' was activated {cap} times in this job, its cap; the flow is "
             "probably looping without end. Guard the loop, or raise the cap with "
             f"routine.max_activations = N (or Flow(max_activations=N); None disables it).",
-            routine_id=rid, limit=cap,
+            routine_id=rid,
+            limit=cap,
         )
         self.job.pending.appendleft(msg)
-        info = ErrorInfo(rid, msg.slot, type(error).__name__, str(error), "", "stop", 0,
-                         f"{self.job.job_id}:{msg.seq}")
+        info = ErrorInfo(
+            rid,
+            msg.slot,
+            type(error).__name__,
+            str(error),
+            "",
+            "stop",
+            0,
+            f"{self.job.job_id}:{msg.seq}",
+        )
         self.job.record_error(info)
         self._stop_job(info)
 
@@ -387,11 +493,18 @@ class JobRunner:
             self.job.error = info
         self._halt = True
 
-    def _on_retry(self, act: Activation, attempt: int, delay: float,
-                  error: BaseException) -> None:
-        send(retry_scheduled, self.sender, job_id=self.job.job_id, routine_id=act.routine_id,
-             slot=act.slot_name, activation_id=act.activation_id(self.job.job_id), attempt=attempt,
-             delay=delay, error=error)
+    def _on_retry(self, act: Activation, attempt: int, delay: float, error: BaseException) -> None:
+        send(
+            retry_scheduled,
+            self.sender,
+            job_id=self.job.job_id,
+            routine_id=act.routine_id,
+            slot=act.slot_name,
+            activation_id=act.activation_id(self.job.job_id),
+            attempt=attempt,
+            delay=delay,
+            error=error,
+        )
 
     # -- joins at quiescence ------------------------------------------------------
 
@@ -420,9 +533,11 @@ class JobRunner:
             routine_state = self.job.routine_states[rid]
             routine_state["skipped"] = routine_state.get("skipped", 0) + 1
             routine_state["status"] = "skipped"
-            self.job.record_skip(SkippedWork(
-                rid, slot.name, "join incomplete: some sources never delivered",
-                tuple(missing)))
+            self.job.record_skip(
+                SkippedWork(
+                    rid, slot.name, "join incomplete: some sources never delivered", tuple(missing)
+                )
+            )
             self._journal_step((), (), rid, key)
             return True
         return False
@@ -431,7 +546,8 @@ class JobRunner:
         sources = [key.partition(".")[0] for key in missing]
         states = self.job.routine_states
         return bool(sources) and all(
-            states[s].get("continued", 0) and not states[s].get("skipped", 0) for s in sources)
+            states[s].get("continued", 0) and not states[s].get("skipped", 0) for s in sources
+        )
 
     def _partial_message(self, rid: str, slot: Slot, combined: dict[str, Any]) -> Message:
         # Addressed to the join with no source, so it fires as it is.
@@ -449,7 +565,8 @@ class JobRunner:
             self._in_flight.clear()
         job.tracker.elapsed += elapsed
         if job.error is not None:
-            job.status, job.reason = JobStatus.FAILED, f"{job.error.error_type}: {job.error.message}"
+            job.status = JobStatus.FAILED
+            job.reason = f"{job.error.error_type}: {job.error.message}"
         elif self._cancel_reason is not None:
             job.status, job.reason = JobStatus.CANCELLED, self._cancel_reason
         elif self._pause_reason is not None and self._work_left():
@@ -467,9 +584,15 @@ class JobRunner:
     def _work_left(self) -> bool:
         slot_states = self.job.slot_states
         return bool(self.job.pending) or any(
-            slot_states.get(slot_key(rid, slot.name)) for rid, slot in self.plan.joins)
+            slot_states.get(slot_key(rid, slot.name)) for rid, slot in self.plan.joins
+        )
 
-    def _journal_step(self, consumed: Sequence[Message], produced: Sequence[Message],
-                      routine_id: str | None, slot_key: str | None) -> None:
+    def _journal_step(
+        self,
+        consumed: Sequence[Message],
+        produced: Sequence[Message],
+        routine_id: str | None,
+        slot_key: str | None,
+    ) -> None:
         if self.journal is not None:
             self.journal.step(self.job, consumed, produced, routine_id, slot_key)
