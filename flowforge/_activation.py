@@ -122,6 +122,8 @@ def merge_stats(
         if old is value or (old is not _MISSING and old == value):
             continue
         now = merged.get(key, _MISSING)
+        if old is _MISSING:
+            old = 0  # a counter this call started counts from zero
         if _is_number(value) and _is_number(old) and _is_number(now):
             merged[key] = now + (value - old)
         else:

@@ -36,7 +36,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import SerializationError, quoted
 from .routine import Routine
-from .runtime.executors import EXECUTORS, ThreadExecutor, make_executor
+from .runtime.executors import EXECUTORS, make_executor
 from .serialization import converter, import_path, resolve, structure
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class ExecutorDoc:
 
     kind: str = "sequential"
     max_workers: int | None = None
+    address: str | None = None
 
 
 @attrs.frozen
@@ -261,14 +262,15 @@ def load_flow(data: Mapping[str, Any], flow_cls: type[F], allowed: tuple[str, ..
 
 
 def _executor(doc: ExecutorDoc, problems: list[str]) -> Any:
-    if doc.kind not in EXECUTORS:
-        problems.append(
-            f"flow.executor.kind: expected one of {quoted(EXECUTORS)}, got {doc.kind!r}"
-        )
+    known = [*EXECUTORS, "dask"]
+    if doc.kind not in known:
+        problems.append(f"flow.executor.kind: expected one of {quoted(known)}, got {doc.kind!r}")
         return None
-    if doc.kind == "thread":
-        return ThreadExecutor(doc.max_workers)
-    return make_executor(doc.kind)
+    try:
+        return make_executor(doc.kind, doc.max_workers, address=doc.address)
+    except (ImportError, ValueError) as exc:
+        problems.append(f"flow.executor: {exc}")
+        return None
 
 
 def _handler(

@@ -38,6 +38,13 @@ class Event:
         )
         self._connections: list[Connection] = []
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to another process with its routine: no wiring.
+        return {"name": self.name, "routine": self.routine, "params": self.params}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["name"], state["routine"], state["params"])  # type: ignore[misc]
+
     @property
     def connections(self) -> list[Connection]:
         """The connections leaving this event, oldest first (a copy)."""

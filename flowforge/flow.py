@@ -502,6 +502,16 @@ class Flow:
         """Read a flow saved with :meth:`save` (or written by hand)."""
         return cls.from_dict(load_file(path), allowed_modules=allowed_modules)
 
+    def close(self) -> None:
+        """Release what the executor keeps between jobs (worker pools, clusters)."""
+        self.executor.close()
+
+    def __enter__(self) -> Flow:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"<Flow {self.flow_id!r}: {len(self._routines)} routines>"
 

@@ -348,6 +348,12 @@ class Routine:
         """Give this routine its own error handler (it wins over the flow's)."""
         self.set_policy(error_handler=error_handler)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A routine is shipped to worker processes on its own, without its flow.
+        state = self.__dict__.copy()
+        state["_on_change"] = None
+        return state
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._routine_id!r}>"
 

@@ -97,6 +97,23 @@ class Slot:
         self._connections: list[Connection] = []
         self._standalone_state: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to another process with its routine: no wiring, no closures.
+        return {
+            "name": self.name,
+            "routine": self.routine,
+            "handler": self.handler,
+            "merge_strategy": self.merge_strategy,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(
+            state["name"],
+            state["routine"],
+            state["handler"],  # type: ignore[misc]
+            state["merge_strategy"],
+        )
+
     @property
     def connections(self) -> list[Connection]:
         """The connections arriving at this slot, oldest first (a copy)."""

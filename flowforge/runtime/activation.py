@@ -9,6 +9,7 @@ activation all-or-nothing.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import traceback
@@ -166,13 +167,13 @@ def _run_with_retries(
         except Exception as exc:
             durations.append(time.perf_counter() - start)
             if not handler.should_retry(exc, retries):
-                return Outcome(False, durations, [], None, exc, _format(exc))
+                return Outcome(False, durations, [], None, exc, format_exception(exc))
             retries += 1
             delay = handler.delay(retries)
             if on_retry is not None:
                 on_retry(act, retries, delay, exc)
             if cancelled is not None and cancelled.wait(delay):
-                return Outcome(False, durations, [], None, exc, _format(exc))
+                return Outcome(False, durations, [], None, exc, format_exception(exc))
             if cancelled is None:
                 time.sleep(delay)
             continue
@@ -180,7 +181,8 @@ def _run_with_retries(
         return Outcome(True, durations, ctx.emits, ctx.stats)
 
 
-def _format(exc: BaseException) -> str:
+def format_exception(exc: BaseException) -> str:
+    """The formatted traceback of ``exc``."""
     return "".join(traceback.format_exception(exc))
 
 
@@ -203,8 +205,44 @@ def _call(act: Activation, ctx: ActivationContext, runner: AsyncRunner | None) -
             invoke(act.data)
         finally:
             CURRENT.reset(token)
+    elif _interrupting and threading.current_thread() is threading.main_thread():
+        _call_with_alarm(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
     else:
         _call_in_thread(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
+
+
+_interrupting = False
+
+
+def enable_interrupting_timeouts() -> None:
+    """Make timeouts interrupt handlers in this process (a worker process's initializer).
+
+    A timer signal raises the timeout error inside the handler, so the call
+    really stops. Only for processes that run nothing but handler calls.
+    """
+    global _interrupting
+    _interrupting = True
+
+
+def _call_with_alarm(
+    invoke: Callable[[Mapping[str, Any]], Any],
+    data: Mapping[str, Any],
+    ctx: ActivationContext,
+    timeout: float,
+    timeout_error: HandlerTimeoutError,
+) -> None:
+    def expire(signum: int, frame: Any) -> None:
+        raise timeout_error
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    token = CURRENT.set(ctx)
+    try:
+        invoke(data)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        CURRENT.reset(token)
 
 
 def _entry_call(routine: Routine) -> Callable[[Mapping[str, Any]], Any]:

@@ -5,23 +5,68 @@ after another, in a deterministic order: messages are processed first in,
 first out, and the messages one call emits are queued in emit order, each
 event's connections in the order they were made (breadth-first).
 
-``"thread"`` runs calls on a thread pool of ``max_workers`` threads, at most
-``max_concurrency`` calls of one routine at once. The job's own thread stays
-the only one that touches its state; it hands calls to the pool and applies
-their results as they come back.
+``"thread"`` runs calls on a pool of ``max_workers`` threads.
 
-Neither can interrupt a running Python function: a call past its timeout is
-failed and abandoned (it keeps running in the background; whatever it emits
-later is discarded). ``async def`` handlers are cancelled at their next
-``await``.
+``"process"`` runs calls in ``max_workers`` worker processes (CPU-bound
+handlers); routines and message data must be picklable.
+
+``"dask"`` (the ``flowforge[dask]`` extra) runs calls on a Dask cluster:
+``DaskExecutor(address)`` uses a running scheduler, ``DaskExecutor()``
+starts a local cluster of worker processes.
+
+With every parallel executor the job's own thread stays the only one that
+touches its state: it hands calls out, at most ``max_concurrency`` of one
+routine at a time across all workers, and applies each result when it comes
+back. A call whose worker died is sent again (up to 3 times).
+
+What a timeout can interrupt: the sequential and thread executors cannot stop
+a running Python function, so a call past its timeout is failed and
+abandoned (it keeps running in the background; whatever it does later is
+discarded). ``async def`` handlers are cancelled at their next ``await``. The
+process executor interrupts the call inside its worker (a timer signal raises
+in the handler; a call blocked inside C code is interrupted when it returns
+to Python). On Dask the call is abandoned on its worker like a thread.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Any, ClassVar
+import multiprocessing
+import pickle
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..errors import DefinitionError, quoted
+from .activation import (
+    Activation,
+    Outcome,
+    enable_interrupting_timeouts,
+    format_exception,
+    run_activation,
+)
+from .remote import RemoteResult, Shipper, run_remote
+
+if TYPE_CHECKING:
+    from ..routine import Routine
+    from .scheduler import JobRunner
+
+
+class WorkerLost(Exception):
+    """The worker running a call went away; the call must be sent again."""
+
+
+class Session(Protocol):
+    """One job's use of an executor."""
+
+    def submit(self, act: Activation, runner: JobRunner) -> Any:
+        """Start ``act``; returns a future with ``add_done_callback``."""
+
+    def outcome(self, future: Any) -> Outcome:
+        """The finished call's :class:`Outcome`; :class:`WorkerLost` to send it again."""
+
+    def close(self) -> None:
+        """Release what the session holds."""
 
 
 class Executor:
@@ -30,54 +75,183 @@ class Executor:
     inline: ClassVar[bool] = True
     name: ClassVar[str] = "sequential"
 
-    def start(self) -> concurrent.futures.Executor | None:
-        """Start what one job needs (a pool), or ``None`` for inline executors."""
+    def start(self, routines: Mapping[str, Routine]) -> Session | None:
+        """Start what one job needs, or ``None`` for inline executors."""
         return None
 
     def settings(self) -> dict[str, Any]:
         """The executor as saved in a flow file."""
         return {"kind": self.name}
 
+    def close(self) -> None:
+        """Release pools or clusters kept between jobs (they restart when needed)."""
+
 
 class SequentialExecutor(Executor):
     """Run calls one at a time on the job's thread (the default; deterministic)."""
 
 
-class ThreadExecutor(Executor):
-    """Run calls on a pool of ``max_workers`` threads.
+def _workers(max_workers: int | None, default: int) -> int:
+    if max_workers is None:
+        return default
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise DefinitionError(f"max_workers must be an int >= 1, got {max_workers!r}.")
+    return max_workers
 
-    Args:
-        max_workers: Threads in the pool (default 8).
-    """
+
+class ThreadExecutor(Executor):
+    """Run calls on a pool of ``max_workers`` threads (default 8)."""
 
     inline = False
     name = "thread"
 
     def __init__(self, max_workers: int | None = None) -> None:
-        if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
-            raise DefinitionError(f"max_workers must be an int >= 1, got {max_workers!r}.")
-        self.max_workers = max_workers or 8
+        self.max_workers = _workers(max_workers, 8)
 
-    def start(self) -> concurrent.futures.Executor:
-        return concurrent.futures.ThreadPoolExecutor(
-            self.max_workers, thread_name_prefix="flowforge-worker"
-        )
+    def start(self, routines: Mapping[str, Routine]) -> Session:
+        return _ThreadSession(self.max_workers)
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.name, "max_workers": self.max_workers}
 
 
-EXECUTORS: dict[str, type[Executor]] = {"sequential": SequentialExecutor, "thread": ThreadExecutor}
+class _ThreadSession:
+    def __init__(self, max_workers: int) -> None:
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers, thread_name_prefix="flowforge-worker"
+        )
+
+    def submit(self, act: Activation, runner: JobRunner) -> Any:
+        return self.pool.submit(
+            run_activation,
+            act,
+            runner.job.job_id,
+            runner.async_runner,
+            runner.cancelled,
+            runner._on_retry,
+        )
+
+    def outcome(self, future: Any) -> Outcome:
+        result: Outcome = future.result()
+        return result
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_executor(kind: str | Executor | None, max_workers: int | None = None) -> Executor:
-    """An :class:`Executor` from a name (``"sequential"``, ``"thread"``) or instance."""
+class ProcessExecutor(Executor):
+    """Run calls in ``max_workers`` worker processes (default: one per CPU).
+
+    Workers are started with the ``forkserver`` method where available (so
+    they do not inherit the parent's threads) when the first job needs them,
+    and kept for later jobs until :meth:`close` (or :meth:`Flow.close
+    <flowforge.Flow.close>`). Routines are pickled once per job and cached by
+    each worker.
+    """
+
+    inline = False
+    name = "process"
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = _workers(max_workers, multiprocessing.cpu_count())
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def start(self, routines: Mapping[str, Routine]) -> Session:
+        shipper = Shipper(pickle.dumps)
+        shipper.check_routines(routines)
+        return _ProcessSession(self, shipper)
+
+    def pool(self, broken: Any = None) -> concurrent.futures.ProcessPoolExecutor:
+        """The worker pool; a new one if ``broken`` is the current (broken) pool."""
+        with self._lock:
+            if self._pool is not None and self._pool is broken:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+            if self._pool is None:
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    self.max_workers,
+                    mp_context=_context(),
+                    initializer=enable_interrupting_timeouts,
+                )
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def settings(self) -> dict[str, Any]:
+        return {"kind": self.name, "max_workers": self.max_workers}
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class _ProcessSession:
+    def __init__(self, executor: ProcessExecutor, shipper: Shipper) -> None:
+        self.executor = executor
+        self.shipper = shipper
+
+    def submit(self, act: Activation, runner: JobRunner) -> Any:
+        call = self.shipper.call(act, runner.job.job_id)
+        pool = self.executor.pool()
+        try:
+            return pool.submit(run_remote, call, act.error_handler)
+        except concurrent.futures.BrokenExecutor:
+            return self.executor.pool(broken=pool).submit(run_remote, call, act.error_handler)
+
+    def outcome(self, future: Any) -> Outcome:
+        return remote_outcome(future, (concurrent.futures.BrokenExecutor,))
+
+    def close(self) -> None:
+        """The pool stays for the next job."""
+
+
+def remote_outcome(future: Any, lost: tuple[type[BaseException], ...]) -> Outcome:
+    """The :class:`Outcome` of a remote call's future.
+
+    Raises:
+        WorkerLost: the worker died (an exception in ``lost``).
+    """
+    try:
+        result: RemoteResult = future.result()
+    except lost as exc:
+        raise WorkerLost(f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # the call could not run remotely at all
+        return Outcome(False, [0.0], [], None, exc, format_exception(exc))
+    return result.outcome()
+
+
+EXECUTORS: dict[str, type[Executor]] = {
+    "sequential": SequentialExecutor,
+    "thread": ThreadExecutor,
+    "process": ProcessExecutor,
+}
+
+
+def make_executor(
+    kind: str | Executor | None, max_workers: int | None = None, **options: Any
+) -> Executor:
+    """An :class:`Executor` from a name or an instance.
+
+    Names: ``"sequential"``, ``"thread"``, ``"process"``, ``"dask"`` (with
+    ``address=`` for a running scheduler).
+    """
     if isinstance(kind, Executor):
         return kind
     if kind is None or kind == "sequential":
         return SequentialExecutor()
-    if kind == "thread":
-        return ThreadExecutor(max_workers)
+    if kind == "dask":
+        from .dask import DaskExecutor  # the optional extra is imported only when asked for
+
+        return DaskExecutor(options.get("address"), max_workers)
+    if kind in EXECUTORS:
+        return EXECUTORS[kind](max_workers)  # type: ignore[call-arg]
     raise DefinitionError(
-        f"Unknown executor {kind!r}. Use one of {quoted(EXECUTORS)} or an Executor instance."
+        f"Unknown executor {kind!r}. Use one of {quoted([*EXECUTORS, 'dask'])} "
+        "or an Executor instance."
     )

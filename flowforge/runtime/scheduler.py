@@ -14,6 +14,7 @@ ends.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -37,14 +38,24 @@ from ..signals import (
 )
 from ..slot import join_partial
 from ._async import AsyncRunner
-from .activation import NO_STATE, Activation, Outcome, run_activation
-from .executors import Executor
+from .activation import NO_STATE, Activation, Outcome, format_exception, run_activation
+from .executors import Executor, Session, WorkerLost
+from .remote import ShippingError
 from .plan import Plan
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from ..slot import Slot
+
+logger = logging.getLogger(__name__)
+#: How often a call whose worker died is sent again before it counts as failed.
+MAX_RESENDS = 3
+
+
+class _Unsent:
+    """Stands for the future of a call that failed before it could be sent."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
 
 
 class Journal(Protocol):
@@ -99,6 +110,7 @@ class JobRunner:
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
+        self._resent: dict[int, int] = {}
 
     # -- control from other threads or handlers -----------------------------
 
@@ -118,6 +130,7 @@ class JobRunner:
     def run(self) -> JobState:
         """Run until no work is left (or pause, cancel, STOP); returns the JobState."""
         job = self.job
+        session = self.executor.start(self.plan.routines)
         job.status = JobStatus.RUNNING
         job.reason = None
         job.started_at = job.started_at or time.time()
@@ -126,10 +139,10 @@ class JobRunner:
             self.journal.begin(job)
         send(job_started, self.sender, job_state=job)
         try:
-            if self.executor.inline:
+            if session is None:
                 self._run_inline()
             else:
-                self._run_pooled()
+                self._run_pooled(session)
         finally:
             self._finish(time.perf_counter() - start)
         return job
@@ -212,22 +225,14 @@ class JobRunner:
             )
         return True
 
-    def _run_pooled(self) -> None:
-        pool = self.executor.start()
-        assert pool is not None
-        done: queue.SimpleQueue[tuple[Activation, concurrent.futures.Future[Outcome]]] = (
-            queue.SimpleQueue()
-        )
+    def _run_pooled(self, session: Session) -> None:
+        done: queue.SimpleQueue[tuple[Activation, Any]] = queue.SimpleQueue()
         try:
-            self._pump(pool, done)
+            self._pump(session, done)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            session.close()
 
-    def _pump(
-        self,
-        pool: concurrent.futures.Executor,
-        done: queue.SimpleQueue[tuple[Activation, concurrent.futures.Future[Outcome]]],
-    ) -> None:
+    def _pump(self, session: Session, done: queue.SimpleQueue[tuple[Activation, Any]]) -> None:
         pending = self.job.pending
         while True:
             while pending and not self._halt:
@@ -237,15 +242,21 @@ class JobRunner:
                     continue
                 act = self._prepare(msg)
                 if act is not None:
-                    self._dispatch(pool, act, done)
+                    self._dispatch(session, act, done)
             if not self._in_flight:
                 self._release_all_waiting()
                 if self._halt or (not pending and not self._resolve_joins()):
                     return
                 continue
             act, future = done.get()
+            try:
+                outcome = future.outcome if isinstance(future, _Unsent) else session.outcome(future)
+            except WorkerLost as lost:
+                if self._resend(session, act, done, lost):
+                    continue
+                outcome = Outcome(False, [0.0], [], None, lost, format_exception(lost))
             self._settle(act)
-            self._complete(act, future.result())
+            self._complete(act, outcome)
 
     def _must_wait(self, msg: Message) -> bool:
         rid = msg.routine_id
@@ -262,18 +273,38 @@ class JobRunner:
         )
 
     def _dispatch(
-        self, pool: concurrent.futures.Executor, act: Activation, done: queue.SimpleQueue[Any]
+        self, session: Session, act: Activation, done: queue.SimpleQueue[tuple[Activation, Any]]
     ) -> None:
         self._running[act.routine_id] += 1
         if act.slot_key is not None:
             self._busy_slots.add(act.slot_key)
         self._in_flight[id(act)] = act.message
-        future = pool.submit(
-            run_activation, act, self.job.job_id, self.async_runner, self.cancelled, self._on_retry
-        )
+        try:
+            future = session.submit(act, self)
+        except ShippingError as exc:
+            done.put((act, _Unsent(Outcome(False, [0.0], [], None, exc, format_exception(exc)))))
+            return
         future.add_done_callback(lambda f: done.put((act, f)))
 
+    def _resend(
+        self,
+        session: Session,
+        act: Activation,
+        done: queue.SimpleQueue[tuple[Activation, Any]],
+        lost: WorkerLost,
+    ) -> bool:
+        """Send a call whose worker died again; False once it has been sent too often."""
+        sent = self._resent.get(id(act), 0)
+        if sent >= MAX_RESENDS:
+            return False
+        self._resent[id(act)] = sent + 1
+        logger.warning("Worker lost during %s (%s); sending the call again", act.routine_id, lost)
+        future = session.submit(act, self)
+        future.add_done_callback(lambda f: done.put((act, f)))
+        return True
+
     def _settle(self, act: Activation) -> None:
+        self._resent.pop(id(act), None)
         rid = act.routine_id
         self._running[rid] -= 1
         if act.slot_key is not None:

@@ -1,0 +1,114 @@
+"""Running handler calls on a Dask cluster (the ``flowforge[dask]`` extra).
+
+``DaskExecutor("tcp://scheduler:8786")`` uses a running cluster;
+``DaskExecutor()`` starts a local cluster of ``max_workers`` worker
+processes when the first job needs it and keeps it until
+:meth:`DaskExecutor.close` (or :meth:`Flow.close <flowforge.Flow.close>`). Routines are pickled with
+cloudpickle (as Dask does), once per job, and cached by each worker. Dask
+itself re-runs a call whose worker died; FlowForge applies a call's result
+only once, when it comes back.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+from distributed import Client, LocalCluster
+from distributed.client import FutureCancelledError
+
+from ..errors import DefinitionError
+from .executors import Executor, Session, remote_outcome
+from .remote import Shipper, run_remote
+
+if TYPE_CHECKING:
+    from ..routine import Routine
+    from .activation import Activation, Outcome
+    from .scheduler import JobRunner
+
+
+class DaskExecutor(Executor):
+    """Run calls on Dask workers.
+
+    Args:
+        address: A running scheduler's address; ``None`` starts a local
+            cluster per job.
+        max_workers: Worker processes of the local cluster (default: one
+            per CPU).
+    """
+
+    inline = False
+    name = "dask"
+
+    def __init__(self, address: str | None = None, max_workers: int | None = None) -> None:
+        if address is not None and not isinstance(address, str):
+            raise DefinitionError(f"address must be a scheduler address string, got {address!r}.")
+        self.address = address
+        self.max_workers = max_workers or multiprocessing.cpu_count()
+        self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    def start(self, routines: Mapping[str, Routine]) -> Session:
+        shipper = Shipper(cloudpickle.dumps)
+        shipper.check_routines(routines)
+        return _DaskSession(self.client(), shipper)
+
+    def client(self) -> Client:
+        """The Dask client, connecting (or starting the local cluster) on first use."""
+        with self._lock:
+            if self._client is None:
+                cluster = None
+                address = self.address
+                if address is None:
+                    cluster = LocalCluster(
+                        n_workers=self.max_workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                    )
+                    address = cluster.scheduler_address
+                self._client = Client(address, set_as_default=False)
+                self._cluster = cluster
+                self._finalizer = weakref.finalize(self, _shut, self._client, cluster)
+                # Registered after distributed's own exit hooks, so it runs before them.
+                atexit.register(self._finalizer)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            finalizer, self._client, self._cluster = self._finalizer, None, None
+            self._finalizer = None
+        if finalizer is not None:
+            finalizer()
+
+    def settings(self) -> dict[str, Any]:
+        return {"kind": self.name, "address": self.address, "max_workers": self.max_workers}
+
+
+def _shut(client: Client, cluster: LocalCluster | None) -> None:
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+class _DaskSession:
+    def __init__(self, client: Client, shipper: Shipper) -> None:
+        self.client = client
+        self.shipper = shipper
+
+    def submit(self, act: Activation, runner: JobRunner) -> Any:
+        call = self.shipper.call(act, runner.job.job_id)
+        return self.client.submit(run_remote, call, act.error_handler, pure=False)
+
+    def outcome(self, future: Any) -> Outcome:
+        return remote_outcome(future, (FutureCancelledError, OSError))
+
+    def close(self) -> None:
+        """The client and cluster stay for the next job."""
