@@ -40,8 +40,8 @@ from ..slot import join_partial
 from ._async import AsyncRunner
 from .activation import NO_STATE, Activation, Outcome, format_exception, run_activation
 from .executors import Executor, Session, WorkerLost
-from .remote import ShippingError
 from .plan import Plan
+from .remote import ShippingError
 
 if TYPE_CHECKING:
     from ..slot import Slot
