@@ -82,6 +82,9 @@ class Connection:
         event, slot = self.event, self.slot
         self.target_id: str = slot.routine_label()
         self.key: str = f"{event.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
+        if event.routine.routine_id is None or slot.routine.routine_id is None:
+            # Outside a flow two routines of one class share a label.
+            self.key += f"#{self._serial}"
 
     @property
     def connected(self) -> bool:
@@ -97,7 +100,7 @@ class Connection:
 
     def activate(self, data: Mapping[str, Any]) -> None:
         """Deliver ``data`` to the slot by hand, through the mapping."""
-        self.slot.receive(self.map(data))
+        self.slot.receive(self.map(data), source=self.key)
 
     def disconnect(self) -> None:
         """Remove this connection from its event and slot."""

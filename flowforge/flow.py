@@ -331,7 +331,11 @@ class Flow:
             entry_slot = defaults.get("slot")
         params = _check_params(entry_params)
         slot = self._entry_slot(rid, entry_slot)
-        job = job_state if job_state is not None else JobState(flow_id=self.flow_id)
+        job = (
+            job_state
+            if job_state is not None
+            else JobState(flow_id=self.flow_id, retention=self.retention)
+        )
         if job.status is not JobStatus.PENDING or job.pending:
             raise JobStateError(
                 f"execute() needs a fresh JobState; job {job.job_id} is {job.status}. "

@@ -11,6 +11,7 @@ read and written only with ``safe_load``/``safe_dump``.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import json
 import os
@@ -26,6 +27,8 @@ import yaml
 from .errors import SerializationError
 
 converter = cattrs.Converter(forbid_extra_keys=True)
+# StrEnums are str subclasses: write their plain value, so safe YAML accepts them.
+converter.register_unstructure_hook(enum.StrEnum, lambda member: member.value)
 _allowed_prefixes: set[str] = {"flowforge"}
 T = TypeVar("T")
 

@@ -255,12 +255,14 @@ class JobRunner:
                 if self._resend(session, act, done, lost):
                     continue
                 outcome = Outcome(False, [0.0], [], None, lost, format_exception(lost))
-            self._settle(act)
+            released = self._settle(act)
             self._complete(act, outcome)
+            if released is not None:
+                self._start_released(session, released, done)
 
-    def _must_wait(self, msg: Message) -> bool:
+    def _must_wait(self, msg: Message, queued_ok: bool = False) -> bool:
         rid = msg.routine_id
-        if self._waiting.get(rid):
+        if not queued_ok and self._waiting.get(rid):
             return True
         routine = self._routines[rid]
         if self._running[rid] >= routine._policy.max_concurrency:
@@ -303,7 +305,8 @@ class JobRunner:
         future.add_done_callback(lambda f: done.put((act, f)))
         return True
 
-    def _settle(self, act: Activation) -> None:
+    def _settle(self, act: Activation) -> Message | None:
+        """Free the call's place; the routine's next waiting message, if any."""
         self._resent.pop(id(act), None)
         rid = act.routine_id
         self._running[rid] -= 1
@@ -311,8 +314,25 @@ class JobRunner:
             self._busy_slots.discard(act.slot_key)
         del self._in_flight[id(act)]
         waiting = self._waiting.get(rid)
-        if waiting:
-            self.job.pending.appendleft(waiting.popleft())
+        return waiting.popleft() if waiting else None
+
+    def _start_released(
+        self, session: Session, msg: Message, done: queue.SimpleQueue[tuple[Activation, Any]]
+    ) -> None:
+        # The oldest waiting messages of the routine go next, ahead of newer ones,
+        # until one of them is dispatched (a join delivery may only be buffered).
+        waiting = self._waiting[msg.routine_id]
+        while True:
+            if self._halt or self._must_wait(msg, queued_ok=True):
+                waiting.appendleft(msg)
+                return
+            act = self._prepare(msg)
+            if act is not None:
+                self._dispatch(session, act, done)
+                return
+            if not waiting:
+                return
+            msg = waiting.popleft()
 
     def _release_all_waiting(self) -> None:
         for waiting in self._waiting.values():
@@ -447,7 +467,7 @@ class JobRunner:
         assert error is not None
         strategy = act.error_handler.final_strategy(error)
         if self.cancelled.is_set():
-            strategy = ErrorStrategy.STOP
+            strategy = ErrorStrategy.STOP  # the call is kept for the record, not retried
         info = ErrorInfo(
             rid,
             act.slot_name,
@@ -464,7 +484,8 @@ class JobRunner:
         if strategy is ErrorStrategy.STOP:
             state["status"] = "failed"
             self.job.pending.appendleft(act.message)
-            self._stop_job(info)
+            if not self.cancelled.is_set():
+                self._stop_job(info)
             self._journal_step((), (), rid, None)
         else:
             self._consume_failed(act, strategy, state)
@@ -592,8 +613,12 @@ class JobRunner:
         job = self.job
         self._release_all_waiting()
         if self._in_flight:  # only after an unexpected error in the scheduler itself
-            job.pending.extendleft(reversed(list(self._in_flight.values())))
+            job.pending.extend(self._in_flight.values())
             self._in_flight.clear()
+        if not self.executor.inline:
+            # Parallel runs hold messages back per routine; what is left goes back in
+            # the order it was sent, so a resumed job sees every stream in order.
+            job.pending = deque(sorted(job.pending, key=lambda m: m.seq))
         job.tracker.elapsed += elapsed
         if job.error is not None:
             job.status = JobStatus.FAILED
