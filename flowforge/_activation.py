@@ -9,7 +9,7 @@ failed call changes no counter).
 from __future__ import annotations
 
 import contextvars
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .routine import Routine
@@ -19,12 +19,23 @@ CURRENT: contextvars.ContextVar[ActivationContext | None] = contextvars.ContextV
 )
 
 
+class JobControl(Protocol):
+    """What a handler may ask of the job it runs in."""
+
+    def request_pause(self, reason: str | None) -> None:
+        """Pause the job once running calls finish."""
+
+    def request_cancel(self, reason: str | None) -> None:
+        """Cancel the job."""
+
+
 class ActivationContext:
     """What one handler call has done so far: its emits and its counters."""
 
     __slots__ = (
         "attempt",
         "base_stats",
+        "control",
         "emits",
         "job_id",
         "routine",
@@ -41,7 +52,9 @@ class ActivationContext:
         seq: int,
         base_stats: dict[str, Any],
         attempt: int = 0,
+        control: JobControl | None = None,
     ) -> None:
+        self.control = control
         self.routine = routine
         self.routine_id = routine_id
         self.job_id = job_id

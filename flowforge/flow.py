@@ -48,7 +48,8 @@ class Flow:
 
     Args:
         flow_id: The flow's id; a random one is made when omitted.
-        executor: ``"sequential"`` (default), ``"thread"``, or an
+        executor: ``"sequential"`` (default), ``"thread"``, ``"process"``,
+            ``"dask"`` (the ``flowforge[dask]`` extra), or an
             :class:`~flowforge.runtime.executors.Executor`.
         max_workers: Pool size for a parallel executor.
         error_handler: The default :class:`~flowforge.ErrorHandler` (STOP).

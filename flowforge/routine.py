@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._activation import CURRENT
-from .errors import DefinitionError, EmitError, UnknownNameError, quoted
+from ._activation import CURRENT, JobControl
+from .errors import DefinitionError, EmitError, JobStateError, UnknownNameError, quoted
 from .event import Event
 from .slot import MergeStrategy, Slot
 
@@ -250,6 +250,40 @@ class Routine:
             )
         return next(iter(self._slots.values()))
 
+    # -- steering the job from a handler -----------------------------------
+
+    def pause_job(self, reason: str | None = None) -> None:
+        """From this routine's handler: pause the job once running calls finish.
+
+        The call itself completes normally (its emits count). Not available in
+        calls running on another process or machine.
+        """
+        self._job_control("pause_job").request_pause(reason)
+
+    def cancel_job(self, reason: str | None = None) -> None:
+        """From this routine's handler: cancel the job (it ends ``cancelled``)."""
+        self._job_control("cancel_job").request_cancel(reason)
+
+    def _job_control(self, action: str) -> JobControl:
+        ctx = CURRENT.get()
+        if ctx is None or ctx.routine is not self:
+            raise JobStateError(
+                f"{type(self).__name__}.{action}() works only inside this routine's handler "
+                "while a job runs. From elsewhere use flow.pause(job_state) or "
+                "flow.cancel(job_state).",
+                job_id="",
+                status="",
+            )
+        if ctx.control is None:
+            raise JobStateError(
+                f"Routine '{self.routine_label()}': {action}() is not available in a call "
+                "running on another process or machine. Emit an event to a local routine "
+                "that pauses, or call flow.pause(job_state) from the coordinator.",
+                job_id=ctx.job_id,
+                status="running",
+            )
+        return ctx.control
+
     # -- stats -----------------------------------------------------------
 
     @property
@@ -292,7 +326,8 @@ class Routine:
         return self._policy
 
     def set_policy(self, **changes: Any) -> None:
-        """Change policy fields: ``max_concurrency``, ``timeout``, ``max_activations``."""
+        """Change :class:`Policy` fields: ``max_concurrency``, ``timeout``,
+        ``max_activations``, ``error_handler``."""
         unknown = set(changes) - {f.name for f in attrs.fields(Policy)}
         if unknown:
             raise TypeError(

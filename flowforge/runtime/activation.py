@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._activation import CURRENT, ActivationContext
+from .._activation import CURRENT, ActivationContext, JobControl
 from ..errors import HandlerTimeoutError
 from ._async import AsyncRunner, run_here
 
@@ -38,6 +38,7 @@ class Activation:
 
     __slots__ = (
         "base_stats",
+        "control",
         "data",
         "error_handler",
         "message",
@@ -69,6 +70,8 @@ class Activation:
         self.slot_key = slot_key
         self.base_stats = base_stats
         self.error_handler = error_handler
+        #: The job's scheduler, for handlers that pause or cancel it (local calls only).
+        self.control: JobControl | None = None
 
     def activation_id(self, job_id: str) -> str:
         """The stable id of this activation: the job and the message it consumes."""
@@ -127,7 +130,7 @@ def run_activation(
     ):
         # The common case, kept flat: one sync call, no timeout.
         ctx = ActivationContext(
-            act.routine, act.routine_id, job_id, act.message.seq, act.base_stats
+            act.routine, act.routine_id, job_id, act.message.seq, act.base_stats, 0, act.control
         )
         token = CURRENT.set(ctx)
         start = time.perf_counter()
@@ -161,7 +164,13 @@ def _run_with_retries(
                 start -= seconds
                 raise error
             ctx = ActivationContext(
-                act.routine, act.routine_id, job_id, act.message.seq, act.base_stats, retries
+                act.routine,
+                act.routine_id,
+                job_id,
+                act.message.seq,
+                act.base_stats,
+                retries,
+                act.control,
             )
             _call(act, ctx, runner)
         except Exception as exc:

@@ -37,7 +37,7 @@ class DaskExecutor(Executor):
 
     Args:
         address: A running scheduler's address; ``None`` starts a local
-            cluster per job.
+            cluster on first use and keeps it until :meth:`close`.
         max_workers: Worker processes of the local cluster (default: one
             per CPU).
     """

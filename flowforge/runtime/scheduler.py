@@ -187,7 +187,7 @@ class JobRunner:
             return False
         state = self.job.routine_states[rid]
         base = state["stats"]
-        ctx = ActivationContext(routine, rid, self.job.job_id, msg.seq, base)
+        ctx = ActivationContext(routine, rid, self.job.job_id, msg.seq, base, 0, self)
         token = CURRENT.set(ctx)
         start = time.perf_counter()
         try:
@@ -365,6 +365,7 @@ class JobRunner:
         act = Activation(
             routine, rid, slot, msg, data, new_state, key, state["stats"], self.plan.handlers[rid]
         )
+        act.control = self
         if routine_started.receivers:
             send(
                 routine_started,
