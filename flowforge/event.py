@@ -43,7 +43,7 @@ class Event:
         return {"name": self.name, "routine": self.routine, "params": self.params}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["name"], state["routine"], state["params"])  # type: ignore[misc]
+        Event.__init__(self, state["name"], state["routine"], state["params"])
 
     @property
     def connections(self) -> list[Connection]:

@@ -107,11 +107,8 @@ class Slot:
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(
-            state["name"],
-            state["routine"],
-            state["handler"],  # type: ignore[misc]
-            state["merge_strategy"],
+        Slot.__init__(
+            self, state["name"], state["routine"], state["handler"], state["merge_strategy"]
         )
 
     @property
