@@ -37,7 +37,7 @@ from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import SerializationError, quoted
 from .routine import Routine
 from .runtime.executors import EXECUTORS, make_executor
-from .serialization import converter, import_path, resolve, structure
+from .serialization import converter, import_path, problems_of, resolve
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -211,13 +211,64 @@ def _handler_doc(handler: ErrorHandler) -> ErrorHandlerDoc:
 
 
 def load_flow(data: Mapping[str, Any], flow_cls: type[F], allowed: tuple[str, ...]) -> F:
-    """Check ``data`` whole, then build a new flow of ``flow_cls`` from it."""
+    """Check ``data`` whole, then build a new flow of ``flow_cls`` from it.
+
+    Every problem is collected (each routine and connection is checked on its
+    own, so one bad entry does not hide the others) before anything is
+    returned; nothing is half-loaded.
+    """
     if not isinstance(data, Mapping):
         raise SerializationError(
             f"A flow file must be a mapping with 'routines' and 'connections', got "
             f"{type(data).__name__}."
         )
-    doc = structure(dict(data), FlowDoc, "flow")
+    header = dict(data)
+    raw_routines = header.pop("routines", None)
+    raw_connections = header.pop("connections", [])
+    doc, problems = problems_of({**header, "routines": {}}, FlowDoc, "flow")
+    if doc is not None:
+        _check_format(doc)
+    routines = _routine_docs(raw_routines, problems)
+    connections = _connection_docs(raw_connections, problems)
+    if doc is None:
+        doc = FlowDoc(routines={})  # the header's problems are listed; check the rest too
+    if doc.retention < 1:
+        problems.append(f"flow.retention: expected an int >= 1, got {doc.retention!r}")
+        doc = attrs.evolve(doc, retention=1)
+    flow = flow_cls(
+        doc.flow_id,
+        executor=_executor(doc.executor, problems),
+        error_handler=_handler(doc.error_handler, "flow.error_handler", allowed, problems),
+        retention=doc.retention,
+        max_activations=doc.max_activations,
+    )
+    broken = (
+        {str(rid) for rid in raw_routines or ()} if isinstance(raw_routines, Mapping) else set()
+    )
+    for rid, rdoc in routines.items():
+        routine = _build_routine(rid, rdoc, allowed, problems)
+        if routine is not None:
+            _add(flow, rid, routine, problems)
+    broken -= set(flow.routines)
+    for where, cdoc in connections:
+        # A connection to a routine that could not be built would only repeat its problem.
+        ends = {cdoc.from_.partition(".")[0], cdoc.to.partition(".")[0]}
+        if not ends & broken:
+            _connect(flow, cdoc, where, problems)
+    if doc.entry is not None:
+        _set_entry(flow, doc.entry, problems)
+    if problems:
+        raise _invalid(problems)
+    return flow
+
+
+def _invalid(problems: list[str]) -> SerializationError:
+    return SerializationError(
+        f"The flow has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems), path="flow"
+    )
+
+
+def _check_format(doc: FlowDoc) -> None:
     if doc.format != FORMAT:
         raise SerializationError(
             f"flow.format: expected {FORMAT!r}, got {doc.format!r}; this is not a flow file.",
@@ -229,36 +280,43 @@ def load_flow(data: Mapping[str, Any], flow_cls: type[F], allowed: tuple[str, ..
             f"reads ({VERSION}). Upgrade FlowForge.",
             path="flow.version",
         )
-    problems: list[str] = []
-    flow = flow_cls(
-        doc.flow_id,
-        executor=_executor(doc.executor, problems),
-        error_handler=_handler(doc.error_handler, "flow.error_handler", allowed, problems),
-        retention=doc.retention,
-        max_activations=doc.max_activations,
-    )
-    for rid, rdoc in doc.routines.items():
-        routine = _build_routine(rid, rdoc, allowed, problems)
-        if routine is not None:
-            _add(flow, rid, routine, problems)
-    for i, cdoc in enumerate(doc.connections):
-        _connect(flow, cdoc, f"flow.connections[{i}]", problems)
-    if doc.entry is not None:
-        if doc.entry.routine not in flow.routines and flow.routines:
-            problems.append(
-                f"flow.entry.routine: unknown routine '{doc.entry.routine}'; "
-                f"routines are {quoted(flow.routines)}"
-            )
-        flow.entry = {
-            "routine_id": doc.entry.routine,
-            "slot": doc.entry.slot,
-            "params": dict(doc.entry.params),
-        }
-    if problems:
-        raise SerializationError(
-            f"The flow has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems), path="flow"
+
+
+def _routine_docs(raw: Any, problems: list[str]) -> dict[str, RoutineDoc]:
+    if not isinstance(raw, Mapping):
+        what = "required field missing" if raw is None else f"got {type(raw).__name__}"
+        problems.append(f"flow.routines: expected a mapping of routine ids to routines; {what}")
+        return {}
+    docs: dict[str, RoutineDoc] = {}
+    for rid, entry in raw.items():
+        doc, found = problems_of(entry, RoutineDoc, f"flow.routines.{rid}")
+        problems += found
+        if doc is not None:
+            docs[str(rid)] = doc
+    return docs
+
+
+def _connection_docs(raw: Any, problems: list[str]) -> list[tuple[str, ConnectionDoc]]:
+    if not isinstance(raw, list):
+        problems.append(f"flow.connections: expected a list, got {type(raw).__name__}")
+        return []
+    docs = []
+    for i, entry in enumerate(raw):
+        where = f"flow.connections[{i}]"
+        doc, found = problems_of(entry, ConnectionDoc, where)
+        problems += found
+        if doc is not None:
+            docs.append((where, doc))
+    return docs
+
+
+def _set_entry(flow: Flow, entry: EntryDoc, problems: list[str]) -> None:
+    if entry.routine not in flow.routines and flow.routines:
+        problems.append(
+            f"flow.entry.routine: unknown routine '{entry.routine}'; "
+            f"routines are {quoted(flow.routines)}"
         )
-    return flow
+    flow.entry = {"routine_id": entry.routine, "slot": entry.slot, "params": dict(entry.params)}
 
 
 def _executor(doc: ExecutorDoc, problems: list[str]) -> Any:

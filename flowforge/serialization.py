@@ -15,6 +15,7 @@ import enum
 import importlib
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -29,6 +30,31 @@ from .errors import SerializationError
 converter = cattrs.Converter(forbid_extra_keys=True)
 # StrEnums are str subclasses: write their plain value, so safe YAML accepts them.
 converter.register_unstructure_hook(enum.StrEnum, lambda member: member.value)
+
+
+def _strict(kind: type, accepts: tuple[type, ...]) -> Any:
+    # cattrs would turn 5 into "5" or "5" into 5; a hand-written file deserves an error.
+    def check(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, accepts):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return kind(value)
+
+    return check
+
+
+def _enum(value: Any, cls: type[enum.StrEnum]) -> enum.StrEnum:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in cls)
+        raise ValueError(f"expected one of {choices}, got {value!r}") from None
+
+
+converter.register_structure_hook(enum.StrEnum, _enum)
+converter.register_structure_hook(str, _strict(str, (str,)))
+converter.register_structure_hook(int, _strict(int, (int,)))
+converter.register_structure_hook(float, _strict(float, (int, float)))
+converter.register_structure_hook(bool, _strict(bool, (bool,)))
 _allowed_prefixes: set[str] = {"flowforge"}
 T = TypeVar("T")
 
@@ -108,13 +134,47 @@ def structure(data: Any, cls: type[T], what: str) -> T:
         raise
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
-            lines = cattrs.transform_error(exc, path=what)
+            lines = [
+                _place_first(line)
+                for line in cattrs.transform_error(exc, path=what, format_exception=_describe)
+            ]
         else:
             lines = [f"{what}: {exc}"]
         inner = _first_serialization_error(exc)
         if inner is not None:
             raise inner from exc
         raise SerializationError("Invalid data:\n  - " + "\n  - ".join(lines), path=what) from exc
+
+
+def problems_of(data: Any, cls: type[T], what: str) -> tuple[T | None, list[str]]:
+    """Structure ``data`` as ``cls``: ``(result, [])`` or ``(None, problems)``."""
+    try:
+        return structure(data, cls, what), []
+    except SerializationError as exc:
+        text = str(exc)
+        prefix = "Invalid data:\n  - "
+        return None, text[len(prefix) :].split("\n  - ") if text.startswith(prefix) else [text]
+
+
+def _describe(exc: BaseException, expected: Any) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown field(s) {', '.join(map(repr, sorted(exc.extra_fields)))}"
+    text = str(exc)
+    if text.startswith("expected "):
+        return text
+    name = getattr(expected, "__name__", None) or str(expected)
+    return f"expected {name}: {text}"
+
+
+def _place_first(line: str) -> str:
+    message, _, place = line.rpartition(" @ ")
+    if not message:
+        return line
+    place = re.sub(r"\[['\"]([^'\"\]]*)['\"]\]", r".\1", place)
+    place = re.sub(r"\b(class|from)_\b", r"\1", place)
+    return f"{place}: {message}"
 
 
 def _first_serialization_error(exc: BaseException) -> SerializationError | None:

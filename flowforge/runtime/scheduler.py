@@ -155,18 +155,18 @@ class JobRunner:
                 if not self._fast_step(msg):
                     act = self._prepare(msg)
                     if act is not None:
-                        self._complete(
-                            act,
-                            run_activation(
-                                act,
-                                self.job.job_id,
-                                self.async_runner,
-                                self.cancelled,
-                                self._on_retry,
-                            ),
-                        )
+                        self._complete(act, self._run_here(act))
             if self._halt or not self._resolve_joins():
                 return
+
+    def _run_here(self, act: Activation, first: tuple[float, Exception] | None = None) -> Outcome:
+        try:
+            return run_activation(
+                act, self.job.job_id, self.async_runner, self.cancelled, self._on_retry, first
+            )
+        except BaseException:  # KeyboardInterrupt, SystemExit: the message stays pending
+            self.job.pending.appendleft(act.message)
+            raise
 
     def _fast_step(self, msg: Message) -> bool:
         """Run the common activation (plain sync slot, no cap, no store, no
@@ -192,22 +192,16 @@ class JobRunner:
         start = time.perf_counter()
         try:
             slot.invoke(msg.data)
-        except Exception as exc:
+        except BaseException as exc:
             CURRENT.reset(token)
+            if not isinstance(exc, Exception):  # KeyboardInterrupt: the message stays pending
+                self.job.pending.appendleft(msg)
+                raise
             act = Activation(
                 routine, rid, slot, msg, msg.data, NO_STATE, None, base, self.plan.handlers[rid]
             )
-            self._complete(
-                act,
-                run_activation(
-                    act,
-                    self.job.job_id,
-                    self.async_runner,
-                    self.cancelled,
-                    self._on_retry,
-                    (time.perf_counter() - start, exc),
-                ),
-            )
+            act.control = self
+            self._complete(act, self._run_here(act, (time.perf_counter() - start, exc)))
             return True
         elapsed = time.perf_counter() - start
         CURRENT.reset(token)
