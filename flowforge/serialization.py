@@ -35,7 +35,7 @@ converter.register_unstructure_hook(enum.StrEnum, lambda member: member.value)
 def _strict(kind: type, accepts: tuple[type, ...]) -> Any:
     # cattrs would turn 5 into "5" or "5" into 5; a hand-written file deserves an error.
     def check(value: Any, _: Any) -> Any:
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, accepts):
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepts):
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
         return kind(value)
 
