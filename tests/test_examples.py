@@ -68,6 +68,86 @@ EXPECTED: dict[str, list[str]] = {
     ],
     # The routines of report_flow.yaml, a module rather than a script.
     "report_routines.py": [],
+    # docs/tutorial.rst shows all of this output.
+    "tutorial.py": [
+        "parse emitted: [{'sensor': 'kitchen', 'celsius': 21.5}]",
+        "Cannot connect 'parse' -> 'tally': 'parse' has no event 'readings'. "
+        "Its events are: 'reading'.",
+        "Routine 'Parse' emitted event 'reading' with parameter(s) 'temperature' it does not "
+        "declare. The event declares: 'celsius', 'sensor'. Add them to "
+        "define_event('reading', [...]) or pass params=None to allow any.",
+        "warning: threshold.over: no slot consumes this event; what it emits is recorded in "
+        "the history and goes nowhere.",
+        "split: completed, 1 call(s), {}",
+        "parse: completed, 6 call(s), {}",
+        "tally: completed, 6 call(s), {'kitchen': 2, 'attic': 2, 'garage': 2}",
+        "threshold: completed, 6 call(s), {}",
+        "threshold emitted over: {'name': 'attic', 'value': 31.5}",
+        "threshold emitted over: {'name': 'attic', 'value': 33.0}",
+        "tally.stats(): {'kitchen': 2, 'attic': 2, 'garage': 2}",
+        "parse: 6 call(s), success rate 100%",
+        "deliveries recorded: 18",
+        "first delivery: split.line -> parse.input",
+        "status: failed",
+        "reason: ValueError: could not convert string to float: '??'",
+        "error: parse ValueError could not convert string to float: '??'",
+        "left in job.pending: 14 message(s)",
+        "status: completed",
+        "parse continued after 1 failure(s)",
+        "recorded: parse.input ValueError (stop)",
+        "recorded: parse.input ValueError (continue)",
+        "tally: {'kitchen': 3, 'attic': 2, 'garage': 2}",
+        "paused: attic at 31.5 is over 30.0; 8 message(s) pending",
+        "paused again: attic at 33.0 is over 30.0; 2 message(s) pending",
+        "tally: {'kitchen': 2, 'attic': 2, 'garage': 2}",
+        "over the limit: ['attic', 'attic']",
+    ],
+    # The cookbook (docs/cookbook/) shows these lines.
+    "recipe_dag.py": [
+        "  link ran with {'compile_lib': 'lib.o', 'compile_app': 'app.o'}",
+        "  package ran with {'link': 'app', 'docs': 'html/'}",
+        "  completed; each task ran once: True",
+        "  failed: RuntimeError: docs failed",
+        "  completed; package ran 0 time(s); skipped: ['docs', 'package']",
+        "  package ran with {'link': 'app'}",
+        "  completed; package ran 1 time(s); skipped: []",
+        "error: orphan.after: this join slot has no sources, so it never fires.",
+        "warning: orphan: no connection leads here from the entry 'start', so it never runs "
+        "in a job started there.",
+        "  link ran with {'artifact': ['lib.o', 'app.o']}",
+        "  package ran with {'artifact': ['app', 'html/']}",
+    ],
+    "recipe_pipeline.py": [
+        "every stage within its limit: True",
+        "resumed: completed, 200 written",
+        "200 line(s) in the file; every item exactly once: True",
+    ],
+    "recipe_fan_out_in.py": [
+        "report: 18 words on 4 lines; longest: 'sleeps'",
+        "branches: completed",
+        "parts: completed - chunks counted: 4",
+        "top words: {'the': 4, 'dog': 3, 'fox': 2}",
+    ],
+    "recipe_loop.py": [
+        "completed: 5 page(s), {'items': 23}",
+        "failed: ActivationLimitError",
+        "Routine 'pages' was activated 100 times in this job, its cap; the flow is probably "
+        "looping without end. Guard the loop, or raise the cap with routine.max_activations = N "
+        "(or Flow(max_activations=N); None disables it).",
+        "calls: 100, pending: 1",
+    ],
+    "recipe_restart.py": [
+        "killed the worker part-way through the job",
+        "restarted worker: job completed, stats {'rows': 200}",
+        "warehouse: 200 row(s), each exactly once: True",
+    ],
+    "recipe_approval.py": [
+        "paused: claim C-2 (1200) awaits a decision",
+        "decisions {'C-2': 'approve'} -> paused: claim C-4 (5000) awaits a decision",
+        "decisions {'C-2': 'approve', 'C-4': 'reject'} -> completed",
+        "paid: {'claims': 4, 'amount': 1335}",
+        "refused: {'claims': 1, 'amount': 5000}",
+    ],
 }
 
 

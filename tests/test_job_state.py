@@ -1,0 +1,275 @@
+"""JobState: status, routine state, history, errors, saving to JSON and YAML."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from conftest import chain, linear_flow
+
+from flowforge import (
+    ErrorHandler,
+    ErrorStrategy,
+    ExecutionRecord,
+    Flow,
+    JobState,
+    JobStatus,
+    SerializationError,
+)
+from flowforge.testing import Flaky
+
+
+def json_round_trip(job: JobState) -> JobState:
+    """``job`` through JSON text and back."""
+    return JobState.from_dict(json.loads(json.dumps(job.serialize())))
+
+
+def yaml_round_trip(job: JobState) -> JobState:
+    """``job`` through YAML text and back."""
+    return JobState.from_dict(yaml.safe_load(yaml.safe_dump(job.serialize())))
+
+
+def finished_job(retention: int = 1000) -> JobState:
+    """A completed job with history, an error and a skip."""
+    flow = Flow(retention=retention)
+    sink = linear_flow(flow)
+    flaky = Flaky()
+    flaky.set_config(fail_times=-1)
+    flaky.set_error_handler(ErrorHandler(ErrorStrategy.SKIP))
+    chain(flow, ("flaky", flaky))
+    flow.connect("relay", "out", "flaky", "in")
+    assert sink is flow.get_routine("sink")
+    return flow.execute("src", {"values": [1, 2]})
+
+
+def comparable(job: JobState) -> dict[str, Any]:
+    """What a round trip must keep, timestamps included."""
+    data = job.serialize()
+    return json.loads(json.dumps(data))
+
+
+# -- status ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+def test_status_compares_equal_to_its_string_and_prints_bare(status: JobStatus) -> None:
+    """Each status equals its string and str()/print give the bare word."""
+    assert status == status.value
+    assert str(status) == status.value
+    assert f"{status}" == status.value
+
+
+def test_status_values_are_the_documented_six() -> None:
+    """The statuses are pending, running, paused, completed, failed, cancelled."""
+    assert [s.value for s in JobStatus] == [
+        "pending",
+        "running",
+        "paused",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+
+
+def test_finished_is_true_for_terminal_statuses() -> None:
+    """completed, failed and cancelled are finished; the others are not."""
+    assert {s for s in JobStatus if s.finished} == {
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+    }
+
+
+def test_new_job_state_is_pending_with_ids() -> None:
+    """A new JobState is pending, has a job_id and the given flow_id."""
+    job = JobState(flow_id="f")
+    assert job.status == "pending"
+    assert job.flow_id == "f"
+    assert job.job_id and job.job_id != JobState().job_id
+    assert job.created_at > 0
+    assert job.started_at is None and job.finished_at is None
+
+
+def test_status_given_as_a_string_becomes_a_job_status() -> None:
+    """JobState(status='paused') stores JobStatus.PAUSED."""
+    assert JobState(status="paused").status is JobStatus.PAUSED  # type: ignore[arg-type]
+
+
+def test_finished_job_has_times() -> None:
+    """A finished job has started_at <= finished_at."""
+    job = finished_job()
+    assert job.started_at is not None and job.finished_at is not None
+    assert job.created_at <= job.started_at <= job.finished_at
+
+
+# -- routine state -----------------------------------------------------------------
+
+
+def test_update_routine_state_merges_and_get_returns_it() -> None:
+    """update_routine_state merges keys; get_routine_state returns the dict."""
+    job = JobState()
+    job.update_routine_state("r", {"a": 1})
+    job.update_routine_state("r", {"b": 2})
+    assert job.get_routine_state("r") == {"a": 1, "b": 2}
+
+
+def test_get_routine_state_of_an_unknown_routine_is_none() -> None:
+    """A routine with no state gives None."""
+    assert JobState().get_routine_state("nope") is None
+
+
+def test_engine_keeps_status_activations_and_stats_per_routine() -> None:
+    """After a job each routine's state has status, activations and stats."""
+    job = finished_job()
+    state = job.get_routine_state("double")
+    assert state == {"status": "completed", "activations": 2, "stats": {"calls": 2}}
+    flaky = job.get_routine_state("flaky")
+    assert flaky is not None
+    assert (flaky["status"], flaky["skipped"], flaky["failures"]) == ("skipped", 2, 2)
+
+
+# -- history --------------------------------------------------------------------
+
+
+def test_record_execution_adds_a_history_record() -> None:
+    """record_execution adds an ExecutionRecord with the given fields."""
+    job = JobState()
+    job.record_execution("r", "out", {"x": 1})
+    (record,) = job.get_execution_history()
+    assert isinstance(record, ExecutionRecord)
+    assert (record.routine_id, record.event_name, record.data) == ("r", "out", {"x": 1})
+    assert record.timestamp > 0
+
+
+def test_get_execution_history_filters_by_routine() -> None:
+    """get_execution_history(routine_id) keeps only that routine's records, in order."""
+    job = JobState()
+    job.record_execution("a", "out", {"n": 1})
+    job.record_execution("b", "out", {"n": 2})
+    job.record_execution("a", "out", {"n": 3})
+    assert [r.data["n"] for r in job.get_execution_history("a")] == [1, 3]
+    assert [r.data["n"] for r in job.get_execution_history()] == [1, 2, 3]
+
+
+def test_retention_bounds_history_and_counts_what_was_dropped() -> None:
+    """Only the latest `retention` records are kept; history_dropped counts the rest."""
+    job = JobState(retention=3)
+    for n in range(5):
+        job.record_execution("r", "out", {"n": n})
+    assert [r.data["n"] for r in job.get_execution_history()] == [2, 3, 4]
+    assert job.history_dropped == 2
+
+
+def test_errors_and_skips_are_recorded() -> None:
+    """A job's handler failures and skipped work are in errors and skipped."""
+    job = finished_job()
+    assert [(e.routine_id, e.strategy) for e in job.errors] == [("flaky", "skip")] * 2
+    assert [s.routine_id for s in job.skipped] == ["flaky", "flaky"]
+    assert job.errors_total == 2 and job.skipped_total == 2
+
+
+# -- saving ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("round_trip", [json_round_trip, yaml_round_trip])
+def test_finished_job_survives_a_round_trip(round_trip: Any) -> None:
+    """serialize -> JSON/YAML -> from_dict keeps everything."""
+    job = finished_job()
+    again = round_trip(job)
+    assert comparable(again) == comparable(job)
+    assert again.status is JobStatus.COMPLETED
+    assert again.get_execution_history() == job.get_execution_history()
+    assert again.errors == job.errors
+    assert again.skipped == job.skipped
+
+
+@pytest.mark.parametrize("round_trip", [json_round_trip, yaml_round_trip])
+def test_failed_job_keeps_its_pending_messages_and_error(round_trip: Any) -> None:
+    """A failed job's pending messages and error survive a round trip."""
+    flow = Flow()
+    flaky = Flaky()
+    flaky.set_config(fail_times=-1)
+    flow.add_routine(flaky, "flaky")
+    job = flow.execute("flaky", {"x": 1})
+    again = round_trip(job)
+    assert again.status == "failed"
+    assert list(again.pending) == list(job.pending)
+    assert again.error == job.error
+
+
+def test_round_trip_keeps_retention_and_dropped_counts() -> None:
+    """Retention and the dropped counts survive a round trip."""
+    job = JobState(retention=2)
+    for n in range(4):
+        job.record_execution("r", "out", {"n": n})
+    again = json_round_trip(job)
+    assert again.retention == 2
+    assert again.history_dropped == 2
+    again.record_execution("r", "out", {"n": 4})
+    assert [r.data["n"] for r in again.get_execution_history()] == [3, 4]
+
+
+def test_deserialize_fills_an_empty_job_state() -> None:
+    """JobState().deserialize(data) fills it and returns it."""
+    job = finished_job()
+    empty = JobState()
+    assert empty.deserialize(job.serialize()) is empty
+    assert comparable(empty) == comparable(job)
+
+
+def test_serialized_job_is_marked_with_format_and_version() -> None:
+    """serialize() names the format and version."""
+    data = JobState().serialize()
+    assert (data["format"], data["version"]) == ("flowforge/job", 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"format": "flowforge/flow"}, "not a FlowForge job"),
+        ({"version": 2}, "newer"),
+        ({"status": "sleeping"}, "sleeping"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_from_dict_refuses_bad_data_with_a_clear_error(change: dict[str, Any], match: str) -> None:
+    """Bad saved jobs raise SerializationError saying what is wrong."""
+    data = JobState().serialize()
+    data.update(change)
+    with pytest.raises(SerializationError, match=match):
+        JobState.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"pending": [{"seq": 1}]}, "pending"),
+        ({"routine_states": []}, "routine_states"),
+        ({"next_seq": "abc"}, "next_seq"),
+        ({"retention": 0}, "retention"),
+        ({"history": [[1]]}, "history"),
+        ({"error": {"routine_id": "x"}}, "error"),
+        ({"tracker": {"routines": {"a": {"calls": 1}}}}, "tracker"),
+    ],
+)
+def test_from_dict_says_which_field_is_bad(change: dict[str, Any], where: str) -> None:
+    """A corrupted saved job raises SerializationError naming the bad field."""
+    data = JobState().serialize()
+    data.update(change)
+    with pytest.raises(SerializationError, match=rf"\b{where}(?![A-Za-z_])"):
+        JobState.from_dict(data)
+
+
+def test_from_dict_refuses_a_non_mapping() -> None:
+    """A saved job must be a mapping."""
+    with pytest.raises(SerializationError, match="mapping"):
+        JobState.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_summary_mentions_id_status_and_pending() -> None:
+    """summary() is one line with the job id, status and pending count."""
+    job = JobState(flow_id="f")
+    line = job.summary()
+    assert job.job_id in line and "pending" in line and "\n" not in line

@@ -1,0 +1,189 @@
+"""A join downstream of a routine that may fail: every (strategy x outcome) pair.
+
+``src`` feeds ``a`` (always succeeds) and ``b`` (a Flaky under test); both feed
+the join ``j``, which feeds ``sink``. The documented rule: the join fires once
+every source delivered; at quiescence a join still missing a source fires
+with partial data only if every missing source failed under CONTINUE;
+otherwise its round is dropped and recorded as skipped. STOP (and RETRY once
+exhausted) fails the job; resuming after a fix fires the join once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+from conftest import calls, no_retry_delay
+
+from flowforge import ErrorStrategy, Flow, JobState
+from flowforge.testing import Collect, Double, Flaky, Join, Relay, Source
+
+pytestmark = pytest.mark.timeout(20)
+
+MAX_RETRIES = 2
+#: How many calls of ``b`` fail for each upstream outcome.
+OUTCOMES = {
+    "success": 0,
+    "failure": -1,
+    "retry-then-success": 1,
+    "retry-exhausted": MAX_RETRIES + 1,
+}
+FULL = [{"value": [2, 1]}]
+PARTIAL = [{"value": 2}]
+
+
+@attrs.frozen
+class Expected:
+    """What the job must end as."""
+
+    status: str
+    outputs: list[dict[str, Any]]
+    join_calls: int
+
+
+def expected(strategy: ErrorStrategy, outcome: str) -> Expected:
+    """The documented result for a strategy and an upstream outcome."""
+    if outcome == "success":
+        return Expected("completed", FULL, 1)
+    if strategy is ErrorStrategy.RETRY:
+        if outcome == "retry-then-success":
+            return Expected("completed", FULL, 1)
+        return Expected("failed", [], 0)
+    if strategy is ErrorStrategy.CONTINUE:
+        return Expected("completed", PARTIAL, 1)
+    if strategy is ErrorStrategy.SKIP:
+        return Expected("completed", [], 0)
+    return Expected("failed", [], 0)
+
+
+def build(strategy: ErrorStrategy, fail_times: int, executor: str) -> tuple[Flow, Flaky, Collect]:
+    """``src -> a, b -> j -> sink`` with ``b`` failing ``fail_times`` calls."""
+    flow = Flow(executor=executor, max_workers=4)
+    flaky = Flaky()
+    flaky.set_config(fail_times=fail_times)
+    flaky.set_error_handler(no_retry_delay(strategy, max_retries=MAX_RETRIES))
+    sink = Collect()
+    for rid, routine in [
+        ("src", Source()),
+        ("a", Double()),
+        ("b", flaky),
+        ("j", Join()),
+        ("sink", sink),
+    ]:
+        flow.add_routine(routine, rid)
+    for source, target in [("src", "a"), ("src", "b"), ("a", "j"), ("b", "j"), ("j", "sink")]:
+        flow.connect(source, "out", target, "in")
+    return flow, flaky, sink
+
+
+@pytest.mark.parametrize("outcome", list(OUTCOMES))
+@pytest.mark.parametrize("strategy", list(ErrorStrategy))
+def test_join_after_upstream_outcome(strategy: ErrorStrategy, outcome: str, executor: str) -> None:
+    """The join fires at most once, as the documented rule says, and never hangs."""
+    flow, _, sink = build(strategy, OUTCOMES[outcome], executor)
+    want = expected(strategy, outcome)
+    job = flow.execute("src", {"values": [1]})
+    assert job.status == want.status, job.errors
+    assert sink.items == want.outputs
+    assert calls(job, "j") == want.join_calls
+    if want.status == "completed":
+        assert not job.pending
+        assert job.slot_states.get("j.in") in (None, {})
+
+
+FAILING = [(s, o) for s in ErrorStrategy for o in OUTCOMES if expected(s, o).status == "failed"]
+
+
+@pytest.mark.parametrize(("strategy", "outcome"), FAILING)
+def test_resumed_join_fires_exactly_once(
+    strategy: ErrorStrategy, outcome: str, executor: str
+) -> None:
+    """A failed job resumed after the upstream is fixed fires the join once, with full data."""
+    flow, flaky, sink = build(strategy, OUTCOMES[outcome], executor)
+    job = flow.execute("src", {"values": [1]})
+    assert job.status == "failed"
+    flaky.set_config(fail_times=0)
+    flow.resume(job)
+    assert job.status == "completed"
+    assert sink.items == FULL
+    assert calls(job, "j") == 1
+    assert calls(job, "a") == 1
+
+
+@pytest.mark.parametrize("strategy", [ErrorStrategy.SKIP, ErrorStrategy.CONTINUE])
+def test_skipped_or_partial_join_is_recorded(strategy: ErrorStrategy, executor: str) -> None:
+    """A dropped join round is in job.skipped with its missing source; a partial one is not."""
+    flow, _, _ = build(strategy, -1, executor)
+    job = flow.execute("src", {"values": [1]})
+    joins = [s for s in job.skipped if s.routine_id == "j"]
+    if strategy is ErrorStrategy.SKIP:
+        assert [s.missing for s in joins] == [("b.out->j.in",)]
+        assert job.get_routine_state("j")["skipped"] == 1  # type: ignore[index]
+    else:
+        assert joins == []
+
+
+def cascade(strategy: ErrorStrategy, executor: str) -> tuple[Flow, Collect]:
+    """``a, b -> j1``; ``j1, c -> j2 -> sink``; ``b`` always fails under ``strategy``."""
+    flow = Flow(executor=executor, max_workers=4)
+    flaky = Flaky()
+    flaky.set_config(fail_times=-1)
+    flaky.set_error_handler(no_retry_delay(strategy))
+    sink = Collect()
+    for rid, routine in [
+        ("src", Source()),
+        ("a", Double()),
+        ("b", flaky),
+        ("c", Relay()),
+        ("j1", Join()),
+        ("j2", Join()),
+        ("sink", sink),
+    ]:
+        flow.add_routine(routine, rid)
+    for source, target in [
+        ("src", "a"),
+        ("src", "b"),
+        ("src", "c"),
+        ("a", "j1"),
+        ("b", "j1"),
+        ("j1", "j2"),
+        ("c", "j2"),
+        ("j2", "sink"),
+    ]:
+        flow.connect(source, "out", target, "in")
+    return flow, sink
+
+
+def test_a_dropped_join_counts_as_skipped_further_down(executor: str) -> None:
+    """SKIP upstream: the first join is dropped, so the join below it is dropped too."""
+    flow, sink = cascade(ErrorStrategy.SKIP, executor)
+    job = flow.execute("src", {"values": [1]})
+    assert job.status == "completed"
+    assert sink.items == []
+    assert sorted(s.routine_id for s in job.skipped) == ["b", "j1", "j2"]
+    assert calls(job, "j1") == calls(job, "j2") == 0
+
+
+def test_a_partial_join_feeds_the_join_below_it(executor: str) -> None:
+    """CONTINUE upstream: the first join fires partially, the one below fires whole."""
+    flow, sink = cascade(ErrorStrategy.CONTINUE, executor)
+    job = flow.execute("src", {"values": [1]})
+    assert job.status == "completed"
+    assert sink.items == [{"value": [2, 1]}]
+    assert calls(job, "j1") == calls(job, "j2") == 1
+
+
+def test_join_waiting_at_a_pause_survives_a_round_trip(executor: str) -> None:
+    """A join holding one source's data across a failed run fires once after resume."""
+    flow, flaky, sink = build(ErrorStrategy.STOP, -1, executor)
+    job = flow.execute("src", {"values": [1, 2]})
+    assert job.status == "failed"
+    again = JobState.from_dict(job.serialize())
+    flaky.set_config(fail_times=0)
+    flow.resume(again)
+    assert again.status == "completed"
+    assert sorted(map(repr, sink.items)) == sorted(
+        map(repr, [{"value": [2, 1]}, {"value": [4, 2]}])
+    )
+    assert calls(again, "j") == 2

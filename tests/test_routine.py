@@ -1,0 +1,482 @@
+"""The Routine contract: declaring, emitting, calling handlers, stats, config, policy."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from flowforge import (
+    Connection,
+    DefinitionError,
+    EmitError,
+    ErrorHandler,
+    ErrorStrategy,
+    Flow,
+    HandlerParameterError,
+    JobStateError,
+    Policy,
+    Routine,
+)
+from flowforge.testing import Collect, Source
+
+
+class Emitter(Routine):
+    """A routine with one declared event, ``out(value)``, and an any-params event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_event("out", ["value"])
+        self.define_event("anything")
+
+
+class Probe(Routine):
+    """One slot whose handler is given; records what the handler received."""
+
+    def __init__(self, handler: Any = None) -> None:
+        super().__init__()
+        self.received: list[Any] = []
+        self.define_slot("in", handler=handler or self.take)
+
+    def take(self, **data: Any) -> None:
+        """Record everything."""
+        self.received.append(data)
+
+
+def deliver(handler: Any, data: dict[str, Any]) -> None:
+    """Deliver ``data`` to a fresh one-slot routine whose handler is ``handler``."""
+    Probe(handler).get_slot("in").receive(data)  # type: ignore[union-attr]
+
+
+# -- declaring -----------------------------------------------------------------
+
+
+def test_define_slot_returns_the_slot_found_by_get_slot() -> None:
+    """define_slot returns the Slot that get_slot finds by name."""
+    routine = Probe()
+    assert routine.get_slot("in") is routine.slots["in"]
+    assert routine.get_slot("in").name == "in"  # type: ignore[union-attr]
+
+
+def test_define_event_records_its_params() -> None:
+    """define_event keeps the declared parameter names in order."""
+    routine = Emitter()
+    assert routine.get_event("out").params == ("value",)  # type: ignore[union-attr]
+    assert routine.get_event("anything").params is None  # type: ignore[union-attr]
+
+
+def test_get_slot_and_get_event_return_none_for_unknown_names() -> None:
+    """Unknown slot and event names give None, not an error."""
+    routine = Emitter()
+    assert routine.get_slot("nope") is None
+    assert routine.get_event("nope") is None
+
+
+def test_duplicate_slot_name_is_refused() -> None:
+    """Declaring a second slot with the same name raises DefinitionError."""
+    routine = Probe()
+    with pytest.raises(DefinitionError, match="already has a slot named 'in'"):
+        routine.define_slot("in")
+
+
+def test_duplicate_event_name_is_refused() -> None:
+    """Declaring a second event with the same name raises DefinitionError."""
+    routine = Emitter()
+    with pytest.raises(DefinitionError, match=r"already has an? event named 'out'"):
+        routine.define_event("out")
+
+
+@pytest.mark.parametrize("name", ["", "a.b", 3])
+def test_bad_slot_names_are_refused(name: Any) -> None:
+    """Slot names must be non-empty strings without a dot."""
+    with pytest.raises(DefinitionError, match="non-empty string"):
+        Probe().define_slot(name)
+
+
+def test_event_params_given_as_a_string_is_refused() -> None:
+    """params='value' (a string, not a list) is an error that shows the fix."""
+    with pytest.raises(DefinitionError, match=r"\['value'\]"):
+        Emitter().define_event("single", "value")
+
+
+def test_handler_must_be_callable() -> None:
+    """A non-callable handler is refused when the slot is defined."""
+    with pytest.raises(DefinitionError, match="handler must be callable"):
+        Probe().define_slot("other", handler=42)  # type: ignore[arg-type]
+
+
+def test_routine_id_is_none_until_added_to_a_flow() -> None:
+    """routine_id is None before add_routine and the id afterwards."""
+    routine = Probe()
+    assert routine.routine_id is None
+    Flow().add_routine(routine, "probe")
+    assert routine.routine_id == "probe"
+
+
+# -- emitting ------------------------------------------------------------------
+
+
+def test_emit_unknown_event_names_routine_event_and_allowed_events() -> None:
+    """Emitting an undeclared event raises EmitError naming all three."""
+    routine = Emitter()
+    with pytest.raises(EmitError) as info:
+        routine.emit("missing", value=1)
+    message = str(info.value)
+    assert "Emitter" in message and "'missing'" in message
+    assert "'out'" in message and "'anything'" in message
+    assert info.value.event == "missing"
+    assert info.value.expected == ["anything", "out"]
+
+
+def test_emit_undeclared_parameter_names_what_is_allowed() -> None:
+    """Emitting a parameter the event does not declare raises EmitError."""
+    routine = Emitter()
+    with pytest.raises(EmitError) as info:
+        routine.emit("out", value=1, extra=2)
+    assert "'extra'" in str(info.value)
+    assert "'value'" in str(info.value)
+    assert info.value.expected == ["value"]
+
+
+def test_emit_of_an_any_params_event_accepts_any_parameter() -> None:
+    """An event declared with params=None accepts any parameters."""
+    routine = Emitter()
+    sink = Probe()
+    Connection(routine.get_event("anything"), sink.get_slot("in"))  # type: ignore[arg-type]
+    routine.emit("anything", a=1, b=2)
+    assert sink.received == [{"a": 1, "b": 2}]
+
+
+def test_emit_outside_a_job_delivers_at_once_to_every_connected_slot() -> None:
+    """A routine is unit-testable without a Flow: emits reach connected slots."""
+    routine = Emitter()
+    first, second = Probe(), Probe()
+    for sink in (first, second):
+        Connection(routine.get_event("out"), sink.get_slot("in"))  # type: ignore[arg-type]
+    routine.emit("out", value=7)
+    assert first.received == [{"value": 7}]
+    assert second.received == [{"value": 7}]
+
+
+def test_emit_inside_a_failing_call_reaches_nobody() -> None:
+    """A handler that emits and then raises emits nothing downstream."""
+
+    class EmitThenFail(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("in", handler=self.go)
+            self.define_event("out", ["value"])
+
+        def go(self, value: Any) -> None:
+            self.emit("out", value=value)
+            raise RuntimeError("boom")
+
+    flow = Flow()
+    flow.add_routine(EmitThenFail(), "fail")
+    sink = Collect()
+    flow.add_routine(sink, "sink")
+    flow.connect("fail", "out", "sink", "in")
+    flow.set_error_handler(ErrorHandler(ErrorStrategy.CONTINUE))
+    job = flow.execute("fail", {"value": 1})
+    assert job.status == "completed"
+    assert sink.items == []
+    assert job.get_execution_history("fail") == []
+
+
+# -- calling handlers ------------------------------------------------------------
+
+
+def test_kwargs_handler_receives_every_parameter() -> None:
+    """Rule 1: a **kwargs handler gets every delivered parameter."""
+    seen: list[dict[str, Any]] = []
+    deliver(lambda **data: seen.append(data), {"a": 1, "b": 2})
+    assert seen == [{"a": 1, "b": 2}]
+
+
+def test_named_handler_receives_only_the_names_it_declares() -> None:
+    """Rule 2: a handler with named parameters gets those it names."""
+    seen: list[tuple[Any, Any]] = []
+    deliver(lambda a, b: seen.append((a, b)), {"a": 1, "b": 2, "c": 3})
+    assert seen == [(1, 2)]
+
+
+def test_named_handler_missing_required_parameter_says_routine_slot_and_parameter() -> None:
+    """Rule 2: a missing required parameter is a HandlerParameterError with details."""
+    with pytest.raises(HandlerParameterError) as info:
+        deliver(lambda a, b: None, {"a": 1, "c": 3})
+    error = info.value
+    assert (error.routine_id, error.slot, error.parameter) == ("Probe", "in", "b")
+    assert error.delivered == ["a", "c"]
+    assert "'b'" in str(error) and "'a', 'c'" in str(error)
+
+
+def test_named_handler_defaults_fill_missing_optional_parameters() -> None:
+    """Rule 2: an optional parameter that is not delivered keeps its default."""
+    seen: list[tuple[Any, Any]] = []
+
+    def handler(a: Any, b: Any = "default") -> None:
+        seen.append((a, b))
+
+    deliver(handler, {"a": 1})
+    assert seen == [(1, "default")]
+
+
+def test_single_parameter_handler_gets_the_named_value() -> None:
+    """Rule 3: a one-parameter handler whose name is delivered gets that value."""
+    seen: list[Any] = []
+    deliver(lambda data: seen.append(data), {"data": 5, "other": 6})
+    assert seen == [5]
+
+
+def test_single_parameter_handler_gets_the_only_value_under_another_name() -> None:
+    """Rule 3: one unnamed delivered value goes to the single parameter."""
+    seen: list[Any] = []
+    deliver(lambda data: seen.append(data), {"result": "x"})
+    assert seen == ["x"]
+
+
+def test_single_parameter_handler_gets_the_whole_dict_for_several_other_values() -> None:
+    """Rule 3: several delivered values, none named, arrive as the whole dict."""
+    seen: list[Any] = []
+    deliver(lambda data: seen.append(data), {"a": 1, "b": 2})
+    assert seen == [{"a": 1, "b": 2}]
+
+
+def test_single_required_parameter_with_empty_delivery_is_a_parameter_error() -> None:
+    """Rule 3: an empty delivery to a required parameter is the error of rule 2."""
+    with pytest.raises(HandlerParameterError, match="'data'"):
+        deliver(lambda data: None, {})
+
+
+def test_handler_without_parameters_is_called_without_arguments() -> None:
+    """A handler taking nothing is called with nothing, whatever is delivered."""
+    seen: list[str] = []
+    deliver(lambda: seen.append("called"), {"a": 1})
+    assert seen == ["called"]
+
+
+def test_keyword_only_single_parameter_gets_the_only_value() -> None:
+    """Rule 3 also holds for a keyword-only parameter."""
+    seen: list[Any] = []
+
+    def handler(*, data: Any) -> None:
+        seen.append(data)
+
+    deliver(handler, {"result": 9})
+    assert seen == [9]
+
+
+def test_async_handler_runs_when_unit_tested_without_a_flow() -> None:
+    """Rule 4: an async def handler runs to completion outside a flow."""
+    seen: list[Any] = []
+
+    async def handler(value: Any) -> None:
+        await asyncio.sleep(0)
+        seen.append(value)
+
+    deliver(handler, {"value": 3})
+    assert seen == [3]
+
+
+def test_bound_method_handler_is_called_with_named_parameters() -> None:
+    """Rule 4: bound methods are handlers like functions."""
+
+    class Adder(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.total = 0
+            self.define_slot("in", handler=self.add)
+
+        def add(self, a: int, b: int) -> None:
+            self.total += a + b
+
+    adder = Adder()
+    adder.get_slot("in").receive({"a": 2, "b": 3})  # type: ignore[union-attr]
+    assert adder.total == 5
+
+
+def test_how_to_call_is_worked_out_once_when_the_slot_is_defined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rule 5: the signature is inspected at definition, not on each delivery."""
+    import inspect
+
+    inspected = 0
+    original = inspect.signature
+
+    def counting(fn: Any, *args: Any, **kwargs: Any) -> inspect.Signature:
+        nonlocal inspected
+        inspected += 1
+        return original(fn, *args, **kwargs)
+
+    routine = Probe(lambda value: None)
+    slot = routine.get_slot("in")
+    assert slot is not None
+    monkeypatch.setattr(inspect, "signature", counting)
+    for value in range(5):
+        slot.receive({"value": value})
+    assert inspected == 0
+
+
+# -- calling the routine -------------------------------------------------------------
+
+
+def test_calling_a_routine_delivers_to_its_only_slot() -> None:
+    """routine(**params) delivers params to the only slot."""
+    routine = Probe()
+    routine(a=1)
+    assert routine.received == [{"a": 1}]
+
+
+def test_calling_a_routine_with_several_slots_asks_for_the_slot() -> None:
+    """routine(**params) with several slots raises and says how to fix it."""
+    routine = Probe()
+    routine.define_slot("other", handler=lambda **d: None)
+    with pytest.raises(DefinitionError, match="entry_slot"):
+        routine(a=1)
+
+
+# -- stats and config ------------------------------------------------------------
+
+
+def test_stats_returns_a_copy_of_the_users_counters() -> None:
+    """stats() is a copy: changing it does not change the routine's counters."""
+    routine = Probe()
+    routine._stats["n"] = 1
+    copy = routine.stats()
+    copy["n"] = 99
+    assert routine.stats() == {"n": 1}
+
+
+def test_stats_hold_only_what_the_user_put_there() -> None:
+    """After a job, stats() shows only the user's own counters."""
+    flow = Flow()
+    sink = Collect()
+    flow.add_routine(sink, "sink")
+    flow.execute("sink", {"value": 1})
+    assert sink.stats() == {"calls": 1}
+
+
+def test_failed_call_changes_no_counter() -> None:
+    """A handler that bumps a counter and then raises leaves stats unchanged."""
+
+    class CountThenFail(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("in", handler=self.go)
+
+        def go(self, value: Any) -> None:
+            self._stats["n"] = self._stats.get("n", 0) + 1
+            if value < 0:
+                raise ValueError("negative")
+
+    flow = Flow(error_handler=ErrorHandler(ErrorStrategy.CONTINUE))
+    routine = CountThenFail()
+    flow.add_routine(routine, "r")
+    job = flow.execute("r", {"value": -1})
+    assert job.status == "completed"
+    assert routine.stats() == {}
+    assert job.get_routine_state("r")["stats"] == {}  # type: ignore[index]
+
+
+def test_set_config_and_get_config() -> None:
+    """set_config stores values; get_config reads them with a default."""
+    routine = Probe()
+    routine.set_config(limit=3, name="x")
+    assert routine.get_config("limit") == 3
+    assert routine.get_config("missing", "fallback") == "fallback"
+    assert routine.config == {"limit": 3, "name": "x"}
+
+
+# -- policy ----------------------------------------------------------------------
+
+
+def test_default_policy() -> None:
+    """A new routine runs one call at a time, with no timeout, cap or own handler."""
+    routine = Probe()
+    assert routine.policy == Policy()
+    assert (routine.max_concurrency, routine.timeout, routine.max_activations) == (1, None, None)
+    assert routine.error_handler is None
+
+
+def test_policy_properties_write_through_set_policy() -> None:
+    """Setting max_concurrency, timeout and max_activations updates the policy."""
+    routine = Probe()
+    routine.max_concurrency = 4
+    routine.timeout = 2.5
+    routine.max_activations = 10
+    assert routine.policy == Policy(max_concurrency=4, timeout=2.5, max_activations=10)
+
+
+def test_set_error_handler_gives_the_routine_its_own_handler() -> None:
+    """set_error_handler stores the handler in the routine's policy."""
+    routine = Probe()
+    handler = ErrorHandler(ErrorStrategy.SKIP)
+    routine.set_error_handler(handler)
+    assert routine.error_handler is handler
+
+
+def test_set_policy_with_an_unknown_field_lists_the_fields() -> None:
+    """set_policy(bogus=...) raises TypeError listing the real fields."""
+    with pytest.raises(TypeError, match="'max_concurrency'"):
+        Probe().set_policy(bogus=1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_concurrency", 0),
+        ("max_concurrency", True),
+        ("timeout", -1),
+        ("timeout", 0),
+        ("max_activations", 0),
+    ],
+)
+def test_bad_policy_values_are_refused(field: str, value: Any) -> None:
+    """Non-positive concurrency, timeout and cap values raise ValueError."""
+    with pytest.raises(ValueError, match=field):
+        Probe().set_policy(**{field: value})
+
+
+class SelfPausing(Routine):
+    """Relays ``value``; calls pause_job or cancel_job (config ``action``) on value 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("in", handler=self.relay)
+        self.define_event("out", ["value"])
+
+    def relay(self, value: Any) -> None:
+        """Act on cue, then pass the value on."""
+        if value == 2:
+            getattr(self, self.get_config("action"))(reason="asked by the handler")
+        self.emit("out", value=value)
+
+
+@pytest.mark.parametrize(
+    ("action", "status"), [("pause_job", "paused"), ("cancel_job", "cancelled")]
+)
+def test_handler_can_pause_or_cancel_its_own_job(action: str, status: str, executor: str) -> None:
+    """pause_job()/cancel_job() in a handler end the job paused/cancelled; its emit counts."""
+    flow = Flow(executor=executor)
+    routine = SelfPausing()
+    routine.set_config(action=action)
+    sink = Collect()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(routine, "r")
+    flow.add_routine(sink, "sink")
+    flow.connect("src", "out", "r", "in")
+    flow.connect("r", "out", "sink", "in")
+    job = flow.execute("src", {"values": [1, 2, 3]})
+    assert job.status == status
+    assert job.reason == "asked by the handler"
+    emitted = [r.data["value"] for r in job.get_execution_history("r")]
+    assert 2 in emitted and 3 not in emitted
+
+
+@pytest.mark.parametrize("action", ["pause_job", "cancel_job"])
+def test_pause_job_outside_a_handler_is_an_error(action: str) -> None:
+    """pause_job()/cancel_job() outside the routine's own handler raise JobStateError."""
+    with pytest.raises(JobStateError, match="inside this routine's handler"):
+        getattr(Probe(), action)()
