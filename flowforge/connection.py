@@ -67,9 +67,9 @@ class Connection:
         self.param_mapping: dict[str, str] | None = mapping
         self._serial = next(_serials)
         self.slot_name = slot.name
-        self.refresh()
         event._attach(self)
         slot._attach(self)
+        self.refresh()
         event.routine._changed()
         slot.routine._changed()
 
@@ -85,6 +85,11 @@ class Connection:
         if event.routine.routine_id is None or slot.routine.routine_id is None:
             # Outside a flow two routines of one class share a label.
             self.key += f"#{self._serial}"
+            return
+        twins = [c for c in slot._connections if c.event is event]
+        if len(twins) > 1 and twins[0] is not self:
+            # A second wire from the same event (with another mapping) is its own source.
+            self.key += f"#{twins.index(self) + 1}"
 
     @property
     def connected(self) -> bool:

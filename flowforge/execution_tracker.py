@@ -162,26 +162,44 @@ def _unstructure(tracker: ExecutionTracker) -> dict[str, Any]:
     }
 
 
-def _structure(data: dict[str, Any], _: Any) -> ExecutionTracker:
-    tracker = ExecutionTracker(
-        flow_id=data.get("flow_id"),
-        job_id=data.get("job_id"),
-        retention=int(data.get("retention", 1000)),
-        elapsed=float(data.get("elapsed", 0.0)),
-        event_flow_total=int(data.get("event_flow_total", 0)),
-        routines={
-            rid: [
-                row["calls"],
-                row["successes"],
-                row["failures"],
-                row["total_time"],
-                row["min_time"],
-                row["max_time"],
-            ]
-            for rid, row in data.get("routines", {}).items()
-        },
+@attrs.frozen
+class _RoutineRow:
+    calls: int
+    successes: int
+    failures: int
+    total_time: float
+    min_time: float
+    max_time: float
+
+
+@attrs.frozen
+class _TrackerDoc:
+    """A saved tracker, as read back: every field typed, so errors say where."""
+
+    flow_id: str | None = None
+    job_id: str | None = None
+    retention: int = 1000
+    elapsed: float = 0.0
+    event_flow_total: int = 0
+    routines: dict[str, _RoutineRow] = attrs.field(factory=dict)
+    event_flow: list[tuple[float, str | None, str | None, str, str | None]] = attrs.field(
+        factory=list
     )
-    tracker._flow.extend((r[0], r[1], r[2], r[3], r[4]) for r in data.get("event_flow", ()))
+
+
+def _structure(data: Any, _: Any) -> ExecutionTracker:
+    doc = converter.structure(data, _TrackerDoc)
+    if doc.retention < 1:
+        raise ValueError(f"retention: expected an int >= 1, got {doc.retention!r}")
+    tracker = ExecutionTracker(
+        flow_id=doc.flow_id,
+        job_id=doc.job_id,
+        retention=doc.retention,
+        elapsed=doc.elapsed,
+        event_flow_total=doc.event_flow_total,
+        routines={rid: list(attrs.astuple(row)) for rid, row in doc.routines.items()},
+    )
+    tracker._flow.extend(doc.event_flow)
     return tracker
 
 

@@ -287,26 +287,57 @@ def _unstructure_job(job: JobState) -> dict[str, Any]:
     return data
 
 
-def _structure_job(data: dict[str, Any], _: Any) -> JobState:
+def _at_least_one(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name}: expected an int >= 1, got {value!r}")
+
+
+@attrs.frozen
+class _JobDoc:
+    """A saved job, as read back: every field typed, so errors say where."""
+
+    job_id: str
+    format: str = "flowforge/job"
+    version: int = 1
+    flow_id: str | None = None
+    status: JobStatus = JobStatus.PENDING
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    reason: str | None = None
+    error: ErrorInfo | None = None
+    entry: dict[str, Any] | None = None
+    retention: int = attrs.field(default=DEFAULT_RETENTION, validator=_at_least_one)
+    routine_states: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    slot_states: dict[str, Any] = attrs.field(factory=dict)
+    pending: list[Message] = attrs.field(factory=list)
+    next_seq: int = 0
+    history_total: int = 0
+    errors_total: int = 0
+    skipped_total: int = 0
+    history: list[tuple[str, str, dict[str, Any], float]] = attrs.field(factory=list)
+    errors: list[ErrorInfo] = attrs.field(factory=list)
+    skipped: list[SkippedWork] = attrs.field(factory=list)
+    tracker: ExecutionTracker | None = None
+
+
+def _structure_job(data: Any, _: Any) -> JobState:
     if not isinstance(data, dict):
         raise TypeError(f"expected a mapping for a job, got {type(data).__name__}")
-    data = dict(data)
-    if data.pop("format", "flowforge/job") != "flowforge/job":
-        raise ValueError("this is not a FlowForge job (format is not 'flowforge/job')")
-    version = data.pop("version", 1)
-    if version != 1:
-        raise ValueError(f"job format version {version} is newer than this FlowForge reads (1)")
-    history = data.pop("history", [])
-    errors = data.pop("errors", [])
-    skipped = data.pop("skipped", [])
-    data["pending"] = deque(converter.structure(data.get("pending", []), list[Message]))
-    error = data.get("error")
-    data["error"] = None if error is None else converter.structure(error, ErrorInfo)
-    data["tracker"] = converter.structure(data.get("tracker", {}), ExecutionTracker)
-    job = JobState(**data)
-    job._history.extend((r[0], r[1], r[2], r[3]) for r in history)
-    job._errors.extend(converter.structure(errors, list[ErrorInfo]))
-    job._skipped.extend(converter.structure(skipped, list[SkippedWork]))
+    doc = converter.structure(data, _JobDoc)
+    if doc.format != "flowforge/job":
+        raise ValueError(
+            f"format: expected 'flowforge/job', got {doc.format!r}: not a FlowForge job"
+        )
+    if doc.version != 1:
+        raise ValueError(f"version: {doc.version} is newer than this FlowForge reads (1)")
+    fields = {name: getattr(doc, name) for name in _SAVED}
+    job = JobState(status=doc.status, error=doc.error, pending=deque(doc.pending), **fields)
+    if doc.tracker is not None:
+        job.tracker = doc.tracker
+    job._history.extend(doc.history)
+    job._errors.extend(doc.errors)
+    job._skipped.extend(doc.skipped)
     return job
 
 

@@ -67,8 +67,10 @@ class Policy:
 
     Attributes:
         max_concurrency: How many calls of this routine may run at once
-            (with a parallel executor). 1, the default, means the routine's
-            handlers never overlap, so ``self._stats`` needs no lock.
+            within one job (with a parallel executor). 1, the default, means
+            the routine's handlers never overlap in a job, so ``self._stats``
+            (which is per job) needs no lock. Jobs running at the same time
+            each have their own limit.
         timeout: Seconds a call may run before it fails with
             :class:`~flowforge.errors.HandlerTimeoutError`, or ``None``.
         max_activations: Cap on this routine's calls per job, or ``None``
@@ -154,7 +156,12 @@ class Routine:
                 f"without '.', got {name!r}."
             )
         if name in existing:
-            raise DefinitionError(f"'{self.routine_label()}' already has a {kind} named '{name}'.")
+            raise DefinitionError(
+                f"Routine '{self.routine_label()}' already has an {kind} named '{name}'; "
+                if kind == "event"
+                else f"Routine '{self.routine_label()}' already has a {kind} named '{name}'; "
+                f"choose another name."
+            )
 
     # -- looking up ------------------------------------------------------
 

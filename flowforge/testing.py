@@ -114,7 +114,10 @@ class Flaky(Routine):
 
 
 class Sleep(Routine):
-    """Sleeps ``seconds`` (config, default 0.01), then relays; counts calls."""
+    """Sleeps ``seconds`` (config, default 0.01), then relays.
+
+    ``active`` and ``peak`` count calls in progress (now, and at most).
+    """
 
     def __init__(self) -> None:
         super().__init__()

@@ -348,9 +348,13 @@ class JobRunner:
         data, new_state, key = msg.data, NO_STATE, None
         if slot is not None and slot.merge is not None:
             key = slot_key(rid, slot.name)
-            fire, new_state = slot.merge(
-                self.job.slot_states.get(key), msg.data, msg.source, slot.source_keys()
-            )
+            try:
+                fire, new_state = slot.merge(
+                    self.job.slot_states.get(key), msg.data, msg.source, slot.source_keys()
+                )
+            except Exception as exc:  # a merge function failed: the routine's call failed
+                self._fail_before_call(routine, rid, slot, msg, state, exc)
+                return None
             if fire is None:
                 self._commit_slot(key, new_state)
                 self._journal_step((msg,), (), None, key)
@@ -397,6 +401,16 @@ class JobRunner:
                 activation_id=act.activation_id(self.job.job_id),
                 duration=outcome.durations[-1],
             )
+
+    def _fail_before_call(
+        self, routine: Any, rid: str, slot: Slot, msg: Message, state: dict[str, Any],
+        error: Exception,
+    ) -> None:
+        act = Activation(
+            routine, rid, slot, msg, msg.data, NO_STATE, None, state["stats"],
+            self.plan.handlers[rid],
+        )
+        self._complete(act, Outcome(False, [0.0], [], None, error, format_exception(error)))
 
     def _commit_success(
         self,
