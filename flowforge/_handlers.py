@@ -22,6 +22,12 @@ _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONL
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
     """True when calling ``fn`` returns a coroutine (``async def``)."""
+    function = getattr(fn, "__func__", None)
+    if function is not None and inspect.isfunction(function):
+        found = _async.get(function)
+        if found is None:
+            found = _async[function] = inspect.iscoroutinefunction(function)
+        return found
     while isinstance(fn, functools.partial):
         fn = fn.func
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
@@ -68,6 +74,7 @@ def _parameters(handler: Callable[..., Any]) -> list[inspect.Parameter] | None:
 
 
 _UNSEEN: Any = object()
+_async: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _inspect(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:

@@ -80,6 +80,7 @@ class Connection:
         a job's state; ``target_id`` is the target routine's id.
         """
         event, slot = self.event, self.slot
+        slot.sources_changed()
         self.target_id: str = slot.routine_label()
         self.key: str = f"{event.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
         if event.routine.routine_id is None or slot.routine.routine_id is None:

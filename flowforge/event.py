@@ -7,6 +7,7 @@ An :class:`Event` is declared with :meth:`Routine.define_event
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,12 @@ from .connection import Connection
 if TYPE_CHECKING:
     from .routine import Routine
     from .slot import Slot
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowed(params: tuple[str, ...]) -> frozenset[str]:
+    # Many routines of one class declare the same parameters: share one set.
+    return frozenset(params)
 
 
 class Event:
@@ -33,9 +40,7 @@ class Event:
         self.routine = routine
         self.params: tuple[str, ...] | None = None if params is None else tuple(params)
         #: The declared names as a frozenset, checked on every emit.
-        self.allowed: frozenset[str] | None = (
-            None if self.params is None else frozenset(self.params)
-        )
+        self.allowed: frozenset[str] | None = None if self.params is None else _allowed(self.params)
         self._connections: list[Connection] = []
 
     def __getstate__(self) -> dict[str, Any]:

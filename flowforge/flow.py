@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from ._activation import CURRENT
 from ._flowfile import dump_flow, load_flow
@@ -138,7 +138,7 @@ class Flow:
         routine._routine_id = rid
         routine._on_change = self._invalidate
         self._routines[rid] = routine
-        for connection in {*routine._connections()}:
+        for connection in routine._connections():
             connection.refresh()
         self._invalidate()
         return rid
@@ -167,16 +167,23 @@ class Flow:
             UnknownNameError: a routine, event or slot does not exist; the
                 message lists the names that do.
         """
-        label = f"Cannot connect '{source_routine_id}' -> '{target_routine_id}'"
-        source = lookup(
-            "routine", f"{label}: flow '{self.flow_id}'", source_routine_id, self._routines
-        )
-        target = lookup(
-            "routine", f"{label}: flow '{self.flow_id}'", target_routine_id, self._routines
-        )
-        event = lookup("event", f"{label}: '{source_routine_id}'", source_event, source.events)
-        slot = lookup("slot", f"{label}: '{target_routine_id}'", target_slot, target.slots)
+        source = self._routines.get(source_routine_id)
+        target = self._routines.get(target_routine_id)
+        event = None if source is None else source._events.get(source_event)
+        slot = None if target is None else target._slots.get(target_slot)
+        if event is None or slot is None:
+            self._connect_error(source_routine_id, source_event, target_routine_id, target_slot)
         return Connection(event, slot, param_mapping)
+
+    def _connect_error(
+        self, source_id: str, event_name: str, target_id: str, slot_name: str
+    ) -> NoReturn:
+        label = f"Cannot connect '{source_id}' -> '{target_id}'"
+        source = lookup("routine", f"{label}: flow '{self.flow_id}'", source_id, self._routines)
+        target = lookup("routine", f"{label}: flow '{self.flow_id}'", target_id, self._routines)
+        lookup("event", f"{label}: '{source_id}'", event_name, source.events)
+        lookup("slot", f"{label}: '{target_id}'", slot_name, target.slots)
+        raise AssertionError("unreachable: one of the names above is unknown")
 
     @property
     def connections(self) -> list[Connection]:
@@ -351,9 +358,12 @@ class Flow:
         return job
 
     def _entry_slot(self, rid: str, entry_slot: str | None) -> str | None:
-        routine = lookup("routine", f"Flow '{self.flow_id}'", rid, self._routines)
+        routine = self._routines.get(rid) or lookup(
+            "routine", f"Flow '{self.flow_id}'", rid, self._routines
+        )
         if entry_slot is not None:
-            lookup("slot", f"Entry routine '{rid}'", entry_slot, routine.slots)
+            if entry_slot not in routine._slots:
+                lookup("slot", f"Entry routine '{rid}'", entry_slot, routine.slots)
             return entry_slot
         if type(routine).__call__ is not Routine.__call__:
             return None
@@ -414,16 +424,20 @@ class Flow:
         store: Journal | None = None,
     ) -> JobState:
         plan = self._plan()
+        resumed = job.started_at is not None
         states = job.routine_states
         for rid, routine in self._routines.items():
+            # The routine's counters dict is shared, not copied: a job replaces
+            # its stats dict on every change and never mutates one in place.
             if rid not in states:
+                states[rid] = {"status": "pending", "activations": 0, "stats": routine._own_stats}
+            elif "activations" not in states[rid]:
                 states[rid] = {
                     "status": "pending",
                     "activations": 0,
-                    "stats": dict(routine._own_stats),
+                    "stats": routine._own_stats,
+                    **states[rid],
                 }
-            elif "activations" not in states[rid]:
-                states[rid].update(activations=0, stats=dict(routine._own_stats), status="pending")
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)
@@ -435,8 +449,13 @@ class Flow:
         finally:
             del self._runners[job.job_id]
             async_runner.close()
-            for rid, routine in self._routines.items():
-                routine._own_stats = dict(job.routine_states[rid]["stats"])
+            # A resumed job brings its counters back to freshly loaded routines too.
+            changed = list(job.routine_states) if resumed else runner.stats_changed
+            for rid in changed:
+                owner = self._routines.get(rid)
+                state = job.routine_states.get(rid)
+                if owner is not None and state is not None and "stats" in state:
+                    owner._own_stats = dict(state["stats"])
         return job
 
     def _plan(self) -> Plan:

@@ -19,7 +19,6 @@ import enum
 import os
 import time
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -118,10 +117,6 @@ class SkippedWork:
     timestamp: float = attrs.field(factory=time.time)
 
 
-def _bounded(items: Iterable[Any] = (), retention: int = DEFAULT_RETENTION) -> deque[Any]:
-    return deque(items, maxlen=retention)
-
-
 @attrs.define(on_setattr=attrs.setters.NO_OP)
 class JobState:
     """The state of one job; see the module documentation.
@@ -164,14 +159,15 @@ class JobState:
             takes_self=True,
         )
     )
-    _history: deque[tuple[str, str, dict[str, Any], float]] = attrs.field(init=False, factory=deque)
-    _errors: deque[ErrorInfo] = attrs.field(init=False, factory=deque)
-    _skipped: deque[SkippedWork] = attrs.field(init=False, factory=deque)
-
-    def __attrs_post_init__(self) -> None:
-        self._history = _bounded((), self.retention)
-        self._errors = _bounded((), self.retention)
-        self._skipped = _bounded((), self.retention)
+    _history: deque[tuple[str, str, dict[str, Any], float]] = attrs.field(
+        init=False, default=attrs.Factory(lambda self: deque(maxlen=self.retention), True)
+    )
+    _errors: deque[ErrorInfo] = attrs.field(
+        init=False, default=attrs.Factory(lambda self: deque(maxlen=self.retention), True)
+    )
+    _skipped: deque[SkippedWork] = attrs.field(
+        init=False, default=attrs.Factory(lambda self: deque(maxlen=self.retention), True)
+    )
 
     # -- routine state -----------------------------------------------------
 

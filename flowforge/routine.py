@@ -346,8 +346,8 @@ class Routine:
 
     def _connections(self) -> list[Connection]:
         """Every connection touching this routine, in or out."""
-        return [c for e in self._events.values() for c in e.connections] + [
-            c for s in self._slots.values() for c in s.connections
+        return [c for e in self._events.values() for c in e._connections] + [
+            c for s in self._slots.values() for c in s._connections if c.event.routine is not self
         ]
 
     def _changed(self) -> None:

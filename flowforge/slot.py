@@ -61,6 +61,7 @@ class Slot:
 
     __slots__ = (
         "_connections",
+        "_source_keys",
         "_standalone_state",
         "handler",
         "invoke",
@@ -68,6 +69,7 @@ class Slot:
         "merge",
         "merge_strategy",
         "name",
+        "plain",
         "routine",
     )
 
@@ -94,7 +96,10 @@ class Slot:
             if handler is None
             else make_invoker(handler, lambda: (routine.routine_label(), name))
         )
+        #: A sync handler and no merge state: the scheduler's fast path.
+        self.plain = self.merge is None and not self.is_async and self.invoke is not None
         self._connections: list[Connection] = []
+        self._source_keys: tuple[str, ...] | None = None
         self._standalone_state: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -125,9 +130,16 @@ class Slot:
         """The owning routine's id in its flow, or its class name."""
         return self.routine.routine_label()
 
-    def source_keys(self) -> list[str]:
+    def source_keys(self) -> tuple[str, ...]:
         """The keys of the connections arriving here, oldest first (a join's sources)."""
-        return [c.key for c in self._connections]
+        keys = self._source_keys
+        if keys is None:
+            keys = self._source_keys = tuple(c.key for c in self._connections)
+        return keys
+
+    def sources_changed(self) -> None:
+        """Forget the cached source keys (a connection came, went or was renamed)."""
+        self._source_keys = None
 
     def connect(self, event: Event, param_mapping: Mapping[str, str] | None = None) -> Connection:
         """Connect ``event`` to this slot; returns the new :class:`Connection`."""
@@ -157,10 +169,12 @@ class Slot:
 
     def _attach(self, connection: Connection) -> None:
         self._connections.append(connection)
+        self._source_keys = None
 
     def _detach(self, connection: Connection) -> None:
         if connection in self._connections:
             self._connections.remove(connection)
+        self._source_keys = None
 
     def __repr__(self) -> str:
         return f"Slot({self.routine_label()}.{self.name}, merge_strategy={self.merge_strategy!r})"

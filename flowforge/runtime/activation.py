@@ -9,6 +9,7 @@ activation all-or-nothing.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -86,6 +87,40 @@ class Activation:
 NO_STATE: Any = object()
 
 
+class CancelFlag:
+    """Set once, from any thread; retry waits wake up when it is set.
+
+    Cheaper than :class:`threading.Event` (one lock, no condition), which
+    matters because every job makes one.
+    """
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        if not self._set:
+            self._set = True
+            with contextlib.suppress(RuntimeError):  # released by a racing set()
+                self._lock.release()
+
+    def is_set(self) -> bool:
+        """True once :meth:`set` was called."""
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if the flag is (or gets) set."""
+        if self._set:
+            return True
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()
+        return self._set
+
+
 class Outcome:
     """What an activation did: its emits and counters, or its error."""
 
@@ -112,7 +147,7 @@ def run_activation(
     act: Activation,
     job_id: str,
     runner: AsyncRunner | None,
-    cancelled: threading.Event | None,
+    cancelled: CancelFlag | None,
     on_retry: RetryCallback | None,
     first: tuple[float, Exception] | None = None,
 ) -> Outcome:
@@ -148,7 +183,7 @@ def _run_with_retries(
     act: Activation,
     job_id: str,
     runner: AsyncRunner | None,
-    cancelled: threading.Event | None,
+    cancelled: CancelFlag | None,
     on_retry: RetryCallback | None,
     first: tuple[float, Exception] | None,
 ) -> Outcome:

@@ -26,7 +26,16 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "default_cap", "error_handler", "handlers", "joins", "looping", "routines")
+    __slots__ = (
+        "caps",
+        "default_cap",
+        "error_handler",
+        "guarded",
+        "handlers",
+        "joins",
+        "looping",
+        "routines",
+    )
 
     def __init__(
         self,
@@ -45,6 +54,8 @@ class Plan:
         self.caps: dict[str, int] = {}
         #: Each routine's error handler: its own, else the flow's.
         self.handlers: dict[str, ErrorHandler] = {}
+        #: Routines whose calls need the general path: a cap or a timeout.
+        self.guarded: set[str] = set()
         for rid, routine in routines.items():
             policy = routine._policy
             cap = policy.max_activations
@@ -52,6 +63,8 @@ class Plan:
                 cap = default_cap
             if cap is not None:
                 self.caps[rid] = cap
+            if cap is not None or policy.timeout is not None:
+                self.guarded.add(rid)
             self.handlers[rid] = policy.error_handler or error_handler
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -38,7 +37,14 @@ from ..signals import (
 )
 from ..slot import join_partial
 from ._async import AsyncRunner
-from .activation import NO_STATE, Activation, Outcome, format_exception, run_activation
+from .activation import (
+    NO_STATE,
+    Activation,
+    CancelFlag,
+    Outcome,
+    format_exception,
+    run_activation,
+)
 from .executors import Executor, Session, WorkerLost
 from .plan import Plan
 from .remote import ShippingError
@@ -101,7 +107,7 @@ class JobRunner:
         self.executor = executor
         self.async_runner = async_runner
         self.journal = journal
-        self.cancelled = threading.Event()
+        self.cancelled = CancelFlag()
         self._halt = False
         self._pause_reason: str | None = None
         self._cancel_reason: str | None = None
@@ -111,6 +117,8 @@ class JobRunner:
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
         self._resent: dict[int, int] = {}
+        #: Routines whose counters this run changed (their stats are copied back).
+        self.stats_changed: set[str] = set()
 
     # -- control from other threads or handlers -----------------------------
 
@@ -176,22 +184,21 @@ class JobRunner:
         slot = None if msg.slot is None else routine._slots[msg.slot]
         if (
             slot is None
-            or slot.merge is not None
-            or slot.is_async
-            or slot.invoke is None
-            or rid in self.plan.caps
-            or routine._policy.timeout is not None
+            or not slot.plain
+            or rid in self.plan.guarded
             or self.journal is not None
             or routine_started.receivers
         ):
             return False
+        invoke = slot.invoke
+        assert invoke is not None  # a plain slot has a handler
         state = self.job.routine_states[rid]
         base = state["stats"]
         ctx = ActivationContext(routine, rid, self.job.job_id, msg.seq, base, 0, self)
         token = CURRENT.set(ctx)
         start = time.perf_counter()
         try:
-            slot.invoke(msg.data)
+            invoke(msg.data)
         except BaseException as exc:
             CURRENT.reset(token)
             if not isinstance(exc, Exception):  # KeyboardInterrupt: the message stays pending
@@ -340,7 +347,7 @@ class JobRunner:
         rid = msg.routine_id
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
-        state = self.job.routine_states[rid]
+        state = self.state_of(rid)
         cap = self.plan.caps.get(rid)
         if cap is not None and state["activations"] + self._running[rid] >= cap:
             self._fail_on_cap(msg, rid, cap)
@@ -384,7 +391,7 @@ class JobRunner:
         if not outcome.ok:
             self._fail(act, outcome)
             return
-        state = self.job.routine_states[rid]
+        state = self.state_of(rid)
         if act.slot_key is not None:
             self._commit_slot(act.slot_key, act.new_state)
         produced = self._commit_success(
@@ -403,14 +410,30 @@ class JobRunner:
             )
 
     def _fail_before_call(
-        self, routine: Any, rid: str, slot: Slot, msg: Message, state: dict[str, Any],
+        self,
+        routine: Any,
+        rid: str,
+        slot: Slot,
+        msg: Message,
+        state: dict[str, Any],
         error: Exception,
     ) -> None:
         act = Activation(
-            routine, rid, slot, msg, msg.data, NO_STATE, None, state["stats"],
+            routine,
+            rid,
+            slot,
+            msg,
+            msg.data,
+            NO_STATE,
+            None,
+            state["stats"],
             self.plan.handlers[rid],
         )
         self._complete(act, Outcome(False, [0.0], [], None, error, format_exception(error)))
+
+    def state_of(self, rid: str) -> dict[str, Any]:
+        """The routine's state in this job."""
+        return self.job.routine_states[rid]
 
     def _commit_success(
         self,
@@ -425,6 +448,7 @@ class JobRunner:
         state["status"] = "completed"
         if stats is not None and stats != base:
             state["stats"] = merge_stats(state["stats"], base, stats)
+            self.stats_changed.add(rid)
         return self._route(routine, rid, emits) if emits else ()
 
     def _route(self, routine: Any, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
@@ -488,7 +512,7 @@ class JobRunner:
             act.activation_id(self.job.job_id),
         )
         self.job.record_error(info)
-        state = self.job.routine_states[rid]
+        state = self.state_of(rid)
         state["failures"] = state.get("failures", 0) + 1
         if strategy is ErrorStrategy.STOP:
             state["status"] = "failed"
@@ -591,7 +615,7 @@ class JobRunner:
                 self.job.slot_states[key] = rest
                 return True
             self._commit_slot(key, rest)
-            routine_state = self.job.routine_states[rid]
+            routine_state = self.state_of(rid)
             routine_state["skipped"] = routine_state.get("skipped", 0) + 1
             routine_state["status"] = "skipped"
             self.job.record_skip(
@@ -607,7 +631,8 @@ class JobRunner:
         sources = [key.partition(".")[0] for key in missing]
         states = self.job.routine_states
         return bool(sources) and all(
-            states[s].get("continued", 0) and not states[s].get("skipped", 0) for s in sources
+            states.get(s, {}).get("continued", 0) and not states.get(s, {}).get("skipped", 0)
+            for s in sources
         )
 
     def _partial_message(self, rid: str, slot: Slot, combined: dict[str, Any]) -> Message:
