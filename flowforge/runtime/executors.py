@@ -100,26 +100,41 @@ def _workers(max_workers: int | None, default: int) -> int:
 
 
 class ThreadExecutor(Executor):
-    """Run calls on a pool of ``max_workers`` threads (default 8)."""
+    """Run calls on a pool of ``max_workers`` threads (default 8).
+
+    The pool starts with the first job that needs it and is kept for later
+    jobs (jobs running at the same time share it) until :meth:`close`.
+    """
 
     inline = False
     name = "thread"
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = _workers(max_workers, 8)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def start(self, routines: Mapping[str, Routine]) -> Session:
-        return _ThreadSession(self.max_workers)
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self.max_workers, thread_name_prefix="flowforge-worker"
+                )
+            return _ThreadSession(self._pool)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def settings(self) -> dict[str, Any]:
         return {"kind": self.name, "max_workers": self.max_workers}
 
 
 class _ThreadSession:
-    def __init__(self, max_workers: int) -> None:
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers, thread_name_prefix="flowforge-worker"
-        )
+    def __init__(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
+        self.pool = pool
 
     def submit(self, act: Activation, runner: JobRunner) -> Any:
         return self.pool.submit(
@@ -136,7 +151,7 @@ class _ThreadSession:
         return result
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """The pool stays for the next job."""
 
 
 class ProcessExecutor(Executor):
