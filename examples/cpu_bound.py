@@ -12,9 +12,8 @@ not change: only ``Flow(executor=...)`` does. ``crunch`` counts its results
 and sums them in ``self._stats``; the job adds up those numeric changes
 wherever the calls ran, so two calls may run at once.
 
-Starting workers takes a moment, so each executor first runs a one-number
-job; the timings printed are of the second job, with the start-up shown
-apart.
+Starting workers takes a moment, so each executor first runs a short job
+(timed apart, as the start-up); the timings printed are of the job after it.
 
 Run it with ``python examples/cpu_bound.py``. It must be run as a script
 (the ``if __name__ == "__main__":`` guard below), because worker processes
@@ -72,10 +71,12 @@ def mix(seed: int, loops: int) -> int:
 
 def loops_per_call(seconds: float) -> int:
     """How many :func:`mix` steps take about ``seconds`` on this machine."""
-    loops = 20_000
-    start = time.perf_counter()
-    mix(1, loops)
-    return max(1, int(loops * seconds / (time.perf_counter() - start)))
+    loops, best = 50_000, float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        mix(1, loops)
+        best = min(best, time.perf_counter() - start)
+    return max(1, int(loops * seconds / best))
 
 
 # [main]
@@ -107,12 +108,12 @@ def main() -> None:
     times: dict[str, float] = {}
     for executor in ("sequential", "process", "dask"):
         with build(executor, loops) as flow:  # closing the flow stops its workers
-            _, startup = timed(flow, 1)
+            _, startup = timed(flow, 4)
             jobs[executor], times[executor] = timed(flow, ITEMS)
         speedup = times["sequential"] / times[executor]
         print(
             f"  {executor:<10} {times[executor]:5.2f} s  ({speedup:.1f}x)"
-            f"  first job, starting workers: {startup:.2f} s"
+            f"  start-up job: {startup:.2f} s"
         )
     # The counters carry over from job to job, so these include the warm-up job's.
     totals = [job.routine_states["crunch"]["stats"] for job in jobs.values()]

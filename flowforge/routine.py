@@ -81,7 +81,9 @@ class Policy:
 
     max_concurrency: int = attrs.field(default=1, validator=_positive_int)
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
-    max_activations: int | None = attrs.field(default=None, validator=_positive_or_none)
+    max_activations: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive_int)
+    )
     error_handler: ErrorHandler | None = None
 
 

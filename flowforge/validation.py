@@ -63,8 +63,44 @@ def find_problems(
     for rid, routine in routines.items():
         problems += _slot_problems(rid, routine, entry)
         problems += _event_problems(rid, routine)
+    graph: dict[str, set[str]] = {rid: set() for rid in routines}
+    for c in connections:
+        graph[ids[id(c.event.routine)]].add(ids[id(c.slot.routine)])
+    problems += _joins_on_loops(routines, graph)
     if entry is not None and entry in routines:
-        problems += _unreachable(routines, connections, ids, entry)
+        problems += _unreachable(routines, graph, entry)
+    return problems
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def _joins_on_loops(routines: Mapping[str, Routine], graph: dict[str, set[str]]) -> list[Problem]:
+    problems = []
+    for rid, routine in routines.items():
+        for name, slot in routine.slots.items():
+            if not slot.is_join:
+                continue
+            downstream = _reachable(graph, rid)
+            for c in slot.connections:
+                source = c.event.routine.routine_id
+                if source is not None and source in downstream:
+                    problems.append(
+                        Problem(
+                            "error",
+                            f"{rid}.{name}",
+                            f"this join waits for '{source}', which only runs after the join "
+                            "itself, so the join can never complete.",
+                            f"Feed the loop back into another slot of '{rid}' (an 'override' "
+                            "slot), not into the join.",
+                        )
+                    )
     return problems
 
 
@@ -108,19 +144,9 @@ def _event_problems(rid: str, routine: Routine) -> list[Problem]:
 
 
 def _unreachable(
-    routines: Mapping[str, Routine],
-    connections: Sequence[Connection],
-    ids: dict[int, str],
-    entry: str,
+    routines: Mapping[str, Routine], graph: dict[str, set[str]], entry: str
 ) -> list[Problem]:
-    graph: dict[str, set[str]] = {rid: set() for rid in routines}
-    for c in connections:
-        graph[ids[id(c.event.routine)]].add(ids[id(c.slot.routine)])
-    seen, todo = {entry}, [entry]
-    while todo:
-        for nxt in graph[todo.pop()] - seen:
-            seen.add(nxt)
-            todo.append(nxt)
+    seen = _reachable(graph, entry)
     return [
         Problem(
             "warning",

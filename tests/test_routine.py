@@ -19,7 +19,7 @@ from flowforge import (
     Policy,
     Routine,
 )
-from flowforge.testing import Collect, Source
+from flowforge.testing import Collect, Relay, Source
 
 
 class Emitter(Routine):
@@ -480,3 +480,10 @@ def test_pause_job_outside_a_handler_is_an_error(action: str) -> None:
     """pause_job()/cancel_job() outside the routine's own handler raise JobStateError."""
     with pytest.raises(JobStateError, match="inside this routine's handler"):
         getattr(Probe(), action)()
+
+
+def test_max_activations_must_be_a_whole_number() -> None:
+    """A fractional cap is refused: calls are counted in whole numbers."""
+    routine = Relay()
+    with pytest.raises(ValueError, match="max_activations"):
+        routine.max_activations = 2.5  # type: ignore[assignment]

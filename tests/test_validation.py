@@ -122,3 +122,18 @@ def test_validate_uses_the_flows_default_entry() -> None:
     flow.add_routine(Collect(), "orphan")
     flow.entry = {"routine_id": "src", "slot": None, "params": {}}
     assert where(flow.validate(), "warning") == ["orphan"]
+
+
+def test_join_fed_by_its_own_output_is_an_error() -> None:
+    """A join waiting for a routine downstream of itself can never fire: an error says so."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Join(), "join")
+    flow.add_routine(Relay(), "again")
+    flow.connect("src", "out", "join", "in")
+    flow.connect("join", "out", "again", "in")
+    flow.connect("again", "out", "join", "in")
+    problems = flow.validate("src")
+    assert "join.in" in where(problems, "error")
+    message = next(p.message for p in problems if p.where == "join.in")
+    assert "waits for 'again'" in message
