@@ -1178,8 +1178,7 @@ def mark_cancelled(store: SQLiteStore, job: JobState, reason: str) -> None:
     job.status = JobStatus.CANCELLED
     job.reason = reason
     job.finished_at = time.time()
-    # end() is the journal's "the job stopped running: store it whole".
-    store.end(job)
+    store.save(job)
 
 
 # -- wiring ---------------------------------------------------------------------------

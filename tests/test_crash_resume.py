@@ -159,6 +159,14 @@ def stream_flow(effects: str, progress: bool = False) -> Flow:
     return flow
 
 
+def close_sink(flow: Flow) -> None:
+    """Close the sink's connection to the outside database."""
+    sink = flow.get_routine("sink")
+    assert isinstance(sink, Sink)
+    if sink.db is not None:
+        sink.db.close()
+
+
 def make_effects(path: str) -> None:
     """The outside database the sink writes to."""
     with closing(sqlite3.connect(path)) as db:
@@ -220,11 +228,13 @@ def statements(durability: str, group_max: int) -> list[str]:
         effects = str(Path(tmp, "effects.db"))
         make_effects(effects)
         seen: list[str] = []
+        flow = stream_flow(effects)
         with open_store(str(Path(tmp, "jobs.db")), durability, group_max) as store:
             store._conn.set_trace_callback(seen.append)
-            stream_flow(effects).execute(
+            flow.execute(
                 "numbers", {"count": ITEMS}, job_state=JobState(job_id=JOB_ID), store=store
             )
+        close_sink(flow)
     return seen
 
 
@@ -294,7 +304,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Stats and sink values of an uninterrupted run, without a store."""
     effects = str(tmp_path_factory.mktemp("reference") / "effects.db")
     make_effects(effects)
-    job = stream_flow(effects).execute("numbers", {"count": ITEMS})
+    flow = stream_flow(effects)
+    job = flow.execute("numbers", {"count": ITEMS})
+    close_sink(flow)
     values = {n: (2 if n * n % 2 == 0 else 3) * n * n for n in range(ITEMS)}
     return {"stats": {rid: s["stats"] for rid, s in job.routine_states.items()}, "values": values}
 

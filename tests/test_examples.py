@@ -148,6 +148,13 @@ EXPECTED: dict[str, list[str]] = {
         "paid: {'claims': 4, 'amount': 1335}",
         "refused: {'claims': 1, 'amount': 5000}",
     ],
+    "durable_job.py": [
+        "worker 1 died after billing order 6 (exit status 1)",
+        "in the store: job running, 5 order(s) billed, 5 message(s) pending",
+        "worker 2 resumed the job: completed",
+        "ledger: 10 order(s) charged once each, total 550",
+        "order(s) that ran twice, charged once: [6]",
+    ],
 }
 
 

@@ -577,6 +577,44 @@ def test_running_job_cannot_be_deleted_or_begun_twice(
     store.delete(job.job_id)
 
 
+def test_ending_a_copy_of_a_running_job_leaves_the_store_alone(
+    make_store: Callable[..., Store], kind: str
+) -> None:
+    """end() with another JobState of a running job's id does not overwrite it."""
+    store = make_store(kind)
+    running = JobState(flow_id="f", status=JobStatus.RUNNING)
+    store.begin(running)
+    copy = JobState.from_dict(running.serialize())
+    copy.status = JobStatus.COMPLETED
+    store.end(copy)
+    (summary,) = store.list_jobs()
+    assert summary.status == JobStatus.RUNNING
+    store.end(running)
+
+
+def test_save_stores_a_job_whole(make_store: Callable[..., Store], kind: str) -> None:
+    """save() stores a JobState that ran elsewhere, and replaces it when saved again."""
+    store = make_store(kind)
+    job = plain_flow().execute("src", {"values": [1, 2]})
+    store.save(job)
+    assert comparable(store.load(job.job_id)) == comparable(job)
+    job.reason = "archived"
+    store.save(job)
+    assert store.list_jobs()[0].reason == "archived"
+
+
+def test_save_refuses_a_job_running_against_the_store(
+    make_store: Callable[..., Store], kind: str
+) -> None:
+    """save() of a job the store is journaling raises JobStateError."""
+    store = make_store(kind)
+    job = JobState(flow_id="f", status=JobStatus.RUNNING)
+    store.begin(job)
+    with pytest.raises(JobStateError, match="Cannot save job"):
+        store.save(job)
+    store.end(job)
+
+
 def test_closed_store_refuses_to_be_used(make_store: Callable[..., Store], kind: str) -> None:
     """After close() (twice is fine) every call raises StoreClosedError."""
     store = make_store(kind)
@@ -634,11 +672,12 @@ def test_begin_with_the_flow_saves_its_definition(
 def test_a_job_saves_its_flows_definition_when_it_starts(
     make_store: Callable[..., Store], kind: str
 ) -> None:
-    """Running a job against a store leaves its flow's definition there."""
+    """Running a job against a store leaves its flow's definition, as it started, there."""
     store = make_store(kind)
     flow = plain_flow(store)
+    started = flow.serialize()
     flow.execute("src", {"values": [1]})
-    assert store.load_flow("plain").serialize() == flow.serialize()
+    assert store.load_flow("plain").serialize() == started
 
 
 def test_load_flow_of_an_unknown_flow_raises_flow_not_found(

@@ -67,8 +67,8 @@ class _Unsent:
 class Journal(Protocol):
     """Receives every committed step of a job (a store implements it)."""
 
-    def begin(self, job: JobState) -> None:
-        """The job starts or resumes; record it whole."""
+    def begin(self, job: JobState, flow: Any = None) -> None:
+        """The job starts or resumes; record it whole (and ``flow``'s definition)."""
 
     def step(
         self,
@@ -139,12 +139,19 @@ class JobRunner:
         """Run until no work is left (or pause, cancel, STOP); returns the JobState."""
         job = self.job
         session = self.executor.start(self.plan.routines)
+        before = (job.status, job.reason, job.started_at)
         job.status = JobStatus.RUNNING
         job.reason = None
         job.started_at = job.started_at or time.time()
         start = time.perf_counter()
         if self.journal is not None:
-            self.journal.begin(job)
+            try:
+                self.journal.begin(job, self.sender)
+            except BaseException:  # the store refused the job: it never started
+                job.status, job.reason, job.started_at = before
+                if session is not None:
+                    session.close()
+                raise
         send(job_started, self.sender, job_state=job)
         try:
             if session is None:
@@ -186,7 +193,6 @@ class JobRunner:
             slot is None
             or not slot.plain
             or rid in self.plan.guarded
-            or self.journal is not None
             or routine_started.receivers
         ):
             return False
@@ -213,7 +219,9 @@ class JobRunner:
         elapsed = time.perf_counter() - start
         CURRENT.reset(token)
         self.job.tracker.record_call(rid, True, elapsed)
-        self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
+        produced = self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
+        if self.journal is not None:
+            self.journal.step(self.job, (msg,), produced, rid, None)
         if routine_finished.receivers:
             send(
                 routine_finished,
@@ -611,8 +619,10 @@ class JobRunner:
                 continue
             combined, rest, missing = join_partial(state, slot.source_keys())
             if self._all_continued(missing):
-                self.job.pending.append(self._partial_message(rid, slot, combined))
+                msg = self._partial_message(rid, slot, combined)
+                self.job.pending.append(msg)
                 self.job.slot_states[key] = rest
+                self._journal_step((), (msg,), None, key)
                 return True
             self._commit_slot(key, rest)
             routine_state = self.state_of(rid)

@@ -1,0 +1,117 @@
+"""The errors a store raises.
+
+Each derives from :class:`StoreError` (itself a
+:class:`~flowforge.FlowForgeError`) and from the builtin that matches, so
+``except KeyError`` catches a job id the store does not have and ``except
+TimeoutError`` a database that stayed locked. They are shown under their
+public home, ``flowforge.store``, in tracebacks and the docs.
+"""
+
+from __future__ import annotations
+
+from ..errors import FlowForgeError
+
+
+class StoreError(FlowForgeError):
+    """Root of the errors a store raises.
+
+    Attributes:
+        path: The store's file (``""`` for a :class:`~flowforge.store.MemoryStore`).
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NotAStoreError(StoreError, ValueError):
+    """The file exists but is not a FlowForge store; it was left untouched."""
+
+    __module__ = "flowforge.store"
+
+
+class StoreVersionError(StoreError, ValueError):
+    """The store was written by a newer FlowForge than this one.
+
+    Attributes:
+        found: The schema version in the file.
+        supported: The newest schema version this FlowForge reads.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(self, message: str, *, path: str, found: int, supported: int) -> None:
+        super().__init__(message, path=path)
+        self.found = found
+        self.supported = supported
+
+
+class CorruptStoreError(StoreError, ValueError):
+    """The store's file is damaged (truncated, overwritten, malformed)."""
+
+    __module__ = "flowforge.store"
+
+
+class StoreAccessError(StoreError, OSError):
+    """The store's file could not be opened, read or written (permissions, disk full)."""
+
+    __module__ = "flowforge.store"
+
+
+class StoreBusyError(StoreError, TimeoutError):
+    """The database stayed locked by another connection for longer than the timeout.
+
+    Attributes:
+        timeout: The seconds waited.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(self, message: str, *, path: str, timeout: float) -> None:
+        super().__init__(message, path=path)
+        self.timeout = timeout
+
+
+class StoreClosedError(StoreError, ValueError):
+    """The store was used after :meth:`~flowforge.store.Store.close`."""
+
+    __module__ = "flowforge.store"
+
+
+class StoreUsageError(StoreError, ValueError):
+    """A store method got an argument it cannot use (an unknown status, a negative age)."""
+
+    __module__ = "flowforge.store"
+
+
+class JobNotFoundError(StoreError, KeyError):
+    """The store has no job with this id.
+
+    Attributes:
+        job_id: The id that was asked for.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(self, message: str, *, path: str, job_id: str) -> None:
+        super().__init__(message, path=path)
+        self.job_id = job_id
+
+
+class FlowNotFoundError(StoreError, KeyError):
+    """The store has no saved definition of this flow.
+
+    Attributes:
+        flow_id: The id that was asked for.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(self, message: str, *, path: str, flow_id: str) -> None:
+        super().__init__(message, path=path)
+        self.flow_id = flow_id

@@ -1,0 +1,482 @@
+"""The :class:`Store` interface, and the journaling both stores share.
+
+A store is what a flow's scheduler journals to (it implements the
+``Journal`` protocol of :mod:`flowforge.runtime.scheduler`): ``begin`` when a
+job starts or resumes, ``step`` after every committed step, ``end`` when the
+job stops running. The store turns those calls into atomic commits:
+
+- ``begin`` writes the whole job (and the flow's definition, when given);
+- each ``step`` adds to an open *group*; the group is committed as one
+  transaction when it holds ``group_max`` steps, or at the first step after
+  it has been open ``group_seconds``. With ``durability="activation"`` every
+  step is its own group. Work made and consumed within one group (a message
+  produced and then delivered) cancels out and is never written;
+- ``end`` commits the whole job again, so what is stored equals the JobState
+  in memory, whatever status it ended with.
+
+A commit is all or nothing, so what is stored is always the state of the job
+after some step: loading it and resuming yields exactly what an
+uninterrupted run yields. See ``docs/guide/durable.rst`` for the guarantee.
+
+Subclasses provide the storage (the ``_apply``, ``_read``, ... methods); the
+journaling, validation and error messages live here.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+import json
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self
+
+import attrs
+
+from ..errors import FlowForgeError, JobStateError, SerializationError
+from ..flow import Flow
+from ..job_state import JobState, JobStatus, Message
+from . import _records
+from ._errors import (
+    CorruptStoreError,
+    FlowNotFoundError,
+    JobNotFoundError,
+    StoreClosedError,
+    StoreUsageError,
+)
+from ._journal import OpenJob
+
+if TYPE_CHECKING:
+    from ._records import Batch, JobRecord
+
+logger = logging.getLogger(__name__)
+
+Durability = Literal["activation", "grouped"]
+#: The durability modes, for checking.
+DURABILITIES: tuple[str, ...] = ("activation", "grouped")
+#: The statuses :meth:`Store.prune` drops by default.
+FINISHED: tuple[JobStatus, ...] = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@attrs.frozen
+class JobSummary:
+    """One stored job, in brief (what :meth:`Store.list_jobs` returns).
+
+    Attributes:
+        job_id: The job's id; :meth:`Store.load` gives its full JobState.
+        flow_id: Its flow.
+        status: Its status at the last commit. A job whose process died
+            while it ran stays ``running`` until it is resumed.
+        created_at: When the job was created (seconds since the epoch).
+        updated_at: When it was last committed.
+        started_at: When it first started, if it did.
+        finished_at: When it finished, if it did.
+        reason: Why it paused, failed or was cancelled, in words.
+        pending: How many messages wait to be delivered.
+    """
+
+    job_id: str
+    flow_id: str | None
+    status: JobStatus = attrs.field(converter=JobStatus)
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    reason: str | None
+    pending: int
+
+
+class Store(abc.ABC):
+    """Where jobs are checkpointed; see :mod:`flowforge.store`.
+
+    Args:
+        durability: ``"grouped"`` (default) commits a group of steps at a
+            time; ``"activation"`` commits after every step. Both keep the
+            exactly-once guarantee; grouping only widens what runs again
+            after a crash.
+        group_max: With ``"grouped"``, the most steps in one commit.
+        group_seconds: With ``"grouped"``, a group is committed at the first
+            step after it has been open this long.
+    """
+
+    def __init__(
+        self,
+        *,
+        durability: Durability = "grouped",
+        group_max: int = 10_000,
+        group_seconds: float = 0.05,
+    ) -> None:
+        if durability not in DURABILITIES:
+            raise StoreUsageError(
+                f"durability must be 'grouped' or 'activation', got {durability!r}."
+            )
+        if isinstance(group_max, bool) or not isinstance(group_max, int) or group_max < 1:
+            raise StoreUsageError(f"group_max must be an int >= 1, got {group_max!r}.")
+        if not isinstance(group_seconds, int | float) or group_seconds < 0:
+            raise StoreUsageError(f"group_seconds must be a number >= 0, got {group_seconds!r}.")
+        self.durability: Durability = durability
+        self.group_max = 1 if durability == "activation" else group_max
+        self.group_seconds = float(group_seconds)
+        self._jobs: dict[str, OpenJob] = {}
+        self._jobs_lock = threading.Lock()
+        self._closed = False
+
+    # -- the journal (called by the scheduler) --------------------------------
+
+    def begin(self, job: JobState, flow: Flow | None = None) -> None:
+        """The job starts or resumes: store it whole, and ``flow``'s definition if given.
+
+        Called by the scheduler. A flow whose definition cannot be saved is
+        logged and skipped: the job still runs, and can be resumed with its
+        flow built another way.
+
+        Raises:
+            JobStateError: The job is already running against this store.
+            SerializationError: The job holds data that is not JSON.
+        """
+        self._check_open()
+        entry = OpenJob(job)
+        with self._jobs_lock:
+            if job.job_id in self._jobs:
+                raise JobStateError(
+                    f"Job {job.job_id} is already running against {self._name()}. A job runs "
+                    "once at a time; wait for it to end.",
+                    job_id=job.job_id,
+                    status=str(job.status),
+                )
+            self._jobs[job.job_id] = entry
+        try:
+            batch, segments = _records.whole(job, time.time(), self._definition(flow))
+            self._apply(batch)
+        except BaseException:
+            with self._jobs_lock:
+                del self._jobs[job.job_id]
+            raise
+        entry.stored(batch, segments)
+
+    def step(
+        self,
+        job: JobState,
+        consumed: Sequence[Message],
+        produced: Sequence[Message],
+        routine_id: str | None,
+        slot_key: str | None,
+    ) -> None:
+        """One step of the job was committed in memory: add it to the open group.
+
+        Called by the scheduler, on the job's thread. The group is committed
+        here when it is full or old enough (see :class:`Store`).
+        """
+        group = self._jobs.get(job.job_id)
+        if group is None:  # a runner that never called begin: store the job whole
+            self.begin(job)
+            return
+        group.consumed += consumed
+        group.made += produced
+        if routine_id is not None:
+            group.routines.add(routine_id)
+        if slot_key is not None:
+            group.slots.add(slot_key)
+        group.steps += 1
+        if group.steps == 1:
+            group.opened = time.monotonic()
+            if self.group_max > 1:
+                return
+        elif group.steps < self.group_max and (
+            time.monotonic() - group.opened < self.group_seconds
+        ):
+            return
+        self._commit(group)
+
+    def end(self, job: JobState) -> None:
+        """The job stopped running (any status): store it whole.
+
+        Called by the scheduler. After a step that could not be stored, the
+        job stays as it was at its last commit. While the job runs against
+        this store, ``end`` with another JobState of the same id is ignored
+        (logged), so a stray copy cannot overwrite the running job.
+        """
+        with self._jobs_lock:
+            group = self._jobs.get(job.job_id)
+            if group is not None and group.job is not job:
+                logger.warning("end() of a copy of running job %s ignored", job.job_id)
+                return
+            self._jobs.pop(job.job_id, None)
+        if group is None or not group.broken:
+            self._apply(_records.whole(job, time.time())[0])
+
+    def _commit(self, group: OpenJob) -> None:
+        if group.broken:
+            return
+        try:
+            batch = group.batch(time.time())
+        except SerializationError:
+            group.broken = True
+            raise
+        self._apply(batch)
+        group.committed(batch)
+
+    # -- reading and housekeeping ---------------------------------------------
+
+    def list_jobs(
+        self, flow_id: str | None = None, status: str | Iterable[str] | None = None
+    ) -> list[JobSummary]:
+        """The stored jobs, oldest first, as :class:`JobSummary` objects.
+
+        Args:
+            flow_id: Only the jobs of this flow.
+            status: Only jobs with this status (or any of these statuses).
+        """
+        self._check_open()
+        statuses = None if status is None else _statuses(status)
+        return self._summaries(flow_id, statuses)
+
+    def load(self, job_id: str) -> JobState:
+        """The job as last committed, ready for :meth:`Flow.resume <flowforge.Flow.resume>`.
+
+        Raises:
+            JobNotFoundError: The store has no such job (also a ``KeyError``).
+            CorruptStoreError: The stored job cannot be read back.
+        """
+        self._check_open()
+        _check_id(job_id, "job_id")
+        record = self._read(job_id)
+        if record is None:
+            raise JobNotFoundError(
+                f"{self._name()} has no job '{job_id}'. store.list_jobs() lists the jobs it has.",
+                path=self._path(),
+                job_id=job_id,
+            )
+        try:
+            return _records.assemble(record)
+        except (ValueError, TypeError, KeyError, FlowForgeError) as exc:
+            raise CorruptStoreError(
+                f"Job '{job_id}' in {self._name()} cannot be read back: {exc}", path=self._path()
+            ) from exc
+
+    def save(self, job: JobState) -> None:
+        """Store ``job`` whole, replacing what the store had for it.
+
+        For a JobState that ran without this store, or that was changed by
+        hand (for example marked cancelled). Jobs that run against the store
+        are saved by it; there is no need to call this for them.
+
+        Raises:
+            JobStateError: The job is running against this store now.
+            SerializationError: The job holds data that is not JSON.
+        """
+        self._check_open()
+        if not isinstance(job, JobState):
+            raise TypeError(f"save() takes a JobState, got {type(job).__name__}.")
+        self._refuse_running(job.job_id, "save")
+        self._apply(_records.whole(job, time.time())[0])
+
+    def delete(self, job_id: str) -> None:
+        """Forget the job and everything stored with it.
+
+        Raises:
+            JobNotFoundError: The store has no such job.
+            JobStateError: The job is running against this store now.
+        """
+        self._check_open()
+        _check_id(job_id, "job_id")
+        self._refuse_running(job_id, "delete")
+        if not self._remove(job_id):
+            raise JobNotFoundError(
+                f"Cannot delete job '{job_id}': {self._name()} has no such job.",
+                path=self._path(),
+                job_id=job_id,
+            )
+
+    def prune(
+        self, older_than: float | datetime.timedelta, statuses: Iterable[str] = FINISHED
+    ) -> int:
+        """Delete jobs with one of ``statuses`` not committed for ``older_than``.
+
+        Args:
+            older_than: An age, in seconds or as a :class:`datetime.timedelta`;
+                ``0`` prunes every job with a matching status.
+            statuses: Which jobs may go (default: completed, failed and
+                cancelled ones). Jobs running against this store are kept.
+
+        Returns:
+            How many jobs were deleted.
+        """
+        self._check_open()
+        seconds = _seconds(older_than)
+        wanted = _statuses(statuses)
+        with self._jobs_lock:
+            running = set(self._jobs)
+        return self._prune(time.time() - seconds, wanted, running)
+
+    def save_flow(self, flow: Flow) -> None:
+        """Keep ``flow``'s definition, so :meth:`load_flow` can rebuild it.
+
+        Jobs save their flow's definition when they start, so this is only
+        needed for a flow none of whose jobs ran against the store yet.
+        """
+        self._check_open()
+        if not isinstance(flow, Flow):
+            raise TypeError(f"save_flow() takes a Flow, got {type(flow).__name__}.")
+        self._put_flow(
+            flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'"), time.time()
+        )
+
+    def load_flow(self, flow_id: str, *, allowed_modules: Sequence[str] = ()) -> Flow:
+        """Rebuild the flow saved under ``flow_id``.
+
+        Args:
+            flow_id: The flow's id.
+            allowed_modules: Modules its routine classes may be imported
+                from, as for :meth:`Flow.load <flowforge.Flow.load>`.
+
+        Raises:
+            FlowNotFoundError: No definition of that flow was saved.
+        """
+        self._check_open()
+        _check_id(flow_id, "flow_id")
+        text = self._get_flow(flow_id)
+        if text is None:
+            raise FlowNotFoundError(
+                f"{self._name()} has no saved flow '{flow_id}'. Flows are saved when one of "
+                "their jobs starts, or with store.save_flow(flow).",
+                path=self._path(),
+                flow_id=flow_id,
+            )
+        return Flow.from_dict(json.loads(text), allowed_modules=tuple(allowed_modules))
+
+    def close(self) -> None:
+        """Release the store's resources; closing twice is harmless.
+
+        Raises:
+            JobStateError: A job is still running against the store.
+        """
+        if self._closed:
+            return
+        with self._jobs_lock:
+            running = sorted(self._jobs)
+        if running:
+            raise JobStateError(
+                f"Cannot close {self._name()}: job(s) {', '.join(running)} still run against "
+                "it. Let them end (or pause or cancel them) first.",
+                job_id=running[0],
+                status="running",
+            )
+        self._closed = True
+        self._release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(
+                f"{self._name()} is closed; open it again to use it.", path=self._path()
+            )
+
+    def _refuse_running(self, job_id: str, action: str) -> None:
+        with self._jobs_lock:
+            if job_id in self._jobs:
+                raise JobStateError(
+                    f"Cannot {action} job '{job_id}': it is running against {self._name()}. "
+                    "Let it end (or cancel it) first.",
+                    job_id=job_id,
+                    status="running",
+                )
+
+    def _definition(self, flow: Flow | None) -> tuple[str, str] | None:
+        if flow is None:
+            return None
+        try:
+            return flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'")
+        except (FlowForgeError, TypeError, ValueError) as exc:
+            # The job can still run and be resumed; only the command line,
+            # which rebuilds flows from the store, loses this one.
+            logger.warning("flow %r was not saved in %s: %s", flow.flow_id, self._name(), exc)
+            return None
+
+    # -- storage, provided by subclasses ----------------------------------------
+
+    @abc.abstractmethod
+    def _name(self) -> str:
+        """The store in words, for messages ("the store jobs.db")."""
+
+    def _path(self) -> str:
+        """The store's file, or ``""``."""
+        return ""
+
+    @abc.abstractmethod
+    def _apply(self, batch: Batch) -> None:
+        """Apply ``batch`` atomically."""
+
+    @abc.abstractmethod
+    def _read(self, job_id: str) -> JobRecord | None:
+        """The job's record, read consistently, or ``None``."""
+
+    @abc.abstractmethod
+    def _summaries(self, flow_id: str | None, statuses: Collection[str] | None) -> list[JobSummary]:
+        """Summaries of the matching jobs, oldest first."""
+
+    @abc.abstractmethod
+    def _remove(self, job_id: str) -> bool:
+        """Delete the job; False if there was none."""
+
+    @abc.abstractmethod
+    def _prune(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
+        """Atomically delete jobs with ``statuses`` committed before ``cutoff``, except ``keep``."""
+
+    @abc.abstractmethod
+    def _put_flow(self, flow_id: str, definition: str, when: float) -> None:
+        """Save a flow definition (JSON), replacing an older one."""
+
+    @abc.abstractmethod
+    def _get_flow(self, flow_id: str) -> str | None:
+        """A saved flow definition, or ``None``."""
+
+    @abc.abstractmethod
+    def _release(self) -> None:
+        """Free resources (called once, by :meth:`close`)."""
+
+
+def _statuses(status: str | Iterable[str]) -> list[str]:
+    names = [status] if isinstance(status, str) else list(status)
+    known = [str(s) for s in JobStatus]
+    bad = [name for name in names if name not in known]
+    if bad or not names:
+        raise StoreUsageError(
+            f"Unknown job status {', '.join(map(repr, bad)) or '(none given)'}; expected some of "
+            f"{', '.join(map(repr, known))}."
+        )
+    return [str(JobStatus(name)) for name in names]
+
+
+def _seconds(older_than: float | datetime.timedelta) -> float:
+    if isinstance(older_than, datetime.timedelta):
+        seconds = older_than.total_seconds()
+    elif isinstance(older_than, int | float) and not isinstance(older_than, bool):
+        seconds = float(older_than)
+    else:
+        raise TypeError(
+            f"older_than must be seconds or a datetime.timedelta, got {type(older_than).__name__}."
+        )
+    if seconds < 0:
+        raise StoreUsageError(f"older_than must not be negative, got {older_than!r}.")
+    return seconds
+
+
+def _check_id(value: object, name: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name} must be a non-empty string, got {value!r}.")

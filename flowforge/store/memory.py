@@ -1,0 +1,200 @@
+""":class:`MemoryStore`: a store that lives in this process only, for tests.
+
+It keeps the same serialized (JSON) pieces an :class:`~flowforge.store.SQLiteStore`
+writes, applies each commit atomically under a lock, and rebuilds JobStates
+from those pieces, so what a test sees of it is what a real store would
+give back: a loaded job shares nothing with the one that ran.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from typing import Any
+
+import attrs
+
+from ._errors import JobNotFoundError
+from ._records import Batch, JobRecord
+from .base import Durability, JobSummary, Store
+
+
+@attrs.define
+class _Job:
+    """One stored job: its row and its pieces, as JSON text."""
+
+    summary: JobSummary
+    header: str
+    entry: str | None
+    #: Message segments: ``first -> [alive, entries, consumed]``.
+    messages: dict[int, list[Any]] = attrs.field(factory=dict)
+    routines: dict[str, str] = attrs.field(factory=dict)
+    slots: dict[str, str] = attrs.field(factory=dict)
+    #: Per tail kind, ``first -> (count, entries, stamps)`` in the order written.
+    tails: dict[str, dict[int, tuple[int, str, bytes | None]]] = attrs.field(factory=dict)
+
+
+class MemoryStore(Store):
+    """Jobs checkpointed in memory; the same interface as :class:`SQLiteStore`.
+
+    Args:
+        durability: ``"grouped"`` (default) or ``"activation"``.
+        group_max: With ``"grouped"``, the most steps in one commit.
+        group_seconds: With ``"grouped"``, a group is committed at the first
+            step after it has been open this long.
+
+    Example:
+        >>> from flowforge import Flow
+        >>> from flowforge.store import MemoryStore
+        >>> from flowforge.testing import Double
+        >>> store = MemoryStore()
+        >>> flow = Flow(flow_id="demo", store=store)
+        >>> flow.add_routine(Double(), "double")
+        'double'
+        >>> job = flow.execute("double", {"value": 2})
+        >>> [str(s.status) for s in store.list_jobs()]
+        ['completed']
+        >>> store.load(job.job_id).routine_states["double"]["stats"]
+        {'calls': 1}
+    """
+
+    def __init__(
+        self,
+        *,
+        durability: Durability = "grouped",
+        group_max: int = 10_000,
+        group_seconds: float = 0.05,
+    ) -> None:
+        super().__init__(durability=durability, group_max=group_max, group_seconds=group_seconds)
+        self._lock = threading.RLock()
+        self._stored: dict[str, _Job] = {}
+        self._flows: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(durability={self.durability!r}, jobs={len(self._stored)})"
+
+    def _name(self) -> str:
+        return "the memory store"
+
+    def _apply(self, batch: Batch) -> None:
+        self._check_open()
+        with self._lock:
+            job = self._row(batch)
+            for first in batch.dropped:
+                job.messages.pop(first, None)
+            for first, alive, runs in batch.consumed:
+                segment = job.messages[first]
+                segment[0], segment[2] = alive, runs
+            for first, alive, entries in batch.segments:
+                job.messages[first] = [alive, entries, "[]"]
+            job.routines.update(batch.routines)
+            for key, state in batch.slots:
+                if state is None:
+                    job.slots.pop(key, None)
+                else:
+                    job.slots[key] = state
+            for kind, first, count, entries, stamps in batch.tails:
+                job.tails.setdefault(kind, {})[first] = (count, entries, stamps)
+            _trim(job, batch.keep_from)
+            if batch.flow is not None:
+                self._flows[batch.flow[0]] = batch.flow[1]
+
+    def _row(self, batch: Batch) -> _Job:
+        job = self._stored.get(batch.job_id)
+        if batch.replace:
+            job = self._stored[batch.job_id] = _Job(_summary(batch), batch.header, batch.entry)
+        elif job is None:
+            raise JobNotFoundError(
+                f"Job '{batch.job_id}' was deleted from the memory store while it was running, "
+                "so its progress cannot be recorded. Do not delete running jobs.",
+                path="",
+                job_id=batch.job_id,
+            )
+        job.summary = _summary(batch)
+        job.header = batch.header
+        return job
+
+    def _read(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            job = self._stored.get(job_id)
+            if job is None:
+                return None
+            return JobRecord(
+                job.header,
+                job.entry,
+                [(entries, runs) for _, (_, entries, runs) in sorted(job.messages.items())],
+                list(job.routines.items()),
+                list(job.slots.items()),
+                [
+                    (kind, first, *segment)
+                    for kind, segments in sorted(job.tails.items())
+                    for first, segment in sorted(segments.items())
+                ],
+            )
+
+    def _summaries(self, flow_id: str | None, statuses: Collection[str] | None) -> list[JobSummary]:
+        with self._lock:
+            found = [
+                attrs.evolve(job.summary, pending=sum(s[0] for s in job.messages.values()))
+                for job in self._stored.values()
+                if (flow_id is None or job.summary.flow_id == flow_id)
+                and (statuses is None or job.summary.status in statuses)
+            ]
+        return sorted(found, key=lambda s: (s.created_at, s.job_id))
+
+    def _remove(self, job_id: str) -> bool:
+        with self._lock:
+            return self._stored.pop(job_id, None) is not None
+
+    def _prune(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
+        with self._lock:
+            gone = [
+                job_id
+                for job_id, job in self._stored.items()
+                if job.summary.updated_at <= cutoff
+                and job.summary.status in statuses
+                and job_id not in keep
+            ]
+            for job_id in gone:
+                del self._stored[job_id]
+        return len(gone)
+
+    def _put_flow(self, flow_id: str, definition: str, when: float) -> None:
+        with self._lock:
+            self._flows[flow_id] = definition
+
+    def _get_flow(self, flow_id: str) -> str | None:
+        with self._lock:
+            return self._flows.get(flow_id)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._stored.clear()
+            self._flows.clear()
+
+
+def _summary(batch: Batch) -> JobSummary:
+    return JobSummary(
+        batch.job_id,
+        batch.flow_id,
+        batch.status,
+        batch.created_at,
+        batch.updated_at,
+        batch.started_at,
+        batch.finished_at,
+        batch.reason,
+        0,
+    )
+
+
+def _trim(job: _Job, keep_from: dict[str, int]) -> None:
+    # Segments of a kind are written oldest first, so the ones to drop lead.
+    for kind, keep in keep_from.items():
+        segments = job.tails.get(kind, {})
+        doomed = []
+        for first, (count, *_) in segments.items():
+            if first + count > keep:
+                break
+            doomed.append(first)
+        for first in doomed:
+            del segments[first]

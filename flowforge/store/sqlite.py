@@ -1,0 +1,607 @@
+""":class:`SQLiteStore`: jobs kept in one SQLite file (standard library ``sqlite3``).
+
+The file is in WAL mode, so readers never wait for the writer and a
+process killed mid-commit leaves the previous commit intact. One store
+object holds one connection, shared by the threads that use it under a
+lock; several processes may open the same file, and each waits up to
+``timeout`` seconds for the others' commits (SQLite's busy timeout, plus
+retries with a growing pause).
+
+Opening checks the file before touching it. A new or empty file becomes a
+store; a FlowForge store of an older schema is migrated forward (in one
+transaction); anything else raises and the file is left exactly as it was:
+another SQLite database or a file that is no database at all
+(:class:`NotAStoreError`), a store from a newer FlowForge
+(:class:`StoreVersionError`), a truncated or damaged file
+(:class:`CorruptStoreError`). The file carries an SQLite ``application_id``,
+the schema version in ``user_version``, and a ``meta`` table naming its
+format.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from ._errors import (
+    CorruptStoreError,
+    JobNotFoundError,
+    NotAStoreError,
+    StoreAccessError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreError,
+    StoreUsageError,
+    StoreVersionError,
+)
+from ._records import Batch, JobRecord
+from .base import Durability, JobSummary, Store
+
+T = TypeVar("T")
+
+#: ``PRAGMA application_id`` of a FlowForge store ("FlFg").
+APPLICATION_ID = 0x466C4667
+#: The schema version this FlowForge writes (``PRAGMA user_version``).
+SCHEMA_VERSION = 1
+FORMAT = "flowforge/store"
+_MAGIC = b"SQLite format 3\x00"
+_CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails")
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE flows (flow_id TEXT PRIMARY KEY, definition TEXT NOT NULL, "
+    "updated_at REAL NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE jobs (jid INTEGER PRIMARY KEY, job_id TEXT NOT NULL UNIQUE, flow_id TEXT, "
+    "status TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, "
+    "started_at REAL, finished_at REAL, reason TEXT, header TEXT NOT NULL, entry TEXT)",
+    "CREATE INDEX jobs_by_flow ON jobs (flow_id, created_at)",
+    "CREATE INDEX jobs_by_status ON jobs (status, updated_at)",
+    "CREATE TABLE messages (jid INTEGER NOT NULL, first INTEGER NOT NULL, "
+    "count INTEGER NOT NULL, entries TEXT NOT NULL, PRIMARY KEY (jid, first)) WITHOUT ROWID",
+    # Kept apart from the (large, never changed) entries so that recording a
+    # consumed message rewrites a small row only.
+    "CREATE TABLE consumed (jid INTEGER NOT NULL, first INTEGER NOT NULL, "
+    "alive INTEGER NOT NULL, runs TEXT NOT NULL, PRIMARY KEY (jid, first)) WITHOUT ROWID",
+    "CREATE TABLE routine_states (jid INTEGER NOT NULL, routine_id TEXT NOT NULL, "
+    "state TEXT NOT NULL, PRIMARY KEY (jid, routine_id)) WITHOUT ROWID",
+    "CREATE TABLE slot_states (jid INTEGER NOT NULL, slot_key TEXT NOT NULL, "
+    "state TEXT NOT NULL, PRIMARY KEY (jid, slot_key)) WITHOUT ROWID",
+    "CREATE TABLE tails (jid INTEGER NOT NULL, kind TEXT NOT NULL, first INTEGER NOT NULL, "
+    "count INTEGER NOT NULL, entries TEXT NOT NULL, stamps BLOB, "
+    "PRIMARY KEY (jid, kind, first)) WITHOUT ROWID",
+)
+
+#: Upgrades: ``MIGRATIONS[n]`` brings a version ``n`` schema to ``n + 1``.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+# SQLite's primary result codes, which sqlite3 exposes on its exceptions.
+_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_ACCESS = {3, 8, 10, 13, 14}  # PERM, READONLY, IOERR, FULL, CANTOPEN
+
+
+class SQLiteStore(Store):
+    """Jobs checkpointed in one SQLite file; see :mod:`flowforge.store`.
+
+    Args:
+        path: The file; created if it does not exist (its directory must).
+        durability: ``"grouped"`` (default) or ``"activation"``; see
+            :class:`~flowforge.store.Store`.
+        group_max: With ``"grouped"``, the most steps in one commit.
+        group_seconds: With ``"grouped"``, a group is committed at the first
+            step after it has been open this long.
+        timeout: Seconds to wait for another connection's commit before
+            :class:`StoreBusyError`.
+        synchronous: ``"normal"`` (default) survives any crash of the process
+            and keeps the file consistent through a power cut; ``"full"``
+            also makes every commit survive a power cut, at the cost of an
+            fsync per commit.
+
+    Example:
+        >>> import tempfile, os
+        >>> from flowforge.store import SQLiteStore
+        >>> path = os.path.join(tempfile.mkdtemp(), "jobs.db")
+        >>> with SQLiteStore(path) as store:
+        ...     store.list_jobs()
+        []
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "grouped",
+        group_max: int = 10_000,
+        group_seconds: float = 0.05,
+        timeout: float = 30.0,
+        synchronous: Literal["normal", "full"] = "normal",
+    ) -> None:
+        super().__init__(durability=durability, group_max=group_max, group_seconds=group_seconds)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise StoreUsageError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+        if synchronous not in ("normal", "full"):
+            raise StoreUsageError(f"synchronous must be 'normal' or 'full', got {synchronous!r}.")
+        self.path = os.fspath(path)
+        self.timeout = float(timeout)
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._conn = _open(self.path, self.timeout, synchronous)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r}, durability={self.durability!r})"
+
+    def _name(self) -> str:
+        return f"the store {self.path}"
+
+    def _path(self) -> str:
+        return self.path
+
+    # -- transactions ------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreClosedError(
+                f"{self._name()} is closed; open it again to use it.", path=self.path
+            )
+        if os.getpid() != self._pid:
+            raise StoreError(
+                f"{self._name()} was opened in another process (this one was forked from it); "
+                "SQLite connections cannot cross a fork. Open the store in this process.",
+                path=self.path,
+            )
+        return self._conn
+
+    def _transact(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """Run ``work`` in one transaction, retrying while the database is locked."""
+        deadline = time.monotonic() + self.timeout
+        pause = 0.002
+        while True:
+            try:
+                with self._lock:
+                    return _in_transaction(self._connection(), work, write)
+            except sqlite3.Error as exc:
+                if _code(exc) not in _BUSY or time.monotonic() >= deadline:
+                    raise self._translate(exc) from exc
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 0.1)
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        code = _code(exc)
+        if code in _BUSY:
+            return StoreBusyError(
+                f"{self._name()} stayed locked by another connection for {self.timeout} s "
+                f"({exc}). Another process may be holding a long transaction: retry, or give "
+                "SQLiteStore a longer timeout=.",
+                path=self.path,
+                timeout=self.timeout,
+            )
+        if code in _DAMAGED:
+            return _damaged(self.path, exc)
+        if code in _ACCESS:
+            return StoreAccessError(f"Cannot use {self._name()}: {exc}.", path=self.path)
+        return StoreError(f"{self._name()} failed: {exc}.", path=self.path)
+
+    # -- storage -----------------------------------------------------------------
+
+    def _apply(self, batch: Batch) -> None:
+        self._transact(lambda conn: _write(conn, batch, self.path), write=True)
+
+    def _read(self, job_id: str) -> JobRecord | None:
+        return self._transact(lambda conn: _read_job(conn, job_id), write=False)
+
+    def _summaries(self, flow_id: str | None, statuses: Collection[str] | None) -> list[JobSummary]:
+        query = (
+            "SELECT job_id, flow_id, status, created_at, updated_at, started_at, "
+            "finished_at, reason, "
+            "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0) FROM messages m LEFT JOIN "
+            "consumed c ON c.jid = m.jid AND c.first = m.first WHERE m.jid = j.jid) "
+            "FROM jobs j WHERE (?1 IS NULL OR flow_id = ?1)"
+        )
+        params: list[object] = [flow_id]
+        if statuses is not None:
+            query += f" AND status IN ({', '.join(['?'] * len(statuses))})"
+            params += list(statuses)
+        query += " ORDER BY created_at, job_id"
+        rows = self._transact(lambda conn: conn.execute(query, params).fetchall(), write=False)
+        return [JobSummary(*row) for row in rows]
+
+    def _remove(self, job_id: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT jid FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is not None:
+                _drop_jobs(conn, [row[0]])
+            return row is not None
+
+        return self._transact(work, write=True)
+
+    def _prune(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
+        query = (
+            f"SELECT jid, job_id FROM jobs WHERE updated_at <= ? AND status IN "
+            f"({', '.join(['?'] * len(statuses))})"
+        )
+
+        def work(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(query, (cutoff, *statuses)).fetchall()
+            jids = [jid for jid, job_id in rows if job_id not in keep]
+            _drop_jobs(conn, jids)
+            return len(jids)
+
+        return self._transact(work, write=True)
+
+    def _put_flow(self, flow_id: str, definition: str, when: float) -> None:
+        self._transact(lambda conn: _put_flow(conn, flow_id, definition, when), write=True)
+
+    def _get_flow(self, flow_id: str) -> str | None:
+        row = self._transact(
+            lambda conn: conn.execute(
+                "SELECT definition FROM flows WHERE flow_id = ?", (flow_id,)
+            ).fetchone(),
+            write=False,
+        )
+        return None if row is None else str(row[0])
+
+    def _release(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+# -- opening -------------------------------------------------------------------------
+
+
+def _open(path: str, timeout: float, synchronous: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        _check_file(path)
+    try:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreAccessError(
+            f"Cannot open the store {path}: {exc}. Check that its directory exists and is "
+            "writable.",
+            path=path,
+        ) from exc
+    try:
+        _prepare(conn, path)
+        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_file(path: str) -> None:
+    """Refuse, before SQLite touches it, a file that is no store or is truncated."""
+    target = Path(path)
+    if target.is_dir():
+        raise StoreAccessError(
+            f"{path} is a directory; a store is a file. Pass a file name such as "
+            f"{target / 'jobs.db'}.",
+            path=path,
+        )
+    try:
+        size = target.stat().st_size if target.exists() else 0
+        if size == 0:
+            return
+        with target.open("rb") as handle:
+            head = handle.read(100)
+    except OSError as exc:
+        raise StoreAccessError(f"Cannot read the store {path}: {exc.strerror}.", path=path) from exc
+    if not head.startswith(_MAGIC):
+        raise NotAStoreError(
+            f"{path} is not a FlowForge store: it is not an SQLite database at all. It was left "
+            "untouched; give the store a new file name.",
+            path=path,
+        )
+    expected = _expected_size(head)
+    if expected > size and not _has_wal(path):
+        raise CorruptStoreError(
+            f"The store {path} is truncated: its header promises {expected} bytes, the file "
+            f"has {size}. It was left as it is; restore it from a backup, or start a new store "
+            "under another file name.",
+            path=path,
+        )
+
+
+def _expected_size(head: bytes) -> int:
+    if len(head) < 100:
+        return 100
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    # The page count is only valid when written by a version that kept it.
+    valid = head[24:28] == head[92:96]
+    return page_size * pages if valid else 0
+
+
+def _has_wal(path: str) -> bool:
+    # With a write-ahead log present, the log may still hold pages the main
+    # file lacks (a crash mid-checkpoint); SQLite itself recovers those.
+    wal = Path(path + "-wal")
+    return wal.exists() and wal.stat().st_size > 0
+
+
+def _prepare(conn: sqlite3.Connection, path: str) -> None:
+    app, version, tables = _identify(conn, path)
+    if app == 0 and version == 0 and not tables:
+        if _create(conn, path):
+            return
+        app, version, tables = _identify(conn, path)
+    if app != APPLICATION_ID:
+        listed = ", ".join(tables) or "(none)"
+        raise NotAStoreError(
+            f"{path} is an SQLite database but not a FlowForge store (its tables: {listed}). "
+            "It was left untouched; give the store a new file name.",
+            path=path,
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"The store {path} has schema version {version}, newer than this FlowForge "
+            f"reads ({SCHEMA_VERSION}). Upgrade FlowForge to open it.",
+            path=path,
+            found=version,
+            supported=SCHEMA_VERSION,
+        )
+    _run_pragma(conn, path, "PRAGMA journal_mode = WAL")
+    if version < SCHEMA_VERSION:
+        _migrate(conn, path)
+    _check_meta(conn, path)
+
+
+def _identify(conn: sqlite3.Connection, path: str) -> tuple[int, int, list[str]]:
+    try:
+        app = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+    except sqlite3.Error as exc:
+        raise _opening_error(path, exc) from exc
+    return app, version, tables
+
+
+def _create(conn: sqlite3.Connection, path: str) -> bool:
+    """Make the empty file a store; False if another process just did."""
+    _run_pragma(conn, path, "PRAGMA journal_mode = WAL")
+
+    def work(conn: sqlite3.Connection) -> bool:
+        app, _, tables = _identify(conn, path)
+        if app or tables:
+            return False
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("format", FORMAT),
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("created_at", str(time.time())),
+            ],
+        )
+        return True
+
+    return _opening_transaction(conn, path, work)
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    def work(conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version < 1:
+            raise CorruptStoreError(
+                f"The store {path} has no schema version; it was left as it is. Start a new "
+                "store under another file name.",
+                path=path,
+            )
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](conn)
+            version += 1
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+
+    _opening_transaction(conn, path, work)
+
+
+def _check_meta(conn: sqlite3.Connection, path: str) -> None:
+    row = None
+    if "meta" in _identify(conn, path)[2]:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        except sqlite3.Error as exc:
+            raise _opening_error(path, exc) from exc
+    if row is None or row[0] != FORMAT:
+        raise CorruptStoreError(
+            f"The store {path} is marked as a FlowForge store but its meta table is missing or "
+            "wrong; it was left as it is.",
+            path=path,
+        )
+
+
+def _opening_transaction(
+    conn: sqlite3.Connection, path: str, work: Callable[[sqlite3.Connection], T]
+) -> T:
+    try:
+        return _in_transaction(conn, work, True)
+    except sqlite3.Error as exc:
+        raise _opening_error(path, exc) from exc
+
+
+def _run_pragma(conn: sqlite3.Connection, path: str, pragma: str) -> None:
+    try:
+        conn.execute(pragma).fetchall()
+    except sqlite3.Error as exc:
+        raise _opening_error(path, exc) from exc
+
+
+def _opening_error(path: str, exc: sqlite3.Error) -> StoreError:
+    code = _code(exc)
+    if code in _DAMAGED:
+        return _damaged(path, exc)
+    if code in _BUSY:
+        return StoreBusyError(
+            f"The store {path} stayed locked while opening it ({exc}).", path=path, timeout=0.0
+        )
+    return StoreAccessError(f"Cannot open the store {path}: {exc}.", path=path)
+
+
+def _damaged(path: str, exc: BaseException) -> CorruptStoreError:
+    return CorruptStoreError(
+        f"The store {path} is damaged ({exc}). It was left as it is; restore it from a "
+        "backup, or start a new store under another file name.",
+        path=path,
+    )
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _in_transaction(
+    conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], write: bool
+) -> T:
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+# -- reading and writing -----------------------------------------------------------
+
+
+def _write(conn: sqlite3.Connection, batch: Batch, path: str) -> None:
+    jid = _job_row(conn, batch, path)
+    if batch.replace:
+        for table in _CHILD_TABLES:
+            conn.execute(f"DELETE FROM {table} WHERE jid = ?", (jid,))
+    if batch.dropped:
+        rows = [(jid, first) for first in batch.dropped]
+        conn.executemany("DELETE FROM messages WHERE jid = ? AND first = ?", rows)
+        conn.executemany("DELETE FROM consumed WHERE jid = ? AND first = ?", rows)
+    if batch.consumed:
+        conn.executemany(
+            "INSERT OR REPLACE INTO consumed VALUES (?, ?, ?, ?)",
+            [(jid, *row) for row in batch.consumed],
+        )
+    if batch.segments:
+        conn.executemany(
+            "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?)",
+            [(jid, *row) for row in batch.segments],
+        )
+    if batch.routines:
+        conn.executemany(
+            "INSERT OR REPLACE INTO routine_states VALUES (?, ?, ?)",
+            [(jid, rid, state) for rid, state in batch.routines],
+        )
+    if batch.slots:
+        _write_slots(conn, jid, batch.slots)
+    if batch.tails:
+        conn.executemany(
+            "INSERT OR REPLACE INTO tails VALUES (?, ?, ?, ?, ?, ?)",
+            [(jid, *row) for row in batch.tails],
+        )
+    conn.executemany(
+        "DELETE FROM tails WHERE jid = ? AND kind = ? AND first < ? AND first + count <= ?",
+        [(jid, kind, keep, keep) for kind, keep in batch.keep_from.items()],
+    )
+    if batch.flow is not None:
+        _put_flow(conn, *batch.flow, batch.updated_at)
+
+
+def _job_row(conn: sqlite3.Connection, batch: Batch, path: str) -> int:
+    values = (
+        batch.flow_id,
+        batch.status,
+        batch.updated_at,
+        batch.started_at,
+        batch.finished_at,
+        batch.reason,
+        batch.header,
+    )
+    if batch.replace:
+        row = conn.execute(
+            "INSERT INTO jobs (flow_id, status, updated_at, started_at, finished_at, reason, "
+            "header, job_id, created_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (job_id) DO UPDATE SET flow_id = excluded.flow_id, "
+            "status = excluded.status, updated_at = excluded.updated_at, "
+            "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+            "reason = excluded.reason, header = excluded.header, entry = excluded.entry "
+            "RETURNING jid",
+            (*values, batch.job_id, batch.created_at, batch.entry),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "UPDATE jobs SET flow_id = ?, status = ?, updated_at = ?, started_at = ?, "
+            "finished_at = ?, reason = ?, header = ? WHERE job_id = ? RETURNING jid",
+            (*values, batch.job_id),
+        ).fetchone()
+    if row is None:
+        raise JobNotFoundError(
+            f"Job '{batch.job_id}' was deleted from the store {path} while it was running, so "
+            "its progress cannot be recorded. Do not delete running jobs.",
+            path=path,
+            job_id=batch.job_id,
+        )
+    return int(row[0])
+
+
+def _write_slots(
+    conn: sqlite3.Connection, jid: int, slots: Sequence[tuple[str, str | None]]
+) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO slot_states VALUES (?, ?, ?)",
+        [(jid, key, state) for key, state in slots if state is not None],
+    )
+    conn.executemany(
+        "DELETE FROM slot_states WHERE jid = ? AND slot_key = ?",
+        [(jid, key) for key, state in slots if state is None],
+    )
+
+
+def _put_flow(conn: sqlite3.Connection, flow_id: str, definition: str, when: float) -> None:
+    conn.execute(
+        "INSERT INTO flows VALUES (?, ?, ?) ON CONFLICT (flow_id) DO UPDATE SET "
+        "definition = excluded.definition, updated_at = excluded.updated_at",
+        (flow_id, definition, when),
+    )
+
+
+def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+    row = conn.execute("SELECT jid, header, entry FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if row is None:
+        return None
+    jid = (row[0],)
+    return JobRecord(
+        row[1],
+        row[2],
+        conn.execute(
+            "SELECT m.entries, COALESCE(c.runs, '[]') FROM messages m LEFT JOIN consumed c "
+            "ON c.jid = m.jid AND c.first = m.first WHERE m.jid = ? ORDER BY m.first",
+            jid,
+        ).fetchall(),
+        conn.execute("SELECT routine_id, state FROM routine_states WHERE jid = ?", jid).fetchall(),
+        conn.execute("SELECT slot_key, state FROM slot_states WHERE jid = ?", jid).fetchall(),
+        conn.execute(
+            "SELECT kind, first, count, entries, stamps FROM tails WHERE jid = ? "
+            "ORDER BY kind, first",
+            jid,
+        ).fetchall(),
+    )
+
+
+def _drop_jobs(conn: sqlite3.Connection, jids: list[int]) -> None:
+    rows = [(jid,) for jid in jids]
+    for table in (*_CHILD_TABLES, "jobs"):
+        conn.executemany(f"DELETE FROM {table} WHERE jid = ?", rows)
