@@ -1,0 +1,34 @@
+"""Registers the durable-store and CPU-bound workloads with the runner.
+
+Their modules (``store_bench``, ``cpu_bench``) measure and return rows; this
+module only names them for ``run.py`` and ``--only``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import cpu_bench, store_bench
+from benchmarks.harness import Settings, benchmark
+
+
+@benchmark("store", "the stream workload with no store, grouped commits, a commit per call")
+def store(settings: Settings) -> list[dict[str, Any]]:
+    """Stream throughput with and without the SQLite store."""
+    return store_bench.rows(settings.quick)
+
+
+@benchmark("cpu", "CPU-bound handlers: sequential vs process vs Dask, remote-call overhead")
+def cpu(settings: Settings) -> list[dict[str, Any]]:
+    """Speedups of the parallel executors on pure-Python work."""
+    return [_as_row(row) for row in cpu_bench.rows(settings.quick)]
+
+
+def _as_row(row: dict[str, Any]) -> dict[str, Any]:
+    # cpu_bench writes targets as text (">= 1.7") and has no separate label.
+    out = {"label": row["name"], **row}
+    target = row.get("target")
+    if isinstance(target, str):
+        op, _, limit = target.partition(" ")
+        out["target"] = {"op": op, "limit": float(limit)}
+    return out
