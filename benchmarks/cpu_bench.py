@@ -15,8 +15,8 @@
     (``pipelined``: its cost when calls overlap). The figure is the job's time
     per item minus the sequential executor's for the same job.
 
-:func:`rows` returns plain dicts (``name``, ``value``, ``unit``, ``target``,
-``met``, ``note``) for ``benchmarks/run.py``; ``python -m benchmarks.cpu_bench
+:func:`rows` returns plain dicts (``name``, ``label``, ``value``, ``unit``,
+``target``, ``met``, ``note``) for ``benchmarks/run.py``; ``python -m benchmarks.cpu_bench
 [--quick]`` prints them. The routines live in this module so worker
 processes can import them (the repository root must be on ``sys.path``, as
 ``run.py`` arranges).
@@ -172,6 +172,7 @@ def timed_job(flow: Flow, count: int) -> float:
 
 def row(
     name: str,
+    label: str,
     value: float,
     unit: str,
     note: str,
@@ -181,6 +182,7 @@ def row(
     """One result row; ``target`` is a minimum (``>=``)."""
     return {
         "name": name,
+        "label": label,
         "value": value,
         "unit": unit,
         "target": None if target is None else f">= {target}",
@@ -215,16 +217,31 @@ def cpu_rows(quick: bool, executors: dict[str, Executor]) -> list[dict[str, Any]
                 best[kind] = min(best[kind], timed_job(flow, items))
         size = f"{items} items x ~{call * 1000:.0f} ms, {workers()} workers, best of {repeat}"
         if name == "cpu":
-            rows.append(row("cpu.sequential", best["sequential"], "s", size))
+            rows.append(
+                row("cpu.sequential", "CPU-bound job, sequential", best["sequential"], "s", size)
+            )
         for kind in executors:
             if name == "cpu":
                 rows += [
-                    row(f"cpu.{kind}.startup", startup[kind], "s", "first job: starting workers"),
-                    row(f"cpu.{kind}", best[kind], "s", f"{size}; after a warm-up job"),
+                    row(
+                        f"cpu.{kind}.startup",
+                        f"first job on {kind}, starting its workers",
+                        startup[kind],
+                        "s",
+                        f"{2 * workers()} items",
+                    ),
+                    row(
+                        f"cpu.{kind}",
+                        f"CPU-bound job, {kind}",
+                        best[kind],
+                        "s",
+                        f"{size}; after the first job",
+                    ),
                 ]
             rows.append(
                 row(
                     f"{name}.{kind}.speedup",
+                    f"{kind} speedup over sequential" + (", coarse calls" if name != "cpu" else ""),
                     best["sequential"] / best[kind],
                     "x",
                     f"{size}: sequential {best['sequential']:.2f} s / {kind} {best[kind]:.2f} s",
@@ -253,6 +270,7 @@ def overhead_rows(quick: bool, executors: dict[str, Executor]) -> list[dict[str,
             rows.append(
                 row(
                     f"remote-call.{kind}.{label}",
+                    f"cost of a remote call on {kind}, {in_flight} in flight",
                     (remote - local) * _US,
                     "µs/call",
                     f"tiny handler, {items} items, {in_flight} in flight: "

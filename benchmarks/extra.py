@@ -18,7 +18,11 @@ def store(settings: Settings) -> list[dict[str, Any]]:
     return store_bench.rows(settings.quick)
 
 
-@benchmark("cpu", "CPU-bound handlers: sequential vs process vs Dask, remote-call overhead")
+@benchmark(
+    "cpu",
+    "CPU-bound handlers: sequential vs process vs Dask, remote-call overhead",
+    cpu_bound=False,
+)
 def cpu(settings: Settings) -> list[dict[str, Any]]:
     """Speedups of the parallel executors on pure-Python work."""
     return [_as_row(row) for row in cpu_bench.rows(settings.quick)]

@@ -23,6 +23,18 @@ def quoted(names: Iterable[str]) -> str:
 class FlowForgeError(Exception):
     """Root of every error FlowForge raises."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only data, which the default pickling (which
+        # calls cls(*args)) would lose; errors cross process boundaries.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class DefinitionError(FlowForgeError, ValueError):
     """A routine, slot, event or connection was declared inconsistently."""

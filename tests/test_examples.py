@@ -155,6 +155,11 @@ EXPECTED: dict[str, list[str]] = {
         "ledger: 10 order(s) charged once each, total 550",
         "order(s) that ran twice, charged once: [6]",
     ],
+    "cpu_bound.py": [
+        "completed on every executor: True",
+        "calls per executor: [100, 100, 100]",
+        "same results on every executor: True",
+    ],
 }
 
 

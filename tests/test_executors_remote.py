@@ -38,12 +38,12 @@ from flowforge import (
     Flow,
     JobState,
     JobStatus,
-    Message,
     signals,
 )
 from flowforge.runtime.dask import DaskExecutor
 from flowforge.runtime.executors import Executor
 from flowforge.runtime.remote import ShippingError
+from flowforge.store import SQLiteStore
 from flowforge.testing import Double, Join, Relay, Source
 
 REMOTE = ("process", "dask")
@@ -420,11 +420,6 @@ def test_cancel_ends_the_job_cancelled(remote: Executor) -> None:
     assert job.routine_states["tail"]["activations"] < 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: retries made in a worker are collected (RemoteResult.retries) "
-    "but retry_scheduled is never sent",
-)
 def test_retry_scheduled_is_sent_for_each_retry(remote: Executor) -> None:
     """retry_scheduled reports each retry made in a worker, as it does locally."""
     flow = Flow(executor=remote)
@@ -440,12 +435,6 @@ def test_retry_scheduled_is_sent_for_each_retry(remote: Executor) -> None:
     assert attempts == [("flaky", 1)] * 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: an exception that does not survive pickling is replaced by "
-    "RemoteHandlerError, which does not unpickle either (process: the pool breaks and "
-    "the call ends WorkerLost after 3 resends)",
-)
 def test_exception_that_cannot_be_pickled_is_reported_as_a_failure(remote: Executor) -> None:
     """A handler's exception with a two-argument __init__ is recorded, with its message."""
     flow = Flow(executor=remote)
@@ -461,11 +450,6 @@ def test_exception_that_cannot_be_pickled_is_reported_as_a_failure(remote: Execu
     assert outputs(job, "tail") == _values(2, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: EmitError (keyword-only __init__) does not unpickle, nor does "
-    "its stand-in RemoteHandlerError (process: the pool breaks, the call ends WorkerLost)",
-)
 def test_flowforge_errors_from_a_worker_keep_their_type(remote: Executor) -> None:
     """An EmitError raised in a worker fails the job as an EmitError naming the event."""
     flow = Flow(executor=remote)
@@ -476,41 +460,23 @@ def test_flowforge_errors_from_a_worker_keep_their_type(remote: Executor) -> Non
     assert "'outt'" in failure(job).message
 
 
-class StepLog:
-    """A journal that records the messages each committed step consumed."""
-
-    def __init__(self) -> None:
-        self.consumed: list[int] = []
-        self.ended: list[str] = []
-
-    def begin(self, job: JobState) -> None:
-        """Nothing to record at the start."""
-
-    def step(
-        self,
-        job: JobState,
-        consumed: Sequence[Message],
-        produced: Sequence[Message],
-        routine_id: str | None,
-        slot_key: str | None,
-    ) -> None:
-        """Note what the step consumed."""
-        self.consumed.extend(m.seq for m in consumed)
-
-    def end(self, job: JobState) -> None:
-        """Note how the job ended."""
-        self.ended.append(str(job.status))
-
-
-def test_every_message_is_checkpointed_once(remote: Executor) -> None:
-    """A store sees one committed step per message, applied on the coordinator."""
-    log = StepLog()
-    flow = Flow(executor=remote, store=log)
-    fan_in(flow)
-    job = flow.execute("src", ONE_TWO_THREE)
+def test_paused_job_resumes_from_its_checkpoint(remote: Executor, tmp_path: Path) -> None:
+    """A job checkpointed while paused, loaded from the store, finishes each message once."""
+    values = list(range(8))
+    with SQLiteStore(tmp_path / "jobs.db", durability="activation") as store:
+        flow = Flow(executor=remote, store=store)
+        linear(flow)
+        with signals.routine_finished.connected_to(pausing_at(flow, "double", 3), sender=flow):
+            paused = flow.execute("src", {"values": values})
+        assert paused.status is JobStatus.PAUSED
+        loaded = store.load(paused.job_id)
+        assert loaded.status is JobStatus.PAUSED
+        assert len(loaded.pending) == len(paused.pending)
+        job = flow.resume(loaded)
+        assert store.load(job.job_id).status is JobStatus.COMPLETED
     assert job.status is JobStatus.COMPLETED
-    assert sorted(log.consumed) == list(range(job.next_seq))
-    assert log.ended == ["completed"]
+    assert outputs(job, "tail") == _values(*(2 * v for v in values))
+    assert job.routine_states["tail"]["stats"] == {"calls": len(values)}
 
 
 # -- concurrency limits across workers ---------------------------------------------------
@@ -557,11 +523,6 @@ def test_calls_do_run_in_several_processes(remote: Executor) -> None:
 
 #: A timeout error cannot travel back from a worker (engine bug): on the process
 #: executor the pool breaks and the call ends WorkerLost, on Dask it ends TypeError.
-UNPICKLABLE_TIMEOUT_ERROR = pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: HandlerTimeoutError (keyword-only __init__) and its stand-in "
-    "RemoteHandlerError do not unpickle",
-)
 
 
 def spin_flow(
@@ -577,7 +538,6 @@ def spin_flow(
     return flow
 
 
-@UNPICKLABLE_TIMEOUT_ERROR
 def test_process_timeout_fails_a_busy_loop_under_stop(
     process_executor: Executor, tmp_path: Path
 ) -> None:
@@ -588,7 +548,6 @@ def test_process_timeout_fails_a_busy_loop_under_stop(
     assert (failure(job).routine_id, failure(job).error_type) == ("spin", "HandlerTimeoutError")
 
 
-@UNPICKLABLE_TIMEOUT_ERROR
 def test_process_timeout_interrupts_the_call_and_the_worker_serves_on(
     process_executor: Executor, tmp_path: Path
 ) -> None:
@@ -604,7 +563,6 @@ def test_process_timeout_interrupts_the_call_and_the_worker_serves_on(
     assert spun in {r["pid"] for r in spans_with_limit(process_executor, 2, items=2)}
 
 
-@UNPICKLABLE_TIMEOUT_ERROR
 def test_dask_timeout_fails_the_call_and_the_job_goes_on(
     dask_executor: Executor, tmp_path: Path
 ) -> None:
@@ -643,11 +601,6 @@ def test_unpicklable_entry_data_fails_at_the_first_send(remote: Executor) -> Non
     assert "data['rows']" in error.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: data a worker emits is not checked; the job fails with a raw "
-    "pickling TypeError that names neither the routine nor the key",
-)
 def test_unpicklable_emitted_data_fails_naming_routine_and_key(remote: Executor) -> None:
     """A lock emitted by a handler in a worker fails the job naming the routine and the key."""
     flow = Flow(executor=remote)

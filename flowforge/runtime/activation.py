@@ -124,7 +124,7 @@ class CancelFlag:
 class Outcome:
     """What an activation did: its emits and counters, or its error."""
 
-    __slots__ = ("durations", "emits", "error", "ok", "stats", "traceback")
+    __slots__ = ("durations", "emits", "error", "ok", "retries", "stats", "traceback")
 
     def __init__(
         self,
@@ -141,6 +141,8 @@ class Outcome:
         self.stats = stats
         self.error = error
         self.traceback = tb
+        #: Retries made in another process: ``(attempt, delay, repr(error))``.
+        self.retries: list[tuple[int, float, str]] = []
 
 
 def run_activation(

@@ -71,7 +71,7 @@ class DaskExecutor(Executor):
                         n_workers=self.max_workers,
                         threads_per_worker=1,
                         processes=True,
-                        dashboard_address=None,
+                        dashboard_address=":0",
                     )
                     address = cluster.scheduler_address
                 self._client = Client(address, set_as_default=False)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import FlowForgeError
-from .activation import Activation, Outcome, run_activation
+from .activation import Activation, Outcome, format_exception, run_activation
 
 Dumps = Callable[[Any], bytes]
 
@@ -46,6 +46,9 @@ class RemoteHandlerError(Exception):
     def __init__(self, original_type: str, message: str) -> None:
         super().__init__(message)
         self.original_type = original_type
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.original_type, str(self)))
 
 
 class RemoteCall:
@@ -94,7 +97,11 @@ class RemoteResult:
 
     def outcome(self) -> Outcome:
         """The result as the scheduler's :class:`Outcome`."""
-        return Outcome(self.ok, self.durations, self.emits, self.stats, self.error, self.traceback)
+        outcome = Outcome(
+            self.ok, self.durations, self.emits, self.stats, self.error, self.traceback
+        )
+        outcome.retries = self.retries
+        return outcome
 
 
 def _portable(error: BaseException | None) -> BaseException | None:
@@ -135,7 +142,45 @@ def run_remote(call: RemoteCall, error_handler: Any) -> RemoteResult:
     def note_retry(_: Activation, attempt: int, delay: float, error: BaseException) -> None:
         retries.append((attempt, delay, repr(error)))
 
-    return RemoteResult(run_activation(act, call.job_id, None, None, note_retry), retries)
+    outcome = run_activation(act, call.job_id, None, None, note_retry)
+    if outcome.ok:
+        outcome = _checked_emits(outcome, call.routine_id)
+    return RemoteResult(outcome, retries)
+
+
+def _checked_emits(outcome: Outcome, routine_id: str) -> Outcome:
+    """The outcome, or a failure naming what the call emitted that cannot travel back."""
+    try:
+        pickle.dumps((outcome.emits, outcome.stats))
+    except Exception as exc:
+        where = _unpicklable(outcome.emits, outcome.stats)
+        error = ShippingError(
+            f"Routine '{routine_id}': {where} cannot be sent back from the worker process "
+            f"({type(exc).__name__}: {exc}). Emit plain data (dicts, lists, numbers, strings).",
+            routine_id=routine_id,
+            what=where,
+        )
+        return Outcome(False, outcome.durations, [], None, error, format_exception(error))
+    return outcome
+
+
+def _unpicklable(emits: list[tuple[str, Any]], stats: dict[str, Any] | None) -> str:
+    for event, data in emits:
+        for key, value in data.items():
+            if not _picklable(value):
+                return f"event '{event}' data[{key!r}] = {value!r:.80}"
+    for key, value in (stats or {}).items():
+        if not _picklable(value):
+            return f"self._stats[{key!r}] = {value!r:.80}"
+    return "what it emitted"
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 class _Seq:

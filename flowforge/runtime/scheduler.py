@@ -189,12 +189,7 @@ class JobRunner:
         rid = msg.routine_id
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
-        if (
-            slot is None
-            or not slot.plain
-            or rid in self.plan.guarded
-            or routine_started.receivers
-        ):
+        if slot is None or not slot.plain or rid in self.plan.guarded or routine_started.receivers:
             return False
         invoke = slot.invoke
         assert invoke is not None  # a plain slot has a handler
@@ -396,6 +391,18 @@ class JobRunner:
         for seconds in outcome.durations[:-1]:
             record(rid, False, seconds)
         record(rid, outcome.ok, outcome.durations[-1])
+        for attempt, delay, error in outcome.retries:  # made in another process
+            send(
+                retry_scheduled,
+                self.sender,
+                job_id=self.job.job_id,
+                routine_id=rid,
+                slot=act.slot_name,
+                activation_id=act.activation_id(self.job.job_id),
+                attempt=attempt,
+                delay=delay,
+                error=error,
+            )
         if not outcome.ok:
             self._fail(act, outcome)
             return
