@@ -134,8 +134,9 @@ def cpu_flow(executor: str | Executor, loops: int) -> Flow:
     flow.connect("numbers", "number", "crunch", "input")
     crunch = flow.routines["crunch"]
     crunch.set_config(loops=loops)
-    # One call queued behind each running one, so no worker waits on a round trip.
-    crunch.max_concurrency = 2 * workers()
+    # Enough calls in flight that no worker waits on a round trip; the Dask
+    # executor sends what is ready in one task per worker.
+    crunch.max_concurrency = 8 * workers()
     return flow
 
 

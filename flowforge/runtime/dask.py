@@ -12,6 +12,8 @@ only once, when it comes back.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
+import functools
 import multiprocessing
 import threading
 import weakref
@@ -19,12 +21,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
+import dask
 from distributed import Client, LocalCluster
 from distributed.client import FutureCancelledError
 
 from ..errors import DefinitionError
 from .executors import Executor, Session, remote_outcome
-from .remote import Shipper, run_remote
+from .remote import RemoteCall, RemoteResult, Shipper, run_remote
 
 if TYPE_CHECKING:
     from ..routine import Routine
@@ -67,12 +70,14 @@ class DaskExecutor(Executor):
                 cluster = None
                 address = self.address
                 if address is None:
-                    cluster = LocalCluster(
-                        n_workers=self.max_workers,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=":0",
-                    )
+                    # The workers' sampling profiler costs CPU that handlers need.
+                    with dask.config.set({"distributed.worker.profile.enabled": False}):
+                        cluster = LocalCluster(
+                            n_workers=self.max_workers,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address=":0",
+                        )
                     address = cluster.scheduler_address
                 self._client = Client(address, set_as_default=False)
                 self._cluster = cluster
@@ -99,16 +104,54 @@ def _shut(client: Client, cluster: LocalCluster | None) -> None:
 
 
 class _DaskSession:
+    """Sends calls in batches: one Dask task per worker for what is ready at once.
+
+    Dask's own cost per task (a few milliseconds on a small machine) would
+    otherwise eat the gain of a second worker. The scheduler calls
+    :meth:`flush` whenever it is about to wait, so a call never waits for a
+    batch to fill.
+    """
+
     def __init__(self, client: Client, shipper: Shipper) -> None:
         self.client = client
         self.shipper = shipper
+        self._ready: list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]] = []
+        self._workers = max(1, len(client.scheduler_info().get("workers", {})))
 
     def submit(self, act: Activation, runner: JobRunner) -> Any:
         call = self.shipper.call(act, runner.job.job_id)
-        return self.client.submit(run_remote, call, act.error_handler, pure=False)
+        placeholder: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._ready.append((call, act.error_handler, placeholder))
+        return placeholder
+
+    def flush(self) -> None:
+        ready, self._ready = self._ready, []
+        batches = min(self._workers, len(ready))
+        for i in range(batches):
+            part = ready[i::batches]
+            task = self.client.submit(
+                run_remote_batch, [(call, handler) for call, handler, _ in part], pure=False
+            )
+            task.add_done_callback(functools.partial(_settle, [p for *_, p in part]))
 
     def outcome(self, future: Any) -> Outcome:
         return remote_outcome(future, (FutureCancelledError, OSError))
 
     def close(self) -> None:
         """The client and cluster stay for the next job."""
+
+
+def run_remote_batch(calls: list[tuple[RemoteCall, Any]]) -> list[RemoteResult]:
+    """Run several activations in one Dask task, one after another."""
+    return [run_remote(call, handler) for call, handler in calls]
+
+
+def _settle(placeholders: list[concurrent.futures.Future[Any]], task: Any) -> None:
+    try:
+        results = task.result()
+    except BaseException as exc:  # the task itself failed (worker lost, cancelled)
+        for placeholder in placeholders:
+            placeholder.set_exception(exc)
+        return
+    for placeholder, result in zip(placeholders, results, strict=True):
+        placeholder.set_result(result)

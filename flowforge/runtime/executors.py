@@ -65,6 +65,9 @@ class Session(Protocol):
     def outcome(self, future: Any) -> Outcome:
         """The finished call's :class:`Outcome`; :class:`WorkerLost` to send it again."""
 
+    def flush(self) -> None:
+        """Send what :meth:`submit` may have held back (the scheduler is about to wait)."""
+
     def close(self) -> None:
         """Release what the session holds."""
 
@@ -150,6 +153,9 @@ class _ThreadSession:
         result: Outcome = future.result()
         return result
 
+    def flush(self) -> None:
+        """Every call was sent at once."""
+
     def close(self) -> None:
         """The pool stays for the next job."""
 
@@ -221,6 +227,9 @@ class _ProcessSession:
 
     def outcome(self, future: Any) -> Outcome:
         return remote_outcome(future, (concurrent.futures.BrokenExecutor,))
+
+    def flush(self) -> None:
+        """Every call was sent at once."""
 
     def close(self) -> None:
         """The pool stays for the next job."""

@@ -252,6 +252,7 @@ class JobRunner:
                 if self._halt or (not pending and not self._resolve_joins()):
                     return
                 continue
+            session.flush()
             act, future = done.get()
             try:
                 outcome = future.outcome if isinstance(future, _Unsent) else session.outcome(future)
