@@ -111,7 +111,7 @@ class JobRunner:
         self._halt = False
         self._pause_reason: str | None = None
         self._cancel_reason: str | None = None
-        self._running: dict[str, int] = dict.fromkeys(plan.routines, 0)
+        self._running: dict[str, int] = {}
         self._routines = plan.routines
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
@@ -193,9 +193,10 @@ class JobRunner:
             return False
         invoke = slot.invoke
         assert invoke is not None  # a plain slot has a handler
-        state = self.job.routine_states[rid]
+        job = self.job
+        state = job.routine_states[rid]
         base = state["stats"]
-        ctx = ActivationContext(routine, rid, self.job.job_id, msg.seq, base, 0, self)
+        ctx = ActivationContext(routine, rid, job.job_id, msg.seq, base, 0, self)
         token = CURRENT.set(ctx)
         start = time.perf_counter()
         try:
@@ -203,7 +204,7 @@ class JobRunner:
         except BaseException as exc:
             CURRENT.reset(token)
             if not isinstance(exc, Exception):  # KeyboardInterrupt: the message stays pending
-                self.job.pending.appendleft(msg)
+                job.pending.appendleft(msg)
                 raise
             act = Activation(
                 routine, rid, slot, msg, msg.data, NO_STATE, None, base, self.plan.handlers[rid]
@@ -213,10 +214,16 @@ class JobRunner:
             return True
         elapsed = time.perf_counter() - start
         CURRENT.reset(token)
-        self.job.tracker.record_call(rid, True, elapsed)
-        produced = self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
+        job.tracker.record_call(rid, True, elapsed)
+        state["activations"] += 1
+        state["status"] = "completed"
+        stats = ctx.stats
+        if stats is not None and stats != base:
+            state["stats"] = merge_stats(state["stats"], base, stats)
+            self.stats_changed.add(rid)
+        produced = self._route(routine, rid, ctx.emits) if ctx.emits else ()
         if self.journal is not None:
-            self.journal.step(self.job, (msg,), produced, rid, None)
+            self.journal.step(job, (msg,), produced, rid, None)
         if routine_finished.receivers:
             send(
                 routine_finished,
@@ -270,7 +277,7 @@ class JobRunner:
         if not queued_ok and self._waiting.get(rid):
             return True
         routine = self._routines[rid]
-        if self._running[rid] >= routine._policy.max_concurrency:
+        if self._running.get(rid, 0) >= routine._policy.max_concurrency:
             return True
         slot = None if msg.slot is None else routine._slots[msg.slot]
         return (
@@ -282,7 +289,7 @@ class JobRunner:
     def _dispatch(
         self, session: Session, act: Activation, done: queue.SimpleQueue[tuple[Activation, Any]]
     ) -> None:
-        self._running[act.routine_id] += 1
+        self._running[act.routine_id] = self._running.get(act.routine_id, 0) + 1
         if act.slot_key is not None:
             self._busy_slots.add(act.slot_key)
         self._in_flight[id(act)] = act.message
@@ -353,7 +360,7 @@ class JobRunner:
         slot = None if msg.slot is None else routine._slots[msg.slot]
         state = self.state_of(rid)
         cap = self.plan.caps.get(rid)
-        if cap is not None and state["activations"] + self._running[rid] >= cap:
+        if cap is not None and state["activations"] + self._running.get(rid, 0) >= cap:
             self._fail_on_cap(msg, rid, cap)
             return None
         data, new_state, key = msg.data, NO_STATE, None
@@ -476,8 +483,9 @@ class JobRunner:
         journal = self.journal is not None
         produced: list[Message] = []
         now = time.time()
+        seq = job.next_seq
+        job.history_total += len(emits)
         for event_name, data in emits:
-            job.history_total += 1
             history.append((rid, event_name, data, now))
             for connection in events[event_name]._connections:
                 mapping = connection.param_mapping
@@ -485,12 +493,13 @@ class JobRunner:
                     data if mapping is None else {mapping.get(k, k): v for k, v in data.items()}
                 )
                 target, slot = connection.target_id, connection.slot_name
-                msg = Message(job.next_seq, target, slot, payload, connection.key)
-                job.next_seq += 1
+                msg = Message(seq, target, slot, payload, connection.key)
+                seq += 1
                 pending.append(msg)
                 if journal:
                     produced.append(msg)
                 deliver(now, rid, event_name, target, slot)
+            job.next_seq = seq
             if event_emitted.receivers:
                 send(
                     event_emitted,
