@@ -215,25 +215,11 @@ class JobRunner:
         elapsed = time.perf_counter() - start
         CURRENT.reset(token)
         job.tracker.record_call(rid, True, elapsed)
-        state["activations"] += 1
-        state["status"] = "completed"
-        stats = ctx.stats
-        if stats is not None and stats != base:
-            state["stats"] = merge_stats(state["stats"], base, stats)
-            self.stats_changed.add(rid)
-        produced = self._route(routine, rid, ctx.emits) if ctx.emits else ()
+        produced = self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
         if self.journal is not None:
             self.journal.step(job, (msg,), produced, rid, None)
         if routine_finished.receivers:
-            send(
-                routine_finished,
-                self.sender,
-                job_state=self.job,
-                routine_id=rid,
-                slot=slot.name,
-                activation_id=ctx.activation_id,
-                duration=elapsed,
-            )
+            self._send_finished(rid, slot.name, msg, elapsed)
         return True
 
     def _run_pooled(self, session: Session) -> None:
@@ -422,15 +408,18 @@ class JobRunner:
         )
         self._journal_step((act.message,), produced, rid, act.slot_key)
         if routine_finished.receivers:
-            send(
-                routine_finished,
-                self.sender,
-                job_state=self.job,
-                routine_id=rid,
-                slot=act.slot_name,
-                activation_id=act.activation_id(self.job.job_id),
-                duration=outcome.durations[-1],
-            )
+            self._send_finished(rid, act.slot_name, act.message, outcome.durations[-1])
+
+    def _send_finished(self, rid: str, slot: str | None, msg: Message, seconds: float) -> None:
+        send(
+            routine_finished,
+            self.sender,
+            job_state=self.job,
+            routine_id=rid,
+            slot=slot,
+            activation_id=f"{self.job.job_id}:{msg.seq}",
+            duration=seconds,
+        )
 
     def _fail_before_call(
         self,
