@@ -192,14 +192,12 @@ def _run_with_retries(
     handler = act.error_handler
     durations: list[float] = []
     retries = 0
+    error: Exception | None = None
+    if first is not None:
+        seconds, error = first
+        durations.append(seconds)
     while True:
-        start = time.perf_counter()
-        try:
-            if first is not None:
-                seconds, error = first
-                first = None
-                start -= seconds
-                raise error
+        if error is None:
             ctx = ActivationContext(
                 act.routine,
                 act.routine_id,
@@ -209,22 +207,25 @@ def _run_with_retries(
                 retries,
                 act.control,
             )
-            _call(act, ctx, runner)
-        except Exception as exc:
+            start = time.perf_counter()
+            try:
+                _call(act, ctx, runner)
+            except Exception as exc:
+                error = exc
             durations.append(time.perf_counter() - start)
-            if not handler.should_retry(exc, retries):
-                return Outcome(False, durations, [], None, exc, format_exception(exc))
-            retries += 1
-            delay = handler.delay(retries)
-            if on_retry is not None:
-                on_retry(act, retries, delay, exc)
-            if cancelled is not None and cancelled.wait(delay):
-                return Outcome(False, durations, [], None, exc, format_exception(exc))
-            if cancelled is None:
-                time.sleep(delay)
-            continue
-        durations.append(time.perf_counter() - start)
-        return Outcome(True, durations, ctx.emits, ctx.stats)
+            if error is None:
+                return Outcome(True, durations, ctx.emits, ctx.stats)
+        if not handler.should_retry(error, retries):
+            return Outcome(False, durations, [], None, error, format_exception(error))
+        retries += 1
+        delay = handler.delay(retries)
+        if on_retry is not None:
+            on_retry(act, retries, delay, error)
+        if cancelled is None:
+            time.sleep(delay)
+        elif cancelled.wait(delay):
+            return Outcome(False, durations, [], None, error, format_exception(error))
+        error = None
 
 
 def format_exception(exc: BaseException) -> str:

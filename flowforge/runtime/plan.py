@@ -26,16 +26,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = (
-        "caps",
-        "default_cap",
-        "error_handler",
-        "guarded",
-        "handlers",
-        "joins",
-        "looping",
-        "routines",
-    )
+    __slots__ = ("caps", "guarded", "handlers", "joins", "routines")
 
     def __init__(
         self,
@@ -46,10 +37,7 @@ class Plan:
         default_cap: int | None,
     ) -> None:
         self.routines = routines
-        self.looping = looping
         self.joins = joins
-        self.error_handler = error_handler
-        self.default_cap = default_cap
         #: The most calls a routine may have in one job, for routines that have a cap.
         self.caps: dict[str, int] = {}
         #: Each routine's error handler: its own, else the flow's.

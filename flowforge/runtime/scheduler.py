@@ -344,7 +344,7 @@ class JobRunner:
         rid = msg.routine_id
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
-        state = self.state_of(rid)
+        state = self.job.routine_states[rid]
         cap = self.plan.caps.get(rid)
         if cap is not None and state["activations"] + self._running.get(rid, 0) >= cap:
             self._fail_on_cap(msg, rid, cap)
@@ -400,7 +400,7 @@ class JobRunner:
         if not outcome.ok:
             self._fail(act, outcome)
             return
-        state = self.state_of(rid)
+        state = self.job.routine_states[rid]
         if act.slot_key is not None:
             self._commit_slot(act.slot_key, act.new_state)
         produced = self._commit_success(
@@ -442,10 +442,6 @@ class JobRunner:
             self.plan.handlers[rid],
         )
         self._complete(act, Outcome(False, [0.0], [], None, error, format_exception(error)))
-
-    def state_of(self, rid: str) -> dict[str, Any]:
-        """The routine's state in this job."""
-        return self.job.routine_states[rid]
 
     def _commit_success(
         self,
@@ -526,7 +522,7 @@ class JobRunner:
             act.activation_id(self.job.job_id),
         )
         self.job.record_error(info)
-        state = self.state_of(rid)
+        state = self.job.routine_states[rid]
         state["failures"] = state.get("failures", 0) + 1
         if strategy is ErrorStrategy.STOP:
             state["status"] = "failed"
@@ -631,7 +627,7 @@ class JobRunner:
                 self._journal_step((), (msg,), None, key)
                 return True
             self._commit_slot(key, rest)
-            routine_state = self.state_of(rid)
+            routine_state = self.job.routine_states[rid]
             routine_state["skipped"] = routine_state.get("skipped", 0) + 1
             routine_state["status"] = "skipped"
             self.job.record_skip(
