@@ -19,8 +19,8 @@ coverage:
 	$(PYTHON) -m pytest --cov=flowforge --cov-report=term-missing
 
 lint:
-	$(PYTHON) -m ruff check flowforge tests examples
-	$(PYTHON) -m ruff format --check flowforge tests examples
+	$(PYTHON) -m ruff check flowforge tests examples .ci
+	$(PYTHON) -m ruff format --check flowforge tests examples .ci
 
 typecheck:
 	$(PYTHON) -m mypy
