@@ -115,3 +115,35 @@ class FlowNotFoundError(StoreError, KeyError):
     def __init__(self, message: str, *, path: str, flow_id: str) -> None:
         super().__init__(message, path=path)
         self.flow_id = flow_id
+
+
+class StoreURLError(StoreError, ValueError):
+    """A store URL (``open_store``, ``--store``, ``FLOWFORGE_STORE``) names no store FlowForge can open.
+
+    Attributes:
+        url: The URL as given, its password hidden.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message, path=url)
+        self.url = url
+
+
+class StoreConnectionError(StoreError, ConnectionError):
+    """The database server could not be reached (refused, unknown host, timed out, lost)."""
+
+    __module__ = "flowforge.store"
+
+
+class StoreAuthError(StoreError, PermissionError):
+    """The database server refused the credentials (user name or password)."""
+
+    __module__ = "flowforge.store"
+
+
+class StoreDriverError(StoreError, ImportError):
+    """The database driver a store needs is not installed (``flowforge[postgres]``)."""
+
+    __module__ = "flowforge.store"
