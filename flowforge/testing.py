@@ -2,7 +2,8 @@
 
 They are real routines (importable, so saved flows that use them load
 anywhere) with predictable behaviour: counting, failing on cue, collecting
-what they receive.
+what they receive. :class:`StoreConformance` is the test suite every store
+backend passes (it needs pytest, so it is imported only when asked for).
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .routine import Routine
+
+if TYPE_CHECKING:
+    from ._store_conformance import StoreConformance
 
 
 class Source(Routine):
@@ -138,3 +142,12 @@ class Sleep(Routine):
             with self._lock:
                 self.active -= 1
         self.emit("out", **data)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StoreConformance":
+        # It needs pytest, which using these routines does not.
+        from ._store_conformance import StoreConformance
+
+        return StoreConformance
+    raise AttributeError(f"module 'flowforge.testing' has no attribute {name!r}")
