@@ -251,47 +251,50 @@ class PostgresStore(Store):
         text = self._scrub(str(exc))
         if isinstance(exc, psycopg.ProgrammingError):
             return StoreURLError(
-                f"Cannot use the PostgreSQL URL {self.url}: {text}. {_FORMS}", url=self.url
+                f"Cannot use the PostgreSQL URL {self.url}: {text} {_FORMS}", url=self.url
             )
         if any(phrase in text for phrase in _AUTH_FAILED):
             return StoreAuthError(
-                f"PostgreSQL refused the credentials for {self.url}: {text}. Check the user "
+                f"PostgreSQL refused the credentials for {self.url}: {text} Check the user "
                 "name and password in the URL (or in PGPASSWORD or ~/.pgpass).",
                 path=self.url,
             )
         if "does not exist" in text:
             return StoreAccessError(
-                f"Cannot open {self._name()}: {text}. Create the database (createdb NAME) or "
+                f"Cannot open {self._name()}: {text} Create the database (createdb NAME) or "
                 "name an existing one in the URL.",
                 path=self.url,
             )
         return StoreConnectionError(
-            f"Cannot connect to PostgreSQL at {self.url}: {text}. Check that the server runs "
+            f"Cannot connect to PostgreSQL at {self.url}: {text} Check that the server runs "
             "and accepts connections there, and the host and port in the URL.",
             path=self.url,
         )
 
     def _translate(self, exc: psycopg.Error) -> StoreError:
-        text = self._scrub(str(exc).strip())
+        text = self._scrub(str(exc))
         if isinstance(exc, pg_errors.InsufficientPrivilege):
             return StoreAccessError(
-                f"Cannot use {self._name()}: {text}. Grant the user the rights on schema "
+                f"Cannot use {self._name()}: {text} Grant the user the rights on schema "
                 f"{self.schema}, or name a schema it owns (schema=).",
                 path=self.url,
             )
         if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
             return CorruptStoreError(
-                f"The tables of {self._name()} are gone ({text}); was the schema dropped? "
+                f"The tables of {self._name()} are gone: {text} Was the schema dropped? "
                 "Open the store again to create it anew.",
                 path=self.url,
             )
         if isinstance(exc, psycopg.OperationalError) and not exc.sqlstate:
             return StoreConnectionError(
-                f"Lost the connection to {self._name()}: {text}.", path=self.url
+                f"Lost the connection to {self._name()}: {text}", path=self.url
             )
         return StoreError(f"{self._name()} failed: {text}", path=self.url)
 
     def _scrub(self, text: str) -> str:
+        """``text`` on one line, ending a sentence, with no password in it."""
+        text = " ".join(text.split())
+        text = text if text.endswith((".", "?", "!")) else f"{text}."
         return text.replace(self._secret, "***") if self._secret else text
 
     # -- storage ----------------------------------------------------------------------
@@ -378,6 +381,14 @@ def _parse(dsn: str) -> tuple[str, str | None, dict[str, str]]:
             f"{_FORMS}",
             url=shown,
         ) from None
+    ports = params.get("port", "5432").split(",")
+    if not all(port.isdigit() and 0 < int(port) < 65536 for port in ports):
+        shown = hide_password(dsn)
+        raise StoreURLError(
+            f"{shown!r} has the port {params['port']!r}; a port is a number from 1 to 65535. "
+            f"{_FORMS}",
+            url=shown,
+        )
     return conninfo, schema, params
 
 
@@ -447,7 +458,9 @@ def _open_schema(conn: Connection, schema: str, name: str, url: str) -> None:
 
 
 def _create(conn: Connection, schema: str) -> None:
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    if exists is None:  # IF NOT EXISTS would still need the right to create schemas
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     for statement in _SCHEMA:
         conn.execute(statement.encode())
     with conn.cursor() as cur:
