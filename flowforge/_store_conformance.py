@@ -40,6 +40,7 @@ your ``conftest.py`` for pytest's detailed assertion messages.
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import threading
 from collections import deque
@@ -148,7 +149,7 @@ def set_durability(
 def _chain(flow: Flow, *routines: tuple[str, Routine]) -> None:
     for rid, routine in routines:
         flow.add_routine(routine, rid)
-    for (source, _), (target, _) in zip(routines, routines[1:], strict=False):
+    for (source, _), (target, _) in itertools.pairwise(routines):
         flow.connect(source, "out", target, "in")
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .routine import Routine
 
 if TYPE_CHECKING:
-    from ._store_conformance import StoreConformance
+    from ._store_conformance import StoreConformance as StoreConformance
 
 
 class Source(Routine):

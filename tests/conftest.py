@@ -18,10 +18,11 @@ from typing import Any
 import pg_server
 import pytest
 
-pytest.register_assert_rewrite("flowforge._store_conformance")
-
 from flowforge import ErrorHandler, Flow, JobState, Routine
 from flowforge.testing import Collect, Double, Relay, Source
+
+# The conformance suite is imported lazily, after this, so its asserts get rewritten.
+pytest.register_assert_rewrite("flowforge._store_conformance")
 
 EXECUTORS = ("sequential", "thread")
 

@@ -64,8 +64,15 @@ class PgServer:
         """Stop the server (fast shutdown), if it runs, and remove its directory."""
         try:
             if (self.root / "data" / "postmaster.pid").exists():
-                _run(self.owner, self.bindir / "pg_ctl", "stop", "-D", self.root / "data", "-m",
-                     "fast")
+                _run(
+                    self.owner,
+                    self.bindir / "pg_ctl",
+                    "stop",
+                    "-D",
+                    self.root / "data",
+                    "-m",
+                    "fast",
+                )
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -135,8 +142,19 @@ def start() -> PgServer:
 
 def _initdb(server: PgServer) -> None:
     data = server.root / "data"
-    _run(server.owner, server.bindir / "initdb", "-D", data, "-U", SUPERUSER, "-A", "trust", "-E",
-         "UTF8", "--no-sync")
+    _run(
+        server.owner,
+        server.bindir / "initdb",
+        "-D",
+        data,
+        "-U",
+        SUPERUSER,
+        "-A",
+        "trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+    )
     hba = data / "pg_hba.conf"
     hba.write_text(_HBA)
     if server.owner is not None:

@@ -221,7 +221,7 @@ def cases(dsn: str, tmp: Path, durability: str) -> Iterator[dict[str, Any]]:
 def test_killed_jobs_resume_on_postgres_with_every_item_processed_exactly_once(
     tmp_path: Path,
     durability: str,
-    reference: dict[str, Any],  # noqa: F811 -- the fixture imported above
+    reference: dict[str, Any],
     postgres_server: pg_server.PgServer,
 ) -> None:
     """After SIGKILLs at random moments, jobs resumed from PostgreSQL match an uninterrupted run."""

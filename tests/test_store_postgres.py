@@ -38,7 +38,9 @@ def schema(postgres_server: pg_server.PgServer) -> Iterator[str]:
     """A fresh schema name, dropped at the end."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield name
-    execute(postgres_server, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    execute(
+        postgres_server, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+    )
 
 
 def execute(server: pg_server.PgServer, *statements: sql.Composable | str) -> None:
@@ -52,8 +54,7 @@ def tables(server: pg_server.PgServer, schema: str) -> list[str]:
     """The tables in ``schema``."""
     with psycopg.connect(server.dsn) as conn:
         rows = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-            "ORDER BY 1",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
             (schema,),
         ).fetchall()
     return [row[0] for row in rows]
@@ -211,7 +212,7 @@ def test_the_right_password_opens_and_repr_hides_it(
 
 
 def test_a_refused_connection_raises_store_connection_error() -> None:
-    """No server on the port raises StoreConnectionError (a ConnectionError) saying what to check."""
+    """No server on the port raises StoreConnectionError (a ConnectionError) saying what to do."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -260,7 +261,9 @@ def test_a_malformed_postgres_url_raises_store_url_error(url: str) -> None:
         ({"timeout": 0}, "timeout"),
     ],
 )
-def test_bad_options_are_refused_before_connecting(options: dict[str, object], message: str) -> None:
+def test_bad_options_are_refused_before_connecting(
+    options: dict[str, object], message: str
+) -> None:
     """A bad schema name, pool size or timeout raises StoreUsageError without connecting."""
     with pytest.raises(StoreUsageError, match=message):
         PostgresStore("postgresql://u@127.0.0.1:1/db", **options)  # type: ignore[arg-type]
@@ -280,7 +283,10 @@ def test_two_stores_in_two_schemas_of_one_database_are_apart(
             assert [s.job_id for s in one.list_jobs()] == [job.job_id]
             assert two.list_jobs() == []
     finally:
-        execute(postgres_server, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(other)))
+        execute(
+            postgres_server,
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(other)),
+        )
 
 
 def test_store_errors_of_postgres_share_the_root() -> None:

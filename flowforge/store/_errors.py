@@ -118,7 +118,7 @@ class FlowNotFoundError(StoreError, KeyError):
 
 
 class StoreURLError(StoreError, ValueError):
-    """A store URL (``open_store``, ``--store``, ``FLOWFORGE_STORE``) names no store FlowForge can open.
+    """A store URL (``open_store``, ``--store``, ``FLOWFORGE_STORE``) that names no store.
 
     Attributes:
         url: The URL as given, its password hidden.
@@ -143,7 +143,8 @@ class StoreAuthError(StoreError, PermissionError):
     __module__ = "flowforge.store"
 
 
-class StoreDriverError(StoreError, ImportError):
+# ImportError's own ``path`` (a module file) is unused here; StoreError's takes its place.
+class StoreDriverError(StoreError, ImportError):  # type: ignore[misc]
     """The database driver a store needs is not installed (``flowforge[postgres]``)."""
 
     __module__ = "flowforge.store"

@@ -1,4 +1,4 @@
-"""Store URLs: :func:`open_store` and the forms every ``--store`` option and ``FLOWFORGE_STORE`` take.
+"""Store URLs: :func:`open_store`, and the forms ``--store`` and ``FLOWFORGE_STORE`` take.
 
 ========================================  =========================================
 URL                                       store
@@ -33,7 +33,12 @@ if TYPE_CHECKING:
     from .postgres import PostgresStore
 
 #: The URL schemes :func:`open_store` knows, and the store kind each names.
-SCHEMES = {"memory": "memory", "sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql"}
+SCHEMES = {
+    "memory": "memory",
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+}
 FORMS = (
     "memory://, sqlite:///relative.db, sqlite:////absolute/path.db, a plain file path "
     "(SQLite), or postgresql://user:password@host:port/database"
@@ -67,7 +72,9 @@ def parse_store_url(url: str | os.PathLike[str]) -> StoreURL:
         path = os.fspath(url)
         return StoreURL("sqlite", path, path)
     if not isinstance(url, str) or not url.strip():
-        raise StoreURLError(f"A store URL must be a non-empty string, got {url!r}. {_accepted()}", url="")
+        raise StoreURLError(
+            f"A store URL must be a non-empty string, got {url!r}. {_accepted()}", url=""
+        )
     match = _SCHEME.match(url)
     scheme = match.group(1).lower() if match else ""
     if scheme not in SCHEMES:

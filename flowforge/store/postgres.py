@@ -67,7 +67,16 @@ Connection = psycopg.Connection[Any]
 SCHEMA_VERSION = 1
 FORMAT = "flowforge/store"
 DEFAULT_SCHEMA = "flowforge"
-_TABLES = ("consumed", "flows", "jobs", "messages", "meta", "routine_states", "slot_states", "tails")
+_TABLES = (
+    "consumed",
+    "flows",
+    "jobs",
+    "messages",
+    "meta",
+    "routine_states",
+    "slot_states",
+    "tails",
+)
 _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails")
 _JOB = "jid bigint NOT NULL REFERENCES jobs ON DELETE CASCADE"
 _TIME = "double precision"
@@ -156,7 +165,7 @@ class PostgresStore(Store):
         self.timeout = float(timeout)
         self._secret = params.get("password") or ""
         self._pid = os.getpid()
-        options = {"autocommit": True}
+        options: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in params:
             options["connect_timeout"] = max(2, round(min(self.timeout, 30)))
         self._prepare(conninfo, options)
@@ -181,8 +190,7 @@ class PostgresStore(Store):
 
     def __repr__(self) -> str:
         return (
-            f"PostgresStore({self.url!r}, schema={self.schema!r}, "
-            f"durability={self.durability!r})"
+            f"PostgresStore({self.url!r}, schema={self.schema!r}, durability={self.durability!r})"
         )
 
     def _name(self) -> str:
@@ -518,9 +526,7 @@ def _write(conn: Connection, batch: Batch, name: str, url: str) -> None:
         _upsert(cur, "messages", ("first",), ("count", "entries"), jid, batch.segments)
         _upsert(cur, "routine_states", ("routine_id",), ("state",), jid, batch.routines)
         _write_slots(cur, jid, batch.slots)
-        _upsert(
-            cur, "tails", ("kind", "first"), ("count", "entries", "stamps"), jid, batch.tails
-        )
+        _upsert(cur, "tails", ("kind", "first"), ("count", "entries", "stamps"), jid, batch.tails)
         if batch.keep_from:
             cur.executemany(
                 "DELETE FROM tails WHERE jid = %s AND kind = %s AND first < %s "
@@ -620,14 +626,12 @@ def _read_job(conn: Connection, job_id: str) -> JobRecord | None:
             "ON c.jid = m.jid AND c.first = m.first WHERE m.jid = %s ORDER BY m.first",
             jid,
         ).fetchall(),
-        conn.execute(
-            "SELECT routine_id, state FROM routine_states WHERE jid = %s", jid
-        ).fetchall(),
+        conn.execute("SELECT routine_id, state FROM routine_states WHERE jid = %s", jid).fetchall(),
         conn.execute("SELECT slot_key, state FROM slot_states WHERE jid = %s", jid).fetchall(),
         [
             (kind, first, count, entries, None if stamps is None else bytes(stamps))
             for kind, first, count, entries, stamps in conn.execute(
-                'SELECT kind, first, count, entries, stamps FROM tails WHERE jid = %s '
+                "SELECT kind, first, count, entries, stamps FROM tails WHERE jid = %s "
                 'ORDER BY kind COLLATE "C", first',
                 jid,
             )
