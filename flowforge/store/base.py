@@ -18,8 +18,9 @@ A commit is all or nothing, so what is stored is always the state of the job
 after some step: loading it and resuming yields exactly what an
 uninterrupted run yields. See ``docs/guide/durable.rst`` for the guarantee.
 
-Subclasses provide the storage (the ``_apply``, ``_read``, ... methods); the
-journaling, validation and error messages live here.
+Subclasses provide the storage (the ``_apply``, ``_read``, ... methods, listed
+in :class:`Store`'s docstring); the journaling, validation and error messages
+live here.
 """
 
 from __future__ import annotations
@@ -90,7 +91,39 @@ class JobSummary:
 
 
 class Store(abc.ABC):
-    """Where jobs are checkpointed; see :mod:`flowforge.store`.
+    """Where jobs are checkpointed; see :mod:`flowforge.store`. The base class of backends.
+
+    Users call the public methods (:meth:`list_jobs`, :meth:`load`, ...); the
+    scheduler calls :meth:`begin`, :meth:`step` and :meth:`end`. This class
+    does the journaling, the grouping of steps into commits, argument checks
+    and error messages; a backend only stores. It subclasses ``Store``, calls
+    ``super().__init__(durability=..., group_max=..., group_seconds=...)``,
+    and implements these methods (underscored because only the base class
+    calls them; they are the backend interface all the same):
+
+    - ``_apply(batch)``: apply one :class:`~flowforge.store.Batch`
+      atomically: all of it or none, whatever happens to the process. With
+      ``batch.replace`` drop everything stored for the job first. A batch
+      without ``replace`` for a job the store lacks raises
+      :class:`~flowforge.store.JobNotFoundError` (it was deleted while it ran).
+    - ``_read(job_id)``: the job's :class:`~flowforge.store.JobRecord`, read
+      consistently (as of one commit), or ``None``.
+    - ``_summaries(flow_id, statuses)``: :class:`JobSummary` objects of the
+      matching jobs, oldest first; ``pending`` counts the alive messages.
+    - ``_remove(job_id)``: delete the job; ``False`` if there was none.
+    - ``_prune(cutoff, statuses, keep)``: atomically delete the jobs with one
+      of ``statuses`` last committed at or before ``cutoff``, except the ids
+      in ``keep``; how many went.
+    - ``_put_flow(flow_id, definition, when)`` and ``_get_flow(flow_id)``:
+      keep and return a flow's definition (JSON text).
+    - ``_release()``: free resources; called once, by :meth:`close`.
+    - ``_name()``: the store in words, for messages; ``_path()`` (optional):
+      its file or URL, without a password.
+
+    Every piece of a job arrives as text (JSON) or bytes; a backend stores
+    and returns them unchanged. :class:`flowforge.testing.StoreConformance`
+    is the test suite a backend must pass; ``MemoryStore`` is the shortest
+    example.
 
     Args:
         durability: ``"grouped"`` (default) commits a group of steps at a
