@@ -68,28 +68,44 @@ def open_store(dsn: str, schema: str, durability: str, group_max: int) -> Postgr
     )
 
 
-def count_sends(on_send: Callable[[], None]) -> Callable[[], None]:
+def count_sends(on_send: Callable[[bool], None]) -> Callable[[], None]:
     """Call ``on_send`` before every statement and every transaction end psycopg sends.
 
-    Returns a function that puts psycopg back as it was.
+    ``on_send`` is told whether a transaction is open (a COMMIT counts as
+    inside). Returns a function that puts psycopg back as it was.
     """
-    patched = []
-    for cls, name in (
-        (psycopg.Cursor, "execute"),
-        (psycopg.Cursor, "executemany"),
-        (psycopg.Transaction, "__exit__"),
-    ):
-        original = getattr(cls, name)
+    depth = 0
+    enter, leave = psycopg.Transaction.__enter__, psycopg.Transaction.__exit__
 
-        def wrapped(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            on_send()
+    def entered(self: Any) -> Any:
+        nonlocal depth
+        result = enter(self)
+        depth += 1
+        return result
+
+    def left(self: Any, *args: Any) -> Any:
+        nonlocal depth
+        on_send(True)
+        try:
+            return leave(self, *args)
+        finally:
+            depth -= 1
+
+    patched = [(psycopg.Transaction, "__enter__", enter, entered)]
+    patched.append((psycopg.Transaction, "__exit__", leave, left))
+    for name in ("execute", "executemany"):
+        original = getattr(psycopg.Cursor, name)
+
+        def sent(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            on_send(depth > 0)
             return _original(*args, **kwargs)
 
-        setattr(cls, name, wrapped)
-        patched.append((cls, name, original))
+        patched.append((psycopg.Cursor, name, original, sent))
+    for cls, name, _, wrapper in patched:
+        setattr(cls, name, wrapper)
 
     def restore() -> None:
-        for cls, name, original in patched:
+        for cls, name, original, _ in patched:
             setattr(cls, name, original)
 
     return restore
@@ -104,7 +120,7 @@ def child_run(
     """Start the job; SIGKILL this process just before the store's ``kill_at``-th send."""
     sends = 0
 
-    def count() -> None:
+    def count(_inside: bool) -> None:
         nonlocal sends
         sends += 1
         if sends == kill_at:
@@ -150,18 +166,13 @@ def drop(dsn: str, schema: str) -> None:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def sends_of_a_run(dsn: str, tmp: Path, durability: str, group_max: int) -> int:
-    """How many sends the store of an uninterrupted run makes."""
+def sends_of_a_run(dsn: str, tmp: Path, durability: str, group_max: int) -> list[bool]:
+    """The sends the store of an uninterrupted run makes: whether each is inside a transaction."""
     schema = f"count_{durability}_{group_max}"
     effects = str(tmp / f"count-{durability}-{group_max}.db")
     make_effects(effects)
-    sends = 0
-
-    def count() -> None:
-        nonlocal sends
-        sends += 1
-
-    restore = count_sends(count)
+    sends: list[bool] = []
+    restore = count_sends(sends.append)
     flow = stream_flow(effects)
     try:
         with open_store(dsn, schema, durability, group_max) as store:
@@ -175,12 +186,12 @@ def sends_of_a_run(dsn: str, tmp: Path, durability: str, group_max: int) -> int:
 
 
 def run_case(
-    dsn: str, tmp: Path, durability: str, seed: int, totals: dict[int, int]
+    dsn: str, tmp: Path, durability: str, seed: int, traces: dict[int, list[bool]]
 ) -> dict[str, Any]:
     """Crash and resume one job; what the checks need."""
     rng = random.Random(f"pg-{durability}-{seed}")
     group_max = 1 if durability == "activation" else rng.choice(GROUP_SIZES)
-    kill_at = rng.randint(1, totals[group_max])
+    kill_at = rng.randint(1, len(traces[group_max]))
     schema, effects = f"crash_{durability}_{seed}", str(tmp / "effects.db")
     make_effects(effects)
     args = (dsn, schema, effects, durability, group_max)
@@ -200,19 +211,25 @@ def run_case(
     drop(dsn, schema)
     with closing(sqlite3.connect(effects)) as db:
         writes = db.execute("SELECT activation_id, n, value FROM writes").fetchall()
-    return {"job": job, "writes": writes, "kills": kills, "seed": seed}
+    return {
+        "job": job,
+        "writes": writes,
+        "kills": kills,
+        "in_commit": traces[group_max][kill_at - 1],
+        "seed": seed,
+    }
 
 
 def cases(dsn: str, tmp: Path, durability: str) -> Iterator[dict[str, Any]]:
     """Run every seed's case, a few at a time."""
     sizes = (1,) if durability == "activation" else GROUP_SIZES
-    totals = {size: sends_of_a_run(dsn, tmp, durability, size) for size in sizes}
+    traces = {size: sends_of_a_run(dsn, tmp, durability, size) for size in sizes}
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         futures = []
         for seed in SEEDS:
             folder = tmp / f"seed-{seed}"
             folder.mkdir()
-            futures.append(pool.submit(run_case, dsn, folder, durability, seed, totals))
+            futures.append(pool.submit(run_case, dsn, folder, durability, seed, traces))
         for future in futures:
             yield future.result()
 
@@ -240,6 +257,7 @@ def test_killed_jobs_resume_on_postgres_with_every_item_processed_exactly_once(
         twice = {n: ids for n, ids in ids_by_item.items() if len(ids) > 1}
         assert not twice, f"seed {seed}: items delivered by two messages: {twice}"
     assert sum(r["kills"] for r in results) >= len(SEEDS)
+    assert any(r["in_commit"] for r in results), "no kill landed inside a transaction"
 
 
 if __name__ == "__main__":
