@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from flowforge import JobStatus
 from flowforge._store_conformance import stream_flow
 from flowforge.store import (
     NotAStoreError,
@@ -294,3 +298,57 @@ def test_store_errors_of_postgres_share_the_root() -> None:
     assert issubclass(StoreAuthError, StoreError) and issubclass(StoreAuthError, PermissionError)
     assert issubclass(StoreConnectionError, ConnectionError)
     assert issubclass(StoreURLError, ValueError)
+
+
+_WORKER = """
+import sys
+from flowforge._store_conformance import stream_flow
+from flowforge.store import open_store
+
+url, name = sys.argv[1], sys.argv[2]
+with open_store(url, durability="grouped", group_max=3) as store:
+    for _ in range(4):
+        stream_flow(store, name).execute("src", {"values": list(range(25))})
+"""
+
+
+def test_two_processes_sharing_one_store_lose_nothing(
+    postgres_server: pg_server.PgServer, schema: str
+) -> None:
+    """Two processes opening a new store and running jobs on it at once keep every job."""
+    url = f"{postgres_server.dsn}?schema={schema}"
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, url, name], stderr=subprocess.PIPE)
+        for name in ("left", "right")
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=50)
+        assert worker.returncode == 0, err.decode()
+    with open_store(url) as store:
+        for name in ("left", "right"):
+            summaries = store.list_jobs(flow_id=name)
+            assert [s.status for s in summaries] == [JobStatus.COMPLETED] * 4
+            for summary in summaries:
+                job = store.load(summary.job_id)
+                assert job.routine_states["sink"]["stats"] == {"calls": 25}
+
+
+def test_threads_opening_a_new_store_at_once_all_succeed(
+    postgres_server: pg_server.PgServer, schema: str
+) -> None:
+    """Several openers of a schema that does not exist yet agree: one creates it, all use it."""
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            PostgresStore(postgres_server.dsn, schema=schema, pool_size=1).close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert "jobs" in tables(postgres_server, schema)

@@ -16,7 +16,8 @@ class StoreError(FlowForgeError):
     """Root of the errors a store raises.
 
     Attributes:
-        path: The store's file (``""`` for a :class:`~flowforge.store.MemoryStore`).
+        path: The store's file (``""`` for a :class:`~flowforge.store.MemoryStore`), or
+            for a :class:`~flowforge.store.PostgresStore` its URL without the password.
     """
 
     __module__ = "flowforge.store"
