@@ -10,6 +10,7 @@ import pytest
 
 from flowforge.store import (
     MemoryStore,
+    PostgresStore,
     SQLiteStore,
     StoreDriverError,
     StoreURL,
@@ -94,3 +95,18 @@ def test_a_postgres_url_without_the_driver_says_which_extra_to_install(
     with pytest.raises(StoreDriverError, match=r"pip install 'flowforge\[postgres\]'") as caught:
         open_store("postgresql://u@127.0.0.1:1/db")
     assert isinstance(caught.value, ImportError)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=db password='top secret' broken",
+        "postgresql://u:topsecret@db/jobs?bogus=1",
+        "postgresql://u@db/jobs?password=topsecret&bogus=1",
+    ],
+)
+def test_a_malformed_dsn_is_refused_without_showing_its_password(dsn: str) -> None:
+    """A DSN libpq cannot parse raises StoreURLError; the message hides every password form."""
+    with pytest.raises(StoreURLError, match="not a PostgreSQL URL") as caught:
+        PostgresStore(dsn)
+    assert "top" not in str(caught.value) and "secret" not in str(caught.value)

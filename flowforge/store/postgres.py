@@ -112,6 +112,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 #: Transactions that lost a race with another one; they are simply run again.
 _RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+_ATTEMPTS = 8
 _AUTH_FAILED = ("password authentication failed", "no password supplied", "authentication failed")
 
 
@@ -161,7 +162,7 @@ class PostgresStore(Store):
             raise StoreUsageError(f"pool_size must be an int >= 1, got {pool_size!r}.")
         conninfo, from_url, params = _parse(dsn)
         self.url = safe_url(params)
-        self.schema = _check_schema(schema or from_url or DEFAULT_SCHEMA, self.url)
+        self.schema = _check_schema(schema or from_url or DEFAULT_SCHEMA)
         self.timeout = float(timeout)
         self._secret = params.get("password") or ""
         self._pid = os.getpid()
@@ -219,15 +220,16 @@ class PostgresStore(Store):
 
     def _transact(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """Run ``work`` in one transaction, again if it lost a race with another one."""
-        pause = 0.002
-        for attempt in range(8):
+        pause, attempts = 0.002, 0
+        while True:
             try:
                 with self._connection() as conn, conn.transaction():
                     if not write:
                         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     return work(conn)
             except _RETRY as exc:
-                if attempt == 7:
+                attempts += 1
+                if attempts == _ATTEMPTS:
                     raise self._translate(exc) from exc
             except PoolTimeout as exc:
                 raise StoreBusyError(
@@ -240,7 +242,6 @@ class PostgresStore(Store):
                 raise self._translate(exc) from exc
             time.sleep(pause * random.uniform(0.5, 1.5))
             pause = min(pause * 2, 0.1)
-        raise AssertionError("unreachable")
 
     def _connection(self) -> Any:
         if self._closed:
@@ -411,12 +412,16 @@ def safe_url(params: dict[str, str]) -> str:
 
 
 def _redacted(exc: BaseException, dsn: str) -> str:
-    text = str(exc).strip()
-    secret = re.search(r"://[^:/@?#]*:([^@/?#]*)@", dsn)
-    return text.replace(secret.group(1), "***") if secret and secret.group(1) else text
+    """The error's message, without any password ``dsn`` holds (URL or ``password=``)."""
+    text = " ".join(str(exc).split())
+    secrets = re.findall(r"://[^:/@?#]*:([^@/?#]+)@", dsn)
+    secrets += re.findall(r"password\s*=\s*'?([^'\s]+)", dsn)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
-def _check_schema(name: str, url: str) -> str:
+def _check_schema(name: str) -> str:
     if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
         raise StoreUsageError(
             f"The schema name must be letters, digits and underscores (up to 63, not starting "
