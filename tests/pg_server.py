@@ -96,7 +96,8 @@ def start() -> PgServer:
     """Make and start a cluster; stop it with :meth:`PgServer.stop`."""
     bindir = find_bindir()
     owner = "postgres" if os.geteuid() == 0 else None
-    root = Path(tempfile.mkdtemp(prefix="flowforge-pg-"))
+    # The postgres user must reach the directory: /tmp, not a TMPDIR under /root.
+    root = Path(tempfile.mkdtemp(prefix="flowforge-pg-", dir="/tmp" if owner else None))
     if owner is not None:
         shutil.chown(root, owner)
     server = PgServer(root, _free_port(), bindir, owner)
