@@ -13,9 +13,19 @@ transaction); anything else raises and the file is left exactly as it was:
 another SQLite database or a file that is no database at all
 (:class:`NotAStoreError`), a store from a newer FlowForge
 (:class:`StoreVersionError`), a truncated or damaged file
-(:class:`CorruptStoreError`). The file carries an SQLite ``application_id``,
+(:class:`CorruptStoreError`). Files up to :data:`CHECK_LIMIT` bytes are also
+read whole by SQLite's ``quick_check``, so damage is found before a job
+relies on the store; damage met later, while reading or writing, raises
+:class:`CorruptStoreError` too. The file carries an SQLite ``application_id``,
 the schema version in ``user_version``, and a ``meta`` table naming its
 format.
+
+With ``readonly=True`` the file is opened read-only (``mode=ro``) and never
+written: no creation, migration or checkpoint; writes raise
+:class:`StoreReadOnlyError`. After every transaction the store checks (one
+``stat``) that its path still names the file it opened; a file deleted or
+replaced while open raises :class:`StoreVanishedError` rather than let
+commits go to an orphaned file.
 """
 
 from __future__ import annotations
@@ -194,8 +204,8 @@ class SQLiteStore(Store):
         """
         if write and self.readonly:
             raise StoreReadOnlyError(
-                f"{self._name()} was opened read-only (readonly=True), so it cannot store or "
-                "change jobs. Open it without readonly=True to write to it.",
+                f"Cannot write to {self._name()}: it was opened read-only (readonly=True). "
+                "Open it without readonly=True to run, save or delete jobs.",
                 path=self.path,
             )
         deadline = time.monotonic() + self.timeout
