@@ -457,3 +457,17 @@ def test_store_methods_refuse_bad_arguments(
         assert caught.value.argument == argument
         assert argument in str(caught.value)
         assert store.list_jobs() == []
+
+
+def test_a_write_ahead_log_that_cannot_be_read_on_a_readonly_filesystem_is_named(
+    tmp_path: Path, readonly_mount: tuple[Path, Callable[..., Any]]
+) -> None:
+    """A store whose -wal holds commits but has no -shm, on a read-only mount, says why."""
+    rw, run = readonly_mount
+    with SQLiteStore(tmp_path / "jobs.db") as writer:
+        writer.save(JobState(job_id="in-the-log"))
+        for suffix in ("", "-wal"):
+            shutil.copyfile(tmp_path / f"jobs.db{suffix}", rw / f"jobs.db{suffix}")
+    done = run(sys.executable, "-c", READ_ON_RO_MEDIA, "{ro}/jobs.db")
+    assert done.returncode != 0
+    assert "write-ahead log" in done.stderr and "Copy the store with its -wal" in done.stderr

@@ -372,10 +372,9 @@ def _open(path: str, how: _Opening) -> tuple[sqlite3.Connection, _Identity | Non
     try:
         if how.readonly:
             conn = _readable(conn, path, how)
-        _prepare(conn, path, how.readonly)
+        check = how.check if how.check is not None else 0 < size <= CHECK_LIMIT
+        _prepare(conn, path, how.readonly, check)
         identity = _Identity(os.path.abspath(path), _inode(path))
-        if how.check or (how.check is None and 0 < size <= CHECK_LIMIT):
-            _quick_check(conn, path)
         if not how.readonly:
             _run_pragma(conn, path, f"PRAGMA synchronous = {how.synchronous.upper()}")
     except BaseException:
@@ -419,10 +418,17 @@ def _readable(conn: sqlite3.Connection, path: str, how: _Opening) -> sqlite3.Con
         conn.execute("PRAGMA application_id").fetchall()
         return conn
     except sqlite3.Error as exc:
-        if _code(exc) != _CANTOPEN or _has_wal(path):
-            conn.close()
+        conn.close()
+        if _code(exc) != _CANTOPEN:
             raise _opening_error(path, exc, readonly=True) from exc
-    conn.close()
+        if _has_wal(path):
+            raise StoreAccessError(
+                f"Cannot read the store {path}: its write-ahead log ({path}-wal) holds commits "
+                f"not yet in the file, and SQLite cannot read it without creating {path}-shm "
+                "there. Copy the store with its -wal file to a writable directory and open "
+                "the copy, or open it writable once where it is.",
+                path=path,
+            ) from exc
     return _connect(path, how, True)
 
 
@@ -505,7 +511,7 @@ def _has_wal(path: str) -> bool:
     return wal.exists() and wal.stat().st_size > 0
 
 
-def _prepare(conn: sqlite3.Connection, path: str, readonly: bool) -> None:
+def _prepare(conn: sqlite3.Connection, path: str, readonly: bool, check: bool) -> None:
     app, version, tables = _identify(conn, path)
     if app == 0 and version == 0 and not tables:
         if readonly:
@@ -521,6 +527,8 @@ def _prepare(conn: sqlite3.Connection, path: str, readonly: bool) -> None:
             path=path,
         )
     _check_version(path, version, readonly)
+    if check:  # before anything is written to a file that may be damaged
+        _quick_check(conn, path)
     if not readonly:
         _run_pragma(conn, path, "PRAGMA journal_mode = WAL")
         if version < SCHEMA_VERSION:
