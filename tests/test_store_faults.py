@@ -443,6 +443,7 @@ def test_mistyped_options_are_also_type_errors() -> None:
         (lambda s: s.save({"job_id": "x"}), "job", StoreTypeError),
         (lambda s: s.begin("job"), "job", StoreTypeError),
         (lambda s: s.begin(JobState(), flow="flow"), "flow", StoreTypeError),
+        (lambda s: s.end("job"), "job", StoreTypeError),
         (lambda s: s.load_flow("f", allowed_modules="mymodule"), "allowed_modules", StoreTypeError),
     ],
 )

@@ -199,6 +199,7 @@ class Store(abc.ABC):
         this store, ``end`` with another JobState of the same id is ignored
         (logged), so a stray copy cannot overwrite the running job.
         """
+        _checks.instance("job", job, JobState, "end")
         with self._jobs_lock:
             group = self._jobs.get(job.job_id)
             if group is not None and group.job is not job:
@@ -304,6 +305,12 @@ class Store(abc.ABC):
 
         Returns:
             How many jobs were deleted.
+
+        Raises:
+            StoreUsageError: ``older_than`` is negative or not finite, or a
+                status is unknown.
+            StoreTypeError: ``older_than`` is not seconds or a timedelta, or
+                ``statuses`` is not a list of strings.
         """
         self._check_open()
         seconds = _seconds(older_than)
