@@ -410,9 +410,9 @@ def _readable(conn: sqlite3.Connection, path: str, how: _Opening) -> sqlite3.Con
 
     A WAL-mode file can only be read where SQLite can create the ``-shm``
     file beside it. Where it cannot (a read-only directory or filesystem) and
-    there is no write-ahead log, the file alone holds every commit, and
-    nobody can be writing to it (a writer would need that directory too), so
-    it is read as immutable.
+    there is no write-ahead log, the file alone holds every commit; it is
+    read as immutable (without locks). That assumes nobody writes to it
+    meanwhile; only a writer with more rights than this process could.
     """
     try:
         conn.execute("PRAGMA application_id").fetchall()
