@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -416,8 +417,9 @@ def test_progress_as_plain_lines_counts_calls_and_failures() -> None:
 def test_progress_on_a_terminal_redraws_in_place() -> None:
     """On a terminal, the second drawing first moves the cursor up over the first."""
     text = counted_job("tty")
-    assert text.count("\x1b[3F\x1b[J") == 1
-    assert "  sink            0  3 failed" in text
+    first, second = text.split("\r", 1)
+    assert second.startswith("\x1b[2K\x1b[1A") and "counted · job" in second
+    assert "3 failed" in first and "0 pending · 3 error(s)" in first
 
 
 # -- Ctrl-C, then resume -------------------------------------------------------------
@@ -454,7 +456,7 @@ def test_ctrl_c_pauses_then_resume_finishes_without_repeating_work(tmp_path: Pat
     command = stdout.split("Resume it with:")[1].strip()
     [job] = stored_jobs(tmp_path)
     assert job.status == "paused"
-    assert command == f"flowforge resume {job.job_id} --path flows"
+    assert command == f"flowforge resume {job.job_id}"
 
     resumed = cli(*shlex.split(command)[1:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -465,8 +467,31 @@ def test_ctrl_c_pauses_then_resume_finishes_without_repeating_work(tmp_path: Pat
     assert final.get_routine_state("note")["stats"] == {"noted": 40}
 
 
-def test_resume_needs_the_directory_of_the_flows_modules(paused_elsewhere: str) -> None:
-    """Without --path the stored flow cannot be rebuilt (exit 2, with the hint); with it, it can."""
+def forget_origin(directory: Path) -> None:
+    """Make the store look like one written before flow origins were recorded."""
+    with sqlite3.connect(directory / "flowforge.db") as conn:
+        for flow_id, text in conn.execute("SELECT flow_id, definition FROM flows").fetchall():
+            definition = json.loads(text)
+            definition.pop("origin", None)
+            conn.execute(
+                "UPDATE flows SET definition = ? WHERE flow_id = ?",
+                (json.dumps(definition), flow_id),
+            )
+    conn.close()
+
+
+def test_resume_finds_the_modules_of_a_job_started_from_python(paused_elsewhere: str) -> None:
+    """The store recorded where the routines came from: resume needs no --path."""
+    resumed = invoke("resume", paused_elsewhere, "-q", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["routines"]["sink"]["activations"] == 1
+
+
+def test_resume_of_an_older_store_needs_the_directory_of_the_flows_modules(
+    paused_elsewhere: str, workdir: Path
+) -> None:
+    """Without a recorded origin, --path is needed (exit 2, with the hint); with it, it works."""
+    forget_origin(workdir)
     result = invoke("resume", paused_elsewhere)
     assert result.exit_code == 2, result.output
     assert "module 'hidden_sink' is not allowed" in result.stderr

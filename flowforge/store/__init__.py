@@ -41,7 +41,7 @@ from ._errors import (
     StoreUsageError,
     StoreVersionError,
 )
-from .base import FINISHED, Durability, JobSummary, Store
+from .base import FINISHED, Durability, FlowOrigin, JobSummary, Store
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -51,6 +51,7 @@ __all__ = [
     "CorruptStoreError",
     "Durability",
     "FlowNotFoundError",
+    "FlowOrigin",
     "JobNotFoundError",
     "JobSummary",
     "MemoryStore",
