@@ -70,8 +70,8 @@ def job_summary(
         "errors_total": job.errors_total,
         "skipped_total": job.skipped_total,
         "routines": {rid: _routine_summary(job, rid) for rid in routine_order(job, flow)},
-        "errors": [_error_summary(e) for e in job.errors],
-        "error": None if job.error is None else _error_summary(job.error),
+        "errors": [_error_summary(job, e) for e in job.errors],
+        "error": None if job.error is None else _error_summary(job, job.error),
         "resume_command": resume,
     }
 
@@ -90,7 +90,7 @@ def _routine_summary(job: JobState, routine_id: str) -> dict[str, Any]:
     }
 
 
-def _error_summary(error: ErrorInfo) -> dict[str, Any]:
+def _error_summary(job: JobState, error: ErrorInfo) -> dict[str, Any]:
     return {
         "routine_id": error.routine_id,
         "slot": error.slot,
@@ -100,25 +100,42 @@ def _error_summary(error: ErrorInfo) -> dict[str, Any]:
         "attempts": error.attempts,
         "timestamp": error.timestamp,
         "traceback": error.traceback,
+        "hint": entry_param_hint(job, error),
     }
 
 
 def entry_param_hint(job: JobState, error: ErrorInfo) -> str | None:
     """For an entry call that lacked a parameter: how to give it on the command line."""
-    entry = job.entry or {}
-    found = _MISSING_PARAM.search(error.message)
-    if (
-        found is None
-        or error.routine_id != entry.get("routine_id")
-        or error.slot != entry.get("slot")
-    ):
+    name = _missing_entry_param(job, error)
+    if name is None or job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
         return None
-    name = found.group(1)
     return (
         f"The entry '{error.routine_id}' needs parameter '{name}': give it with "
-        f"--param {name}=VALUE (resume a failed job with: flowforge resume {job.job_id[:12]} "
+        f"--param {name}=VALUE (a failed job: flowforge resume {job.job_id} "
         f"--param {name}=VALUE)."
     )
+
+
+def _missing_entry_param(job: JobState, error: ErrorInfo) -> str | None:
+    entry = job.entry or {}
+    found = _MISSING_PARAM.search(error.message)
+    if found is None or (error.routine_id, error.slot) != (
+        entry.get("routine_id"),
+        entry.get("slot"),
+    ):
+        return None
+    return found.group(1)
+
+
+def shown_message(job: JobState, error: ErrorInfo) -> str:
+    """An error's message for the command line: the entry's missing parameter names --param."""
+    name = _missing_entry_param(job, error)
+    if name is None:
+        return error.message
+    # The engine's advice (param_mapping) is for connections; the entry's params come
+    # from the command line.
+    head = error.message.split(" Map a source parameter")[0]
+    return f"{head} Give it with --param {name}=VALUE."
 
 
 # -- jobs as text ---------------------------------------------------------------------
@@ -152,7 +169,7 @@ def render_job(
     headline = Text.assemble(
         f"Job {job.job_id} of flow '{job.flow_id}': ",
         (status, STATUS_STYLES.get(status, "")),
-        f" ({job.reason})" if job.reason and job.status != JobStatus.COMPLETED else "",
+        f" ({_reason(job)})" if _reason(job) else "",
     )
     facts = Table.grid(padding=(0, 2))
     for label, value in _facts(job):
@@ -187,9 +204,16 @@ def _error_renderables(job: JobState) -> list[RenderableType]:
 
 def _headline(job: JobState) -> str:
     headline = f"Job {job.job_id} of flow '{job.flow_id}': {job.status}"
-    if job.reason and job.status != JobStatus.COMPLETED:
-        headline += f" ({job.reason})"
-    return headline
+    reason = _reason(job)
+    return headline + (f" ({reason})" if reason else "")
+
+
+def _reason(job: JobState) -> str | None:
+    if not job.reason or job.status == JobStatus.COMPLETED:
+        return None
+    if job.error is not None and job.status == JobStatus.FAILED:
+        return f"{job.error.error_type}: {shown_message(job, job.error)}"
+    return job.reason
 
 
 def _facts(job: JobState) -> list[tuple[str, str]]:
@@ -225,7 +249,7 @@ def _error_lines(job: JobState, limit: int = 5) -> list[str]:
         return []
     lines = ["", f"Errors ({job.errors_total:,}, latest {len(errors)}):"]
     for e in errors:
-        first = (e.message.splitlines() or [""])[0]
+        first = (shown_message(job, e).splitlines() or [""])[0]
         lines.append(f"  {e.routine_id}.{e.slot}: {e.error_type}: {first} [{e.strategy}]")
         hint = entry_param_hint(job, e)
         if hint:

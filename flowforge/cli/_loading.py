@@ -30,6 +30,7 @@ EXECUTOR_CHOICES = ("sequential", "thread", "process", "dask")
 POOLS = ("thread", "process", "dask")
 #: Errors that escape a loader fed a hostile or broken file.
 LOAD_FAILURES = (SerializationError, RecursionError, MemoryError, UnicodeDecodeError)
+_NOT_ALLOWED = "is not allowed to be imported"
 
 
 @attrs.frozen
@@ -164,19 +165,28 @@ def _split_place(problem: str) -> LoadProblem:
 
 
 def _dedupe(problems: list[LoadProblem]) -> list[LoadProblem]:
-    """One problem per distinct message: a module not allowed is said once, not per routine."""
-    seen: dict[str, LoadProblem] = {}
+    """Each problem once: a module not allowed is said once, naming every place it is used."""
+    places: dict[str, list[LoadProblem]] = {}
     for p in problems:
-        key = (
-            p.message if "is not allowed to be imported" in p.message else f"{p.where}|{p.message}"
-        )
-        seen.setdefault(key, p)
-    return list(seen.values())
+        key = p.message if _NOT_ALLOWED in p.message else f"{p.where}|{p.message}"
+        places.setdefault(key, []).append(p)
+    return [_merged(same) for same in places.values()]
+
+
+def _merged(same: list[LoadProblem]) -> LoadProblem:
+    first = same[0]
+    if _NOT_ALLOWED not in first.message:
+        return first
+    # The loader's advice is for Python callers; the hint gives the command-line way.
+    message = first.message.split(". Import it before loading")[0].rstrip(".")
+    if len(same) > 1:
+        message += f" (also used at {', '.join(p.where for p in same[1:])})"
+    return attrs.evolve(first, message=message + ".")
 
 
 def hint_for(problem: str) -> str | None:
     """A command-line hint for a loading problem, when there is one."""
-    if "is not allowed to be imported" in problem:
+    if _NOT_ALLOWED in problem:
         return (
             "Put the module next to the flow file, or allow it with --allow MODULE "
             "(or FLOWFORGE_ALLOW=MODULE)."
