@@ -361,6 +361,7 @@ def test_ctrl_c_pauses_then_resume_finishes_without_repeating_work(tmp_path: Pat
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "Pausing job" in stderr
+    assert "paused (interrupted by Ctrl-C)" in stdout
     command = stdout.split("Resume it with:")[1].strip()
     [job] = stored_jobs(tmp_path)
     assert job.status == "paused"
@@ -373,6 +374,34 @@ def test_ctrl_c_pauses_then_resume_finishes_without_repeating_work(tmp_path: Pat
     final = load_job(tmp_path, job.job_id)
     assert final.status == JobStatus.COMPLETED
     assert final.get_routine_state("note")["stats"] == {"noted": 40}
+
+
+def test_a_job_killed_with_sigkill_resumes_without_path(tmp_path: Path) -> None:
+    """kill -9 mid-run: status suggests a bare resume, which finishes the job from elsewhere."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write(flows, "slow_notes.py", SLOW_ROUTINES)
+    write(flows, "slow.yaml", SLOW_FLOW % list(range(20)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowforge.cli", "run", "flows/slow.yaml", "-q"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_lines(flows / "seen.txt", 3)
+    proc.kill()
+    proc.wait(timeout=30)
+    [job] = stored_jobs(tmp_path)
+    assert job.status == "running"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    store = str(tmp_path / "flowforge.db")
+    status = cli("status", job.job_id, "--store", store, "--json", cwd=elsewhere)
+    command = json.loads(status.stdout)["resume_command"]
+    assert command == shlex.join(["flowforge", "resume", job.job_id, "--store", store])
+    resumed = cli(*shlex.split(command)[1:], "-q", cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_job(tmp_path, job.job_id).status == JobStatus.COMPLETED
 
 
 def forget_origin(directory: Path) -> None:

@@ -89,6 +89,7 @@ def route_logging(verbosity: int) -> None:
         if old.get_name() == _HANDLER_NAME:
             logger.removeHandler(old)
     if verbosity <= 0:
+        logger.setLevel(logging.NOTSET)
         return
     handler: logging.Handler
     if on_terminal(stderr=True):

@@ -9,6 +9,7 @@ problem, each with a hint in flow-file and command-line terms.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from ..flow import Flow
 from ..runtime.executors import make_executor
 from ..serialization import load_file
 from ._common import CommandError
+
+logger = logging.getLogger(__name__)
 
 FLOW_DIR = "${flow_dir}"
 #: The executors ``--executor`` offers; ``--workers`` sizes the pools.
@@ -96,9 +99,17 @@ def load_flow_file(path: str | os.PathLike[str], allow: Sequence[str] = ()) -> F
     directory = source.resolve().parent
     siblings = add_search_path(directory)
     allowed = (*siblings, *allowed_from(allow))
+    logger.debug("Loading %s; modules allowed: %s", source, ", ".join(allowed) or "none")
     flow = Flow.load(source, allowed_modules=allowed)
     used = {type(r).__module__.partition(".")[0] for r in flow.routines.values()}
     expand_flow_dir(flow, directory)
+    logger.info(
+        "Loaded flow %r from %s: %d routines, %d connections",
+        flow.flow_id,
+        source,
+        len(flow.routines),
+        len(flow.connections),
+    )
     return FlowFile(flow, source, tuple(m for m in siblings if m in used))
 
 
@@ -311,9 +322,7 @@ def apply_executor(flow: Flow, executor: str | None, workers: int | None) -> Non
     """Apply ``--executor`` and ``--workers``."""
     kind = executor or flow.executor.name
     if workers is not None and kind not in POOLS:
-        raise CommandError(
-            "--workers needs a pool: add --executor thread (or process)."
-        )
+        raise CommandError("--workers needs a pool: add --executor thread (or process).")
     if executor is not None or workers is not None:
         default = getattr(flow.executor, "max_workers", None)
         flow.executor = make_executor(kind, workers or default)

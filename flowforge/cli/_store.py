@@ -10,6 +10,7 @@ given ``--path``.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from ..job_state import JobState
 from ..store import SQLiteStore, StoreError
 from ._common import EXIT_FAILED, CommandError
 from ._loading import LOAD_FAILURES, add_search_path, allowed_from, load_problems, problem_text
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -69,7 +72,9 @@ def origin_allowed(store: SQLiteStore, flow_id: str) -> tuple[str, ...]:
     except StoreError:
         return ()
     if origin is None:
+        logger.info("The store has no origin for flow %r (an older store)", flow_id)
         return ()
+    logger.debug("Flow %r: importing from %s", flow_id, ", ".join(origin.paths) or "sys.path")
     for directory in origin.paths:
         if Path(directory).is_dir():
             add_search_path(Path(directory))
