@@ -189,17 +189,20 @@ def render_job(
 
 
 def _error_renderables(job: JobState) -> list[RenderableType]:
-    lines = _error_lines(job)
+    parts: list[RenderableType] = []
+    listed = _listed_errors(job)
+    if listed:
+        parts += [Text(""), Text("\n".join(listed), style="red")]
     failure = failing_error(job)
-    if failure is None or not failure.traceback:
-        return [Text("\n".join(lines[1:]), style="red")] if lines else []
-    cut = lines.index(next(line for line in lines if line.startswith("Traceback of")))
-    return [
-        Text("\n".join(lines[1 : cut - 1]), style="red"),
-        Text(""),
-        Text(lines[cut]),
-        Syntax(failure.traceback.rstrip(), "pytb", theme="ansi_dark", background_color="default"),
-    ]
+    if failure is not None and failure.traceback:
+        parts += [
+            Text(""),
+            Text(_traceback_title(failure)),
+            Syntax(
+                failure.traceback.rstrip(), "pytb", theme="ansi_dark", background_color="default"
+            ),
+        ]
+    return parts
 
 
 def _headline(job: JobState) -> str:
@@ -243,22 +246,32 @@ def _routine_rows(job: JobState, flow: Flow | None) -> list[list[str]]:
     ]
 
 
-def _error_lines(job: JobState, limit: int = 5) -> list[str]:
+def _error_lines(job: JobState) -> list[str]:
+    listed = _listed_errors(job)
+    lines = ["", *listed] if listed else []
+    failure = failing_error(job)
+    if failure is not None and failure.traceback:
+        lines += ["", _traceback_title(failure)]
+        lines += [f"  {line}" for line in failure.traceback.rstrip().splitlines()]
+    return lines
+
+
+def _listed_errors(job: JobState, limit: int = 5) -> list[str]:
     errors = job.errors[-limit:]
     if not errors:
         return []
-    lines = ["", f"Errors ({job.errors_total:,}, latest {len(errors)}):"]
+    lines = [f"Errors ({job.errors_total:,}, latest {len(errors)}):"]
     for e in errors:
         first = (shown_message(job, e).splitlines() or [""])[0]
         lines.append(f"  {e.routine_id}.{e.slot}: {e.error_type}: {first} [{e.strategy}]")
         hint = entry_param_hint(job, e)
         if hint:
             lines.append(f"    hint: {hint}")
-    failure = failing_error(job)
-    if failure is not None and failure.traceback:
-        lines += ["", f"Traceback of the failing call ({failure.routine_id}.{failure.slot}):"]
-        lines += [f"  {line}" for line in failure.traceback.rstrip().splitlines()]
     return lines
+
+
+def _traceback_title(failure: ErrorInfo) -> str:
+    return f"Traceback of the failing call ({failure.routine_id}.{failure.slot}):"
 
 
 def failing_error(job: JobState) -> ErrorInfo | None:

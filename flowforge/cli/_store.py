@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -75,9 +76,9 @@ def origin_allowed(store: SQLiteStore, flow_id: str) -> tuple[str, ...]:
         logger.info("The store has no origin for flow %r (an older store)", flow_id)
         return ()
     logger.debug("Flow %r: importing from %s", flow_id, ", ".join(origin.paths) or "sys.path")
-    for directory in origin.paths:
-        if Path(directory).is_dir():
-            add_search_path(Path(directory))
+    # Appended, not prepended: what this environment already imports wins, the
+    # recorded directories only fill in what it cannot find.
+    sys.path.extend(p for p in origin.paths if p not in sys.path and Path(p).is_dir())
     return origin.modules
 
 
