@@ -256,7 +256,10 @@ def delete(job_id: str, store: str, yes: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @guarded
 def prune(store: str, older_than: str, statuses: Sequence[str], yes: bool) -> None:
-    """Delete the jobs that match, after showing how many (asks first unless --yes)."""
+    """Delete old jobs: those with a --status (default: finished) not updated for --older-than.
+
+    Says how many jobs match and asks first, unless --yes.
+    """
     seconds = parse_age(older_than)
     wanted = tuple(statuses) or tuple(str(s) for s in FINISHED)
     if not Path(store).exists():
