@@ -312,6 +312,17 @@ class Flow:
         """The :class:`~flowforge.ExecutionTracker` of the latest job started."""
         return self._tracker
 
+    def pending_count(self, job_state: JobState) -> int:
+        """How many messages of ``job_state`` are waiting to be processed.
+
+        Its pending queue, plus, while the job runs on a parallel executor,
+        the messages held back per routine until the routine may take them.
+        Safe to call from another thread while the job runs.
+        """
+        runner = self._runners.get(job_state.job_id)
+        held = runner.held_count() if runner is not None else 0
+        return len(job_state.pending) + held
+
     @property
     def running_jobs(self) -> list[JobState]:
         """The jobs of this flow running now."""

@@ -133,6 +133,10 @@ class JobRunner:
         self._halt = True
         self.cancelled.set()
 
+    def held_count(self) -> int:
+        """Messages taken off the pending queue and held back per routine until it is free."""
+        return sum(len(w) for w in list(self._waiting.values()))
+
     # -- running ---------------------------------------------------------------
 
     def run(self) -> JobState:

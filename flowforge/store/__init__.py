@@ -44,7 +44,7 @@ from ._errors import (
     StoreVanishedError,
     StoreVersionError,
 )
-from .base import FINISHED, Durability, JobSummary, Store
+from .base import FINISHED, Durability, FlowOrigin, JobSummary, Store
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -54,6 +54,7 @@ __all__ = [
     "CorruptStoreError",
     "Durability",
     "FlowNotFoundError",
+    "FlowOrigin",
     "JobNotFoundError",
     "JobSummary",
     "MemoryStore",

@@ -5,7 +5,9 @@ A store is what a flow's scheduler journals to (it implements the
 job starts or resumes, ``step`` after every committed step, ``end`` when the
 job stops running. The store turns those calls into atomic commits:
 
-- ``begin`` writes the whole job (and the flow's definition, when given);
+- ``begin`` writes the whole job (and the flow's definition, when given,
+  with its :class:`FlowOrigin`: where its routine classes were imported
+  from, so a later process can import them again);
 - each ``step`` adds to an open *group*; the group is committed as one
   transaction when it holds ``group_max`` steps, or at the first step after
   it has been open ``group_seconds``. With ``durability="activation"`` every
@@ -29,11 +31,13 @@ import datetime
 import json
 import logging
 import numbers
+import sys
 import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import attrs
 
@@ -328,7 +332,9 @@ class Store(abc.ABC):
         self._check_open()
         _checks.instance("flow", flow, Flow, "save_flow")
         self._put_flow(
-            flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'"), time.time()
+            flow.flow_id,
+            _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'"),
+            time.time(),
         )
 
     def load_flow(self, flow_id: str, *, allowed_modules: Sequence[str] = ()) -> Flow:
@@ -345,6 +351,29 @@ class Store(abc.ABC):
         self._check_open()
         _checks.identifier("flow_id", flow_id)
         allowed = _checks.names("allowed_modules", allowed_modules)
+        data = self._saved_flow(flow_id)
+        data.pop(ORIGIN_KEY, None)
+        return Flow.from_dict(data, allowed_modules=allowed)
+
+    def flow_origin(self, flow_id: str) -> FlowOrigin | None:
+        """Where the saved flow's routine classes were imported from, if it was recorded.
+
+        Stores written before origins were recorded return ``None``.
+
+        Raises:
+            FlowNotFoundError: No definition of that flow was saved.
+        """
+        self._check_open()
+        _checks.identifier("flow_id", flow_id)
+        origin = self._saved_flow(flow_id).get(ORIGIN_KEY)
+        if not isinstance(origin, dict):
+            return None
+        return FlowOrigin(
+            tuple(str(p) for p in origin.get("paths", ())),
+            tuple(str(m) for m in origin.get("modules", ())),
+        )
+
+    def _saved_flow(self, flow_id: str) -> dict[str, Any]:
         text = self._get_flow(flow_id)
         if text is None:
             raise FlowNotFoundError(
@@ -360,7 +389,12 @@ class Store(abc.ABC):
                 f"The saved definition of flow '{flow_id}' in {self._name()} is not JSON: {exc}",
                 path=self._path(),
             ) from exc
-        return Flow.from_dict(definition, allowed_modules=allowed)
+        if not isinstance(definition, dict):
+            raise CorruptStoreError(
+                f"The saved definition of flow '{flow_id}' in {self._name()} is not a mapping.",
+                path=self._path(),
+            )
+        return definition
 
     def close(self) -> None:
         """Release the store's resources; closing twice is harmless.
@@ -415,7 +449,7 @@ class Store(abc.ABC):
         if flow is None:
             return None
         try:
-            return flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'")
+            return flow.flow_id, _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'")
         except (FlowForgeError, TypeError, ValueError) as exc:
             # The job can still run and be resumed; only the command line,
             # which rebuilds flows from the store, loses this one.
@@ -463,6 +497,45 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _release(self) -> None:
         """Free resources (called once, by :meth:`close`)."""
+
+
+@attrs.frozen
+class FlowOrigin:
+    """Where a saved flow's routine classes came from, recorded when it was saved.
+
+    Attributes:
+        paths: The ``sys.path`` directories their modules were imported from.
+        modules: The modules themselves, to allow when the flow is loaded again.
+    """
+
+    paths: tuple[str, ...]
+    modules: tuple[str, ...]
+
+
+#: The key of the origin in a saved flow definition (not part of the flow-file format).
+ORIGIN_KEY = "origin"
+
+
+def _flow_document(flow: Flow) -> dict[str, object]:
+    document = flow.serialize()
+    modules = sorted({type(r).__module__ for r in flow.routines.values()} - {"__main__"})
+    roots = (_import_root(m) for m in modules)
+    document[ORIGIN_KEY] = {
+        "paths": list(dict.fromkeys(r for r in roots if r is not None)),
+        "modules": modules,
+    }
+    return document
+
+
+def _import_root(module_name: str) -> str | None:
+    """The ``sys.path`` directory ``module_name``'s top-level package was imported from."""
+    top = sys.modules.get(module_name.partition(".")[0])
+    file = getattr(top, "__file__", None)
+    if not file:
+        return None
+    location = Path(file).resolve()
+    is_package = location.name == "__init__.py"
+    return str(location.parent.parent if is_package else location.parent)
 
 
 def _statuses(status: object) -> list[str]:
