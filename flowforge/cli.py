@@ -167,9 +167,8 @@ def _expand(value: Any, directory: str) -> Any:
 
 
 def load_problems(error: SerializationError) -> list[str]:
-    """The separate problems in a loading error's message, each as ``place: message``."""
-    head, sep, rest = str(error).partition("\n  - ")
-    return rest.split("\n  - ") if sep else [head]
+    """The problems of a loading error, each as ``place: message``."""
+    return [f"{p.where}: {p.message}" for p in error.problems]
 
 
 def split_place(problem: str) -> dict[str, str]:
@@ -187,7 +186,7 @@ def hint_for(problem: str) -> str | None:
             "Put the module next to the flow file, or allow it with --allow MODULE "
             "(or FLOWFORGE_ALLOW=MODULE)."
         )
-    if "cannot import module" in problem:
+    if "cannot import module" in problem or "does not exist" in problem:
         return "Check the module name; it must be next to the flow file or installed (see --allow)."
     if "unknown field(s)" in problem or "required field missing" in problem:
         return "See the flow-file reference for the keys each section takes."
