@@ -180,9 +180,9 @@ class Routine:
         return names
 
     def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
-        check_name(name, f"'{self.routine_label()}': a {kind} name")
+        article = "an" if kind == "event" else "a"
+        check_name(name, f"'{self.routine_label()}': {article} {kind} name")
         if name in existing:
-            article = "an" if kind == "event" else "a"
             raise DefinitionError(
                 f"Routine '{self.routine_label()}' already has {article} {kind} named '{name}'; "
                 "choose another name."
