@@ -313,9 +313,8 @@ def check_flow(data: Any, allowed: tuple[str, ...]) -> tuple[FlowSpec, list[Prob
     header = dict(data)
     raw_routines = header.pop("routines", None)
     raw_connections = header.pop("connections", [])
+    _check_format(header.get("format", FORMAT), header.get("version", VERSION))
     doc, problems = problems_of({**header, "routines": {}}, FlowDoc, "flow")
-    if doc is not None:
-        _check_format(doc)
     doc = doc or FlowDoc(routines={})  # the header's problems are listed; check the rest too
     flow_id = _checked(
         lambda: None if doc.flow_id is None else check_flow_id(doc.flow_id),
@@ -360,16 +359,16 @@ def _checked(check: Callable[[], Any], where: str, problems: list[Problem]) -> A
         return None
 
 
-def _check_format(doc: FlowDoc) -> None:
-    if doc.format != FORMAT:
+def _check_format(kind: Any, version: Any) -> None:
+    if kind != FORMAT:
         raise failure(
             "flow.format",
-            f"expected {FORMAT!r}, got {doc.format!r}; this is not a flow file.",
+            f"expected {FORMAT!r}, got {kind!r}; this is not a flow file.",
         )
-    if doc.version > VERSION:
+    if isinstance(version, int) and version > VERSION:
         raise failure(
             "flow.version",
-            f"this file is version {doc.version}, newer than this FlowForge reads ({VERSION}).",
+            f"this file is version {version}, newer than this FlowForge reads ({VERSION}).",
             "Upgrade FlowForge.",
         )
 

@@ -160,7 +160,7 @@ def test_mapping_onto_a_name_that_passes_through_is_refused() -> None:
 
 def test_mapping_a_name_the_event_does_not_declare_is_refused() -> None:
     """A mapping key that is not one of the event's declared params is refused, listing them."""
-    with pytest.raises(DefinitionError, match="'numbr'.*It carries: 'number', 'text'"):
+    with pytest.raises(DefinitionError, match=r"'numbr'.*It carries: 'number', 'text'"):
         Connection(Pair().get_event("out"), Sink().get_slot("in"), {"numbr": "n"})  # type: ignore[arg-type]
 
 
@@ -172,7 +172,7 @@ def test_mapping_of_an_any_params_event_may_name_anything() -> None:
 
 
 def test_the_same_wire_twice_is_refused() -> None:
-    """Connecting an event to a slot again with the same mapping raises: it would double deliveries."""
+    """The same event, slot and mapping again raises: every delivery would arrive twice."""
     source, sink, _ = wire({"a": "b"})
     with pytest.raises(DefinitionError, match="already connected"):
         Connection(source.get_event("out"), sink.get_slot("in"), {"a": "b"})  # type: ignore[arg-type]
@@ -194,7 +194,7 @@ def test_flow_connect_refuses_the_same_wire_twice() -> None:
     flow.add_routine(Source(), "src")
     flow.add_routine(Collect(), "sink")
     flow.connect("src", "out", "sink", "in")
-    with pytest.raises(DefinitionError, match="src.out is already connected to sink.in"):
+    with pytest.raises(DefinitionError, match=r"src\.out is already connected to sink\.in"):
         flow.connect("src", "out", "sink", "in")
     assert len(flow.connections) == 1
 
