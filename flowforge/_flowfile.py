@@ -291,8 +291,22 @@ def load_flow(data: Any, allowed: tuple[str, ...]) -> LoadedFlow:
     _check_entry_slot(spec.entry, built, problems)
     executor = _executor(spec.executor, problems) if not problems else None
     if problems:
-        raise SerializationError.of(problems)
+        raise SerializationError.of(sorted(problems, key=_file_order))
     return LoadedFlow(spec, built, executor)
+
+
+def _file_order(problem: Problem) -> tuple[int, int]:
+    """Problems in the order of the file's sections: header, routines, connections, entry."""
+    where = problem.where
+    if where.startswith("flow.connections["):
+        return 2, int(where[len("flow.connections[") :].partition("]")[0])
+    if where.startswith("flow.connections"):
+        return 2, -1
+    if where.startswith("flow.routines"):
+        return 1, 0
+    if where.startswith("flow.entry"):
+        return 3, 0
+    return 0, 0
 
 
 def check_flow(data: Any, allowed: tuple[str, ...]) -> tuple[FlowSpec, list[Problem]]:
@@ -406,9 +420,10 @@ def _routine_spec(
     except SerializationError as exc:
         problems += exc.problems
     policy = _policy(doc.policy, f"{where}.policy", allowed, problems)
-    if cls is None or policy is None:
+    if cls is None:
         return None
-    return RoutineSpec(cls, dict(doc.config), dict(doc.stats), policy)
+    # A bad policy is listed; the routine is still built to check its wires.
+    return RoutineSpec(cls, dict(doc.config), dict(doc.stats), policy or Policy())
 
 
 def _policy(

@@ -1,6 +1,13 @@
 """Flows: a reusable definition of routines and connections, and how jobs run.
 
-A :class:`Flow` is a definition only. Every job it runs gets its own
+A :class:`Flow` is a definition only: routines under ids and the ordered
+list of connections between them, which the flow keeps itself (a connection
+made by hand between two of its routines joins it; one reaching into another
+flow is refused). Its options and names are checked when given. A flow built
+from saved data is checked whole first (every problem listed in
+:attr:`SerializationError.problems <flowforge.errors.SerializationError.problems>`) and
+then built through the same ``add_routine``/``connect`` calls as by hand.
+A flow whose join slot sits on a loop refuses to start. Every job it runs gets its own
 :class:`~flowforge.JobState` (pending messages, slot merge state, statuses,
 history, tracker), so jobs of one flow can run at the same time from
 several threads without mixing. See :mod:`flowforge.runtime.executors` for
@@ -47,19 +54,27 @@ DEFAULT_MAX_ACTIVATIONS = 1_000_000
 class Flow:
     """Routines wired event-to-slot, and the jobs that run through them.
 
+    Every option is checked here: a wrong type raises
+    :class:`~flowforge.errors.DefinitionTypeError` (also a ``TypeError``), a
+    value out of range :class:`~flowforge.errors.DefinitionError` (also a
+    ``ValueError``).
+
     Args:
-        flow_id: The flow's id; a random one is made when omitted.
+        flow_id: The flow's id (letters, digits, ``_``, ``-``, ``.``); a
+            random one is made when omitted.
         executor: ``"sequential"`` (default), ``"thread"``, ``"process"``,
             ``"dask"`` (the ``flowforge[dask]`` extra), or an
             :class:`~flowforge.runtime.executors.Executor`.
-        max_workers: Pool size for a parallel executor.
+        max_workers: Pool size for a parallel executor (an int >= 1).
         error_handler: The default :class:`~flowforge.ErrorHandler` (STOP).
         retention: How many history entries, errors and event deliveries a
-            job keeps (older ones are counted, not kept).
+            job keeps (an int >= 1; older ones are counted, not kept).
         max_activations: Cap on calls per job of each routine on a loop
-            (``None`` disables it).
-        store: Where jobs are checkpointed (see :mod:`flowforge.store`); a
-            job's own ``store=`` wins.
+            (an int >= 1; ``None`` disables it).
+        store: Where jobs are checkpointed, an open store such as
+            ``flowforge.store.SQLiteStore("jobs.db")`` (a path is refused:
+            stores sit above flows, so a flow does not open one); a job's own
+            ``store=`` wins.
 
     Example:
         >>> from flowforge import Flow

@@ -6,6 +6,10 @@ Declaring
     :meth:`~Routine.define_event` in ``__init__``. A routine must be
     constructible with no arguments so a saved flow can rebuild it;
     parameters belong in its configuration (:meth:`~Routine.set_config`).
+    Slot and event names are letters, digits, ``_`` and ``-`` starting with
+    a letter or ``_`` (flow files write ``routine.name``), unique per kind;
+    an event's ``params`` are distinct Python identifiers. Anything else is
+    refused when declared.
 
 How a handler is called
     The delivered data is a dict of parameters (after the connection's

@@ -5,8 +5,17 @@ One private :mod:`cattrs` converter (``converter``) does every
 routine classes and exception types are named by import path
 (``"package.module:QualName"``). Loading imports a module only when it is
 allowed: ``flowforge`` itself, anything already imported, and the prefixes
-given to :func:`allow_modules` or to a loader's ``allowed_modules=``. YAML is
-read and written only with ``safe_load``/``safe_dump``.
+given to :func:`allow_modules` or to a loader's ``allowed_modules=`` (one
+name or a list of names). A module that does not exist is reported as such,
+not as "not allowed". YAML is read and written only with
+``safe_load``/``safe_dump``.
+
+Reading refuses at once, with a :class:`~flowforge.SerializationError`
+whose one problem says where: files over :data:`MAX_FILE_BYTES`, text that
+is not UTF-8, data nested deeper than :data:`MAX_DEPTH` (or than the parser
+follows), data holding more than :data:`MAX_VALUES` values once YAML aliases
+are expanded (measured without expanding them), and data that contains
+itself.
 """
 
 from __future__ import annotations
@@ -299,9 +308,10 @@ def _dumps(data: Any, target: Path) -> str:
 
 #: Largest flow file :meth:`Flow.load <flowforge.Flow.load>` reads, in bytes.
 MAX_FILE_BYTES = 16 * 1024 * 1024
-#: Most values (mappings, lists and scalars, counted with YAML aliases expanded)
-#: and deepest nesting a flow's data may have.
+#: Most values (mappings, lists and scalars, counted with YAML aliases
+#: expanded) a flow's data may hold.
 MAX_VALUES = 1_000_000
+#: Deepest nesting of mappings and lists a flow's data may have.
 MAX_DEPTH = 100
 
 

@@ -93,9 +93,11 @@ class Flaky(Routine):
 
     Config:
         fail_times: How many calls fail.
-        error: Name of the builtin exception class raised (default ``ValueError``);
-            a name that is not a builtin exception class is refused when the
-            call fails, as a :class:`~flowforge.errors.DefinitionError`.
+        error: Name of the builtin exception class raised (default ``ValueError``).
+
+    Any other ``error`` (a builtin that is not an exception class, such as
+    ``exit``, or an unknown name) is never called: the failing call raises
+    :class:`~flowforge.errors.DefinitionError` instead.
     """
 
     def __init__(self) -> None:

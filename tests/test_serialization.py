@@ -488,8 +488,8 @@ def test_one_bad_class_is_reported_once_and_other_wires_still_checked() -> None:
         Flow.from_dict(data)
     assert [(p.where, p.message[:30]) for p in info.value.problems] == [
         ("flow.routines.bad.class", "module 'flowforge.testing' has"),
-        ("flow.connections[3]", "unknown routine 'gone' (src.ou"),
         ("flow.connections[2]", "Cannot connect 'src' -> 'sink'"),
+        ("flow.connections[3]", "unknown routine 'gone' (src.ou"),
     ]
 
 
