@@ -287,7 +287,7 @@ def load_flow(data: Any, allowed: tuple[str, ...]) -> LoadedFlow:
     routines = {rid: _build_routine(rid, r, problems) for rid, r in spec.routines.items()}
     built = {rid: r for rid, r in routines.items() if r is not None}
     for wire in spec.wires:
-        _check_wire(wire, built, spec.routines, problems)
+        _check_wire(wire, built, problems)
     _check_entry_slot(spec.entry, built, problems)
     executor = _executor(spec.executor, problems) if not problems else None
     if problems:
@@ -600,29 +600,38 @@ def _build_routine(rid: str, spec: RoutineSpec, problems: list[Problem]) -> Rout
     return routine
 
 
-def _check_wire(
-    wire: WireSpec,
-    built: Mapping[str, Routine],
-    specs: Mapping[str, RoutineSpec],
-    problems: list[Problem],
-) -> None:
-    source, target = built.get(wire.source), built.get(wire.target)
+def _check_wire(wire: WireSpec, built: Mapping[str, Routine], problems: list[Problem]) -> None:
     label = f"Cannot connect '{wire.source}' -> '{wire.target}'"
+    source, target = built.get(wire.source), built.get(wire.target)
+    found = [
+        _find(kind, f"{label}: '{rid}'", name, table, wire.where, problems)
+        for kind, rid, name, table in (
+            ("event", wire.source, wire.event, None if source is None else source.events),
+            ("slot", wire.target, wire.slot, None if target is None else target.slots),
+        )
+    ]
+    if all(end is not None for end in found):
+        try:
+            check_mapping(found[0], found[1], wire.mapping)
+        except ValueError as exc:
+            problems.append(Problem("error", wire.where, str(exc), ""))
+
+
+def _find(
+    kind: str,
+    owner: str,
+    name: str,
+    table: Mapping[str, Any] | None,
+    where: str,
+    problems: list[Problem],
+) -> Any:
+    if table is None:
+        return None  # the routine could not be built; its own problem is listed
     try:
-        event = (
-            None
-            if source is None
-            else lookup("event", f"{label}: '{wire.source}'", wire.event, source.events)
-        )
-        slot = (
-            None
-            if target is None
-            else lookup("slot", f"{label}: '{wire.target}'", wire.slot, target.slots)
-        )
-        if event is not None and slot is not None:
-            check_mapping(event, slot, wire.mapping)
-    except (LookupError, ValueError) as exc:
-        problems.append(Problem("error", wire.where, str(exc), ""))
+        return lookup(kind, owner, name, table)
+    except LookupError as exc:
+        problems.append(Problem("error", where, str(exc), ""))
+        return None
 
 
 def _check_entry_slot(

@@ -203,7 +203,7 @@ class SerializationError(FlowForgeError, ValueError):
     @classmethod
     def of(cls, problems: Sequence[Problem]) -> SerializationError:
         """One error listing ``problems`` (at least one), each on its own line."""
-        lines = "\n".join(f"  - {problem_line(p)}" for p in problems)
+        lines = "\n".join(f"  - {_line(p)}" for p in problems)
         return cls(
             f"The flow has {len(problems)} problem(s):\n{lines}",
             path=problems[0].where if len(problems) == 1 else "flow",
@@ -211,7 +211,7 @@ class SerializationError(FlowForgeError, ValueError):
         )
 
 
-def problem_line(problem: Problem) -> str:
+def _line(problem: Problem) -> str:
     """``where: message hint`` for one problem (no severity)."""
     hint = f" {problem.hint}" if problem.hint else ""
     return f"{problem.where}: {problem.message}{hint}"

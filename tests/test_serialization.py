@@ -721,3 +721,19 @@ def test_join_source_order_survives_a_round_trip() -> None:
     flow.add_routine(right, "right")
     loaded = Flow.from_dict(flow.serialize())
     assert loaded.get_routine("join").get_slot("in").source_keys() == slot.source_keys()  # type: ignore[union-attr]
+
+
+def test_a_wire_with_a_bad_event_and_a_bad_slot_reports_both() -> None:
+    """Both unknown ends of one connection are listed, each naming what exists."""
+    data = {
+        "routines": {
+            "src": {"class": "flowforge.testing:Source"},
+            "sink": {"class": "flowforge.testing:Collect"},
+        },
+        "connections": ["src.outt -> sink.inn"],
+    }
+    with pytest.raises(SerializationError) as info:
+        Flow.from_dict(data)
+    messages = [p.message for p in info.value.problems]
+    assert len(messages) == 2
+    assert "no event 'outt'" in messages[0] and "no slot 'inn'" in messages[1]
