@@ -105,7 +105,7 @@ class Flow:
     ) -> None:
         self.flow_id: str = _flow_id(flow_id)
         check_int(max_workers, "Flow max_workers", minimum=1, optional=True)
-        self.retention = check_int(retention, "Flow retention", minimum=1)
+        self._retention: int = check_int(retention, "Flow retention", minimum=1)
         self._max_activations = _max_activations(max_activations)
         self._error_handler: ErrorHandler = _error_handler(error_handler)
         self.store = _store(store)
@@ -255,6 +255,15 @@ class Flow:
     def error_handler(self, error_handler: ErrorHandler) -> None:
         self._error_handler = _error_handler(error_handler)
         self._invalidate()
+
+    @property
+    def retention(self) -> int:
+        """How many history entries, errors and deliveries each job keeps (>= 1)."""
+        return self._retention
+
+    @retention.setter
+    def retention(self, value: int) -> None:
+        self._retention = check_int(value, "Flow retention", minimum=1)
 
     @property
     def max_activations(self) -> int | None:

@@ -73,6 +73,10 @@ def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
     check_int(value, attribute.name, minimum=1)
 
 
+def _positive_int_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_int(value, attribute.name, minimum=1, optional=True)
+
+
 def _handler_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, ErrorHandler):
         raise DefinitionTypeError(
@@ -101,9 +105,7 @@ class Policy:
 
     max_concurrency: int = attrs.field(default=1, validator=_positive_int)
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
-    max_activations: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_positive_int)
-    )
+    max_activations: int | None = attrs.field(default=None, validator=_positive_int_or_none)
     error_handler: ErrorHandler | None = attrs.field(default=None, validator=_handler_or_none)
 
 

@@ -633,3 +633,12 @@ def test_failed_overridden_call_is_retried_on_resume() -> None:
     StartOnce.broken = False
     flow.resume(JobState.from_dict(job.serialize()))
     assert sink.items == [{"value": 1}, {"value": 2}]
+
+
+def test_retention_set_later_is_checked() -> None:
+    """Assigning flow.retention checks the value like Flow(retention=...)."""
+    flow = Flow()
+    with pytest.raises(DefinitionError, match="retention must be an int >= 1"):
+        flow.retention = 0
+    flow.retention = 5
+    assert flow.retention == 5
