@@ -419,8 +419,9 @@ def _children(value: dict[Any, Any] | list[Any], place: str) -> list[tuple[str, 
 
 
 def _too_big(place: str) -> SerializationError:
+    # The list positions inside one value say little; name the key that holds it.
     return failure(
-        place,
+        re.sub(r"(\[\d+\])+$", "", place),
         f"holds more than {MAX_VALUES:,} values once YAML aliases are expanded.",
         "Write the data out without nested aliases, or keep large data in its own file.",
     )
