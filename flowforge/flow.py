@@ -253,6 +253,11 @@ class Flow:
 
     @error_handler.setter
     def error_handler(self, error_handler: ErrorHandler) -> None:
+        if error_handler is None:
+            raise DefinitionTypeError(
+                "Flow error_handler must be an ErrorHandler, got None. To go back to the "
+                "default, set ErrorHandler() (STOP)."
+            )
         self._error_handler = _error_handler(error_handler)
         self._invalidate()
 
