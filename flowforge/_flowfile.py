@@ -42,7 +42,7 @@ from ._checks import check_flow_id, check_int, check_name
 from .connection import check_mapping
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import Problem, SerializationError, quoted
-from .routine import Policy, Routine, lookup
+from .routine import Policy, Routine
 from .runtime.executors import EXECUTORS, make_executor
 from .serialization import (
     check_shape,
@@ -627,11 +627,17 @@ def _find(
 ) -> Any:
     if table is None:
         return None  # the routine could not be built; its own problem is listed
-    try:
-        return lookup(kind, owner, name, table)
-    except LookupError as exc:
-        problems.append(Problem("error", where, str(exc), ""))
+    if name not in table:
+        problems.append(
+            Problem(
+                "error",
+                where,
+                f"{owner} has no {kind} '{name}'.",
+                f"Its {kind}s are: {quoted(table)}.",
+            )
+        )
         return None
+    return table[name]
 
 
 def _check_entry_slot(
