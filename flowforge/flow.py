@@ -200,6 +200,7 @@ class Flow:
 
     def _new_id(self, routine: Routine) -> str:
         base = re.sub(r"(?<!^)(?=[A-Z])", "_", type(routine).__name__).lower()
+        base = re.sub(r"[^a-z0-9_]", "_", base.encode("ascii", "replace").decode())
         n = 1
         while f"{base}_{n}" in self._routines:
             n += 1

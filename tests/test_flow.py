@@ -642,3 +642,12 @@ def test_retention_set_later_is_checked() -> None:
         flow.retention = 0
     flow.retention = 5
     assert flow.retention == 5
+
+
+def test_an_id_made_from_a_non_ascii_class_name_is_valid() -> None:
+    """The id made from a class name is always a valid id."""
+
+    class Données(Relay):
+        """A class name with a non-ASCII letter."""
+
+    assert Flow().add_routine(Données()) == "donn_es_1"
