@@ -677,8 +677,7 @@ class Counted(Relay):
 
 
 def test_no_routine_is_built_for_a_file_that_is_not_a_flow_file() -> None:
-    """A wrong format or version, or data too deep to look at, stops loading before any
-    routine's __init__ runs."""
+    """A wrong format or version, or too-deep data, stops loading before any __init__ runs."""
     Counted.built = 0
     routines = {"r": {"class": f"{__name__}:Counted"}}
     deep: list[Any] = []
