@@ -116,6 +116,7 @@ class Flow:
         self.entry: dict[str, Any] | None = None
         self._routines: dict[str, Routine] = {}
         self._connections: list[Connection] = []
+        self._wired_set: set[Connection] = set()
         self._runners: dict[str, JobRunner] = {}
         self._tracker: ExecutionTracker | None = None
 
@@ -175,22 +176,24 @@ class Flow:
                     )
 
     def _wired(self, connection: Connection) -> None:
-        # Keep each slot's wires in the order the slot has them: a join
-        # combines its sources in that order, and loading remakes it from this list.
-        if connection in self._connections:
+        if connection in self._wired_set:
             return
-        arriving = connection.slot._connections
-        later = arriving[arriving.index(connection) + 1 :]
-        for i, existing in enumerate(self._connections):
-            if any(existing is c for c in later):
-                self._connections.insert(i, connection)
-                break
-        else:
-            self._connections.append(connection)
+        self._wired_set.add(connection)
         self._invalidate()
+        arriving = connection.slot._connections
+        later = set(arriving[arriving.index(connection) + 1 :])
+        if later:
+            # Wired before its routines were added: keep the slot's order, which
+            # a join combines by and which loading remakes from this list.
+            for i, existing in enumerate(self._connections):
+                if existing in later:
+                    self._connections.insert(i, connection)
+                    return
+        self._connections.append(connection)
 
     def _unwired(self, connection: Connection) -> None:
-        if connection in self._connections:
+        if connection in self._wired_set:
+            self._wired_set.discard(connection)
             self._connections.remove(connection)
         self._invalidate()
 

@@ -83,6 +83,8 @@ def join_cycles(
     routines: Mapping[str, Routine], connections: Sequence[Connection]
 ) -> list[Problem]:
     """The join slots that wait for a routine running only after them (they never fire)."""
+    if not any(s.is_join for r in routines.values() for s in r._slots.values()):
+        return []
     return _joins_on_loops(routines, _graph(routines, connections))
 
 
