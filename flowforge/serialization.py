@@ -379,43 +379,42 @@ def check_shape(data: Any, where: str) -> None:
         SerializationError: naming the place where the limit is passed.
     """
     sizes: dict[int, int] = {}
-    stack: list[tuple[Any, str, int, bool]] = [(data, where, 0, False)]
     active: set[int] = set()
+    # Places are kept as (parent, key, in_list) links and spelt out only for an error.
+    stack: list[tuple[Any, Any, int, bool]] = [(data, where, 0, False)]
     while stack:
         value, place, depth, done = stack.pop()
-        if not isinstance(value, (dict, list)):
-            continue
         key = id(value)
         if done:
             active.discard(key)
             items = value.values() if isinstance(value, dict) else value
-            sizes[key] = 1 + sum(_size(sizes, child) for child in items)
+            sizes[key] = 1 + sum(sizes[id(c)] if isinstance(c, (dict, list)) else 1 for c in items)
             if sizes[key] > MAX_VALUES:
-                raise _too_big(place)
+                raise _too_big(_spell(place))
             continue
         if key in active:
-            raise failure(place, "contains itself (a YAML alias to one of its own parents).")
-        if key in sizes:
+            raise failure(_spell(place), "contains itself (a YAML alias to one of its parents).")
+        if key in sizes or not isinstance(value, (dict, list)):
             continue
         if depth >= MAX_DEPTH:
-            raise failure(
-                place,
-                f"nests more than {MAX_DEPTH} levels deep.",
-                "Flatten the data.",
-            )
+            raise failure(_spell(place), f"nests more than {MAX_DEPTH} levels deep.", "Flatten it.")
         active.add(key)
         stack.append((value, place, depth, True))
-        stack.extend((child, at, depth + 1, False) for at, child in _children(value, place))
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        in_list = isinstance(value, list)
+        stack.extend(
+            (child, (place, k, in_list), depth + 1, False)
+            for k, child in pairs
+            if isinstance(child, (dict, list))
+        )
 
 
-def _size(sizes: dict[int, int], value: Any) -> int:
-    return sizes[id(value)] if isinstance(value, (dict, list)) else 1
-
-
-def _children(value: dict[Any, Any] | list[Any], place: str) -> list[tuple[str, Any]]:
-    if isinstance(value, dict):
-        return [(f"{place}.{k}", v) for k, v in value.items()]
-    return [(f"{place}[{i}]", v) for i, v in enumerate(value)]
+def _spell(place: Any) -> str:
+    parts: list[str] = []
+    while isinstance(place, tuple):
+        place, k, in_list = place
+        parts.append(f"[{k}]" if in_list else f".{k}")
+    return str(place) + "".join(reversed(parts))
 
 
 def _too_big(place: str) -> SerializationError:
