@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -736,3 +737,12 @@ def test_a_wire_with_a_bad_event_and_a_bad_slot_reports_both() -> None:
     messages = [p.message for p in info.value.problems]
     assert len(messages) == 2
     assert "no event 'outt'" in messages[0] and "no slot 'inn'" in messages[1]
+
+
+def test_problems_survive_pickling() -> None:
+    """A SerializationError crossing a process boundary keeps its problems."""
+    with pytest.raises(SerializationError) as info:
+        Flow.from_dict({"routines": {"r": {"class": "flowforge.testing:Nope"}}})
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert copy.problems == info.value.problems
+    assert str(copy) == str(info.value)
