@@ -431,7 +431,7 @@ def test_resume_of_an_older_store_needs_the_directory_of_the_flows_modules(
     forget_origin(workdir)
     result = invoke("resume", paused_elsewhere)
     assert result.exit_code == 2, result.output
-    assert "module 'hidden_sink' is not allowed" in result.stderr
+    assert "module 'hidden_sink' does not exist" in result.stderr
     assert "pass that directory: --path DIR" in result.stderr
     resumed = invoke("resume", paused_elsewhere, "--path", "mods", "-q")
     assert resumed.exit_code == 0, resumed.output
@@ -559,7 +559,8 @@ def test_validate_lists_every_problem_with_a_hint(workdir: Path) -> None:
     result = invoke("validate", "broken.yaml")
     assert result.exit_code == 2
     assert result.stdout.count("  error: ") == 3
-    assert "hint: Put the module next to the flow file, or allow it" in result.stdout
+    assert "module 'nowhere.to.be.found' does not exist" in result.stdout
+    assert "hint: Check the module name; it must be next to the flow file" in result.stdout
 
 
 def test_validate_json_gives_each_problems_place(workdir: Path) -> None:

@@ -16,8 +16,8 @@ from flowforge.errors import SerializationError
 NOT_ALLOWED_TWICE = """\
 flow_id: twice
 routines:
-  a: {class: "elsewhere_mod:Thing"}
-  b: {class: "elsewhere_mod:Thing"}
+  a: {class: "tabnanny:Thing"}
+  b: {class: "tabnanny:Thing"}
 connections: []
 """
 
@@ -55,7 +55,7 @@ def test_deeply_nested_file_exits_2_naming_the_file(workdir: Path) -> None:
     result = cli("run", "deep.yaml", cwd=workdir)
     assert result.returncode == 2
     assert "deep.yaml: cannot load the flow" in result.stderr
-    assert "nested too deeply" in result.stderr
+    assert "too deeply" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -117,9 +117,18 @@ def test_a_module_not_allowed_is_reported_once(workdir: Path) -> None:
     write(workdir, "twice.yaml", NOT_ALLOWED_TWICE)
     data = json.loads(invoke("validate", "twice.yaml", "--json").stdout)
     [problem] = data["problems"]
-    assert "module 'elsewhere_mod' is not allowed" in problem["message"]
+    assert "module 'tabnanny' is not allowed" in problem["message"]
     assert "also used at flow.routines.b.class" in problem["message"]
     assert "--allow MODULE" in problem["hint"]
+
+
+def test_a_missing_module_is_reported_once(workdir: Path) -> None:
+    """Two routines from one module that does not exist: one problem naming both places."""
+    write(workdir, "twice.yaml", NOT_ALLOWED_TWICE.replace("tabnanny:", "elsewhere_mod:"))
+    data = json.loads(invoke("validate", "twice.yaml", "--json").stdout)
+    [problem] = data["problems"]
+    assert "module 'elsewhere_mod' does not exist" in problem["message"]
+    assert "also used at flow.routines.b.class" in problem["message"]
 
 
 def test_validation_hints_are_in_flow_file_terms(workdir: Path) -> None:

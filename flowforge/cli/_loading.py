@@ -136,16 +136,12 @@ def _expand(value: Any, directory: str) -> Any:
 
 def load_problems(path: str, error: BaseException) -> list[LoadProblem]:
     """The separate problems of a loading error, each once, with a command-line hint."""
-    found = getattr(error, "problems", None)
-    if found:
+    if isinstance(error, SerializationError):
         problems = [
             LoadProblem(
-                str(getattr(p, "where", "flow")),
-                _named(str(getattr(p, "message", p)), path),
-                hint_for(str(getattr(p, "message", p))) or getattr(p, "hint", None),
-                str(getattr(p, "severity", "error")),
+                p.where, _named(p.message, path), hint_for(p.message) or p.hint or None, p.severity
             )
-            for p in found
+            for p in error.problems
         ]
     else:
         problems = [_split_place(_named(p, path)) for p in _message_problems(path, error)]
@@ -179,20 +175,27 @@ def _dedupe(problems: list[LoadProblem]) -> list[LoadProblem]:
     """Each problem once: a module not allowed is said once, naming every place it is used."""
     places: dict[str, list[LoadProblem]] = {}
     for p in problems:
-        key = p.message if _NOT_ALLOWED in p.message else f"{p.where}|{p.message}"
+        key = p.message if _about_a_module(p.message) else f"{p.where}|{p.message}"
         places.setdefault(key, []).append(p)
     return [_merged(same) for same in places.values()]
 
 
 def _merged(same: list[LoadProblem]) -> LoadProblem:
     first = same[0]
-    if _NOT_ALLOWED not in first.message:
+    if not _about_a_module(first.message):
         return first
     # The loader's advice is for Python callers; the hint gives the command-line way.
     message = first.message.split(". Import it before loading")[0].rstrip(".")
     if len(same) > 1:
         message += f" (also used at {', '.join(p.where for p in same[1:])})"
     return attrs.evolve(first, message=message + ".")
+
+
+def _about_a_module(message: str) -> bool:
+    """A problem of a whole module (said once however many routines use it)."""
+    return _NOT_ALLOWED in message or (
+        message.startswith("module ") and "does not exist" in message
+    )
 
 
 def hint_for(problem: str) -> str | None:
@@ -202,7 +205,7 @@ def hint_for(problem: str) -> str | None:
             "Put the module next to the flow file, or allow it with --allow MODULE "
             "(or FLOWFORGE_ALLOW=MODULE)."
         )
-    if "cannot import module" in problem:
+    if "cannot import module" in problem or "does not exist" in problem:
         return "Check the module name; it must be next to the flow file or installed (see --allow)."
     if "unknown field(s)" in problem or "required field missing" in problem:
         return "See the flow-file reference for the keys each section takes."
