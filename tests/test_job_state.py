@@ -222,14 +222,14 @@ def test_deserialize_fills_an_empty_job_state() -> None:
 def test_serialized_job_is_marked_with_format_and_version() -> None:
     """serialize() names the format and version."""
     data = JobState().serialize()
-    assert (data["format"], data["version"]) == ("flowforge/job", 1)
+    assert (data["format"], data["version"]) == ("flowforge/job", 2)
 
 
 @pytest.mark.parametrize(
     ("change", "match"),
     [
         ({"format": "flowforge/flow"}, "not a FlowForge job"),
-        ({"version": 2}, "newer"),
+        ({"version": 3}, "newer"),
         ({"status": "sleeping"}, "sleeping"),
         ({"surprise": 1}, "surprise"),
     ],
