@@ -163,16 +163,6 @@ class RoutineStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-def _count(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name}: expected an int >= 0, got {value!r}")
-
-
-def _stats_dict(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, dict):
-        raise TypeError(f"{attribute.name}: expected a dict, got {type(value).__name__}")
-
-
 @attrs.define(slots=True, on_setattr=attrs.setters.NO_OP)
 class RoutineRun:
     """What one routine did in one job (kept in ``JobState.runs``).
@@ -190,11 +180,19 @@ class RoutineRun:
     """
 
     status: RoutineStatus = attrs.field(default=RoutineStatus.PENDING, converter=RoutineStatus)
-    activations: int = attrs.field(default=0, validator=_count)
-    failures: int = attrs.field(default=0, validator=_count)
-    continued: int = attrs.field(default=0, validator=_count)
-    skipped: int = attrs.field(default=0, validator=_count)
-    stats: dict[str, Any] = attrs.field(factory=dict, validator=_stats_dict)
+    activations: int = 0
+    failures: int = 0
+    continued: int = 0
+    skipped: int = 0
+    stats: dict[str, Any] = attrs.field(factory=dict)
+
+    def problems(self, where: str) -> list[str]:
+        """Negative counts, each with its place (``where`` names the run)."""
+        return [
+            f"{where}.{name}: expected an int >= 0, got {getattr(self, name)}"
+            for name in ("activations", *_FAILURE_COUNTS)
+            if getattr(self, name) < 0
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         """The run as ``get_routine_state`` shows it (zero failure counts left out)."""
@@ -302,7 +300,11 @@ class JobState:
         if engine:
             old = self.runs.get(routine_id) or RoutineRun()
             merged = {**attrs.asdict(old, recurse=False), **engine}
-            self.runs[routine_id] = structure(merged, RoutineRun, f"routine '{routine_id}'")
+            run = structure(merged, RoutineRun, f"routine '{routine_id}'")
+            problems = run.problems(f"routine '{routine_id}'")
+            if problems:
+                raise SerializationError("; ".join(problems), path=routine_id)
+            self.runs[routine_id] = run
         user = {k: v for k, v in state.items() if k not in _ENGINE_KEYS}
         if user or not engine:
             self._user_states.setdefault(routine_id, {}).update(user)
@@ -735,6 +737,11 @@ def _structure_job(data: Any, _: Any) -> JobState:
     if doc.version > 1 and doc.routine_states:
         raise ValueError("routine_states: a version 1 field, in a version 2 job; use routines")
     problems = _problems(doc)
+    key = "routine_states" if doc.version == 1 else "routines"
+    for rid, routine in routines.items():
+        if routine.run is not None:
+            suffix = "" if doc.version == 1 else ".run"
+            problems += routine.run.problems(f"{key}.{rid}{suffix}")
     if problems:
         raise SerializationError("Invalid job:\n  - " + "\n  - ".join(problems), path="job")
     fields = {name: getattr(doc, name) for name in _SAVED if name != "job_id"}
