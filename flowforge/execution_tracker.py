@@ -48,8 +48,6 @@ class ExecutionTracker:
         flow_id: The job's flow.
         job_id: The job.
         retention: How many event deliveries are kept.
-        elapsed: Seconds the job has been running, over all of its runs
-            (a paused and resumed job adds up).
     """
 
     flow_id: str | None = None
