@@ -237,6 +237,14 @@ def _structure(data: Any, _: Any) -> ExecutionTracker:
     doc = converter.structure(data, _TrackerDoc)
     if doc.retention < 1:
         raise ValueError(f"retention: expected an int >= 1, got {doc.retention!r}")
+    negative = [
+        f"{rid}.{name}"
+        for rid, row in doc.routines.items()
+        for name, value in attrs.asdict(row).items()
+        if value < 0
+    ]
+    if negative:
+        raise ValueError(f"routines: {', '.join(negative)} must not be negative")
     if doc.elapsed < 0 or doc.event_flow_total < len(doc.event_flow):
         raise ValueError(
             f"elapsed {doc.elapsed!r} or event_flow_total {doc.event_flow_total!r} is impossible "

@@ -4,6 +4,7 @@ elapsed time, and hand-edited JobStates."""
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -281,4 +282,46 @@ def test_a_hand_edited_document_is_refused_at_load() -> None:
         JobState.from_dict(data)
     data["routines"]["double"]["run"]["activations"] = 1
     with pytest.raises(SerializationError, match="twice"):
+        JobState.from_dict(data)
+
+
+def test_a_job_stored_in_the_version_1_format_still_loads() -> None:
+    """A stored record with a version 1 header and flat routine rows loads into runs."""
+    from flowforge.store._records import JobRecord, assemble
+
+    header = JobState(flow_id="f").header_data()
+    header["version"] = 1
+    record = JobRecord(
+        json.dumps(header),
+        None,
+        [],
+        [("double", json.dumps({"status": "completed", "activations": 2, "stats": {"calls": 2}}))],
+        [],
+        [],
+    )
+    job = assemble(record)
+    assert job.runs["double"].activations == 2
+    assert job.get_routine_state("double") == {
+        "status": "completed",
+        "activations": 2,
+        "stats": {"calls": 2},
+    }
+
+
+def test_a_tracker_with_negative_counts_does_not_load() -> None:
+    """A hand-edited tracker with negative calls is refused, naming the routine."""
+    from flowforge import SerializationError
+
+    data = JobState().serialize()
+    data["tracker"]["routines"] = {
+        "r": {
+            "calls": -1,
+            "successes": 0,
+            "failures": 0,
+            "total_time": 0.0,
+            "min_time": 0.0,
+            "max_time": 0.0,
+        }
+    }
+    with pytest.raises(SerializationError, match=r"r\.calls"):
         JobState.from_dict(data)
