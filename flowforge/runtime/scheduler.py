@@ -12,7 +12,7 @@ outcome), ``set_slot_state`` and ``end_run``. Handlers never call each
 other, so chains of any length and long loops use no stack.
 
 With a store (a :class:`Journal`), each committed step is journaled. What a
-call emitted and its counters are offered to the store (``Journal.admit``)
+call emitted and its counters are offered to the store (``Journal.unstorable``)
 before the step changes the job: data the store cannot keep fails the call
 with :class:`~flowforge.errors.UnstorableDataError`, and the job stops
 ``failed`` at that step whatever the error strategy. Any other error of the
@@ -83,19 +83,16 @@ class Journal(Protocol):
     def begin(self, job: JobState, flow: Any = None) -> None:
         """The job starts or resumes; record it whole (and ``flow``'s definition)."""
 
-    def admit(
+    def unstorable(
         self,
         job: JobState,
         routine_id: str,
         emits: Sequence[tuple[str, dict[str, Any]]],
         stats: dict[str, Any] | None,
-    ) -> None:
-        """A call of ``routine_id`` is about to be committed with these emits and counters.
-
-        Raise :class:`~flowforge.errors.UnstorableDataError` naming the routine
-        and event if they cannot be recorded; the call then fails and the job
-        stops at it.
-        """
+    ) -> UnstorableDataError | None:
+        """Why a call of ``routine_id`` about to be committed with these emits and
+        counters cannot be recorded, naming the routine and event; ``None`` if
+        it can. The call then fails and the job stops at it."""
 
     def step(
         self,
@@ -240,7 +237,7 @@ class JobRunner:
         elapsed = time.perf_counter() - start
         CURRENT.reset(token)
         if self.journal is not None:
-            refused = self._refused(rid, ctx.emits, ctx.stats)
+            refused = self.journal.unstorable(job, rid, ctx.emits, ctx.stats)
             if refused is not None:
                 self._fail_before_call(routine, rid, slot, msg, state, refused, elapsed)
                 return True
@@ -478,22 +475,10 @@ class JobRunner:
 
     # -- committing a step -------------------------------------------------------
 
-    def _refused(
-        self, rid: str, emits: list[tuple[str, Any]], stats: dict[str, Any] | None
-    ) -> UnstorableDataError | None:
-        """Why the job's store cannot keep what a call produced, or None if it can."""
-        assert self.journal is not None
-        if not emits and stats is None:
-            return None
-        try:
-            self.journal.admit(self.job, rid, emits, stats)
-        except UnstorableDataError as exc:
-            return exc
-        return None
-
     def _storable(self, act: Activation, outcome: Outcome) -> Outcome:
         """``outcome``, or a failed one if the store cannot keep what the call produced."""
-        refused = self._refused(act.routine_id, outcome.emits, outcome.stats)
+        assert self.journal is not None
+        refused = self.journal.unstorable(self.job, act.routine_id, outcome.emits, outcome.stats)
         if refused is None:
             return outcome
         return Outcome(False, outcome.durations, [], None, refused, format_exception(refused))

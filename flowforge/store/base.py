@@ -18,7 +18,7 @@ job stops running. The store turns those calls into atomic commits:
   stopped job is never left ``running``.
 
 Before a step is committed in memory, the scheduler offers what the call
-emitted and its counters to :meth:`Store.admit`, which checks that they can
+emitted and its counters to :meth:`Store.unstorable`, which checks that they can
 be encoded; data that cannot (a ``datetime``, say) fails the call with
 :class:`~flowforge.errors.UnstorableDataError` naming the routine and event,
 and the job stops ``failed`` at that step.
@@ -166,32 +166,29 @@ class Store(abc.ABC):
             raise
         entry.stored(batch, segments)
 
-    def admit(
+    def unstorable(
         self,
         job: JobState,
         routine_id: str,
         emits: Sequence[tuple[str, dict[str, Any]]],
         stats: dict[str, Any] | None,
-    ) -> None:
-        """Check that a call's emits and counters can be stored, before they are committed.
+    ) -> UnstorableDataError | None:
+        """Why a call's emits and counters cannot be stored, or ``None`` if they can.
 
-        Called by the scheduler.
-
-        Raises:
-            UnstorableDataError: Some of it is not JSON; the message names the
-                routine, the event and the key.
+        Called by the scheduler before the call's step is committed; the
+        error names the routine, the event and the key.
         """
         scalars = _SCALARS
         for event, data in emits:
             # Emitted names are always strings; scalar values need no encoding to be sure.
             for value in data.values():
                 if type(value) not in scalars:
-                    _check(job, routine_id, event, data)
-                    break
+                    return _check(job, routine_id, event, data)
         if stats is not None and not all(
             type(k) is str and type(v) in scalars for k, v in stats.items()
         ):
-            _check(job, routine_id, None, stats)
+            return _check(job, routine_id, None, stats)
+        return None
 
     def step(
         self,
@@ -502,11 +499,16 @@ class Store(abc.ABC):
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
-def _check(job: JobState, routine_id: str, event: str | None, data: dict[str, Any]) -> None:
+def _check(
+    job: JobState, routine_id: str, event: str | None, data: dict[str, Any]
+) -> UnstorableDataError | None:
     try:
         _records.encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise _unstorable(job, routine_id, event, data, exc) from exc
+        error = _unstorable(job, routine_id, event, data, exc)
+        error.__cause__ = exc
+        return error
+    return None
 
 
 def _unstorable(
