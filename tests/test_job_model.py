@@ -196,9 +196,10 @@ class PeekElapsed(Routine):
         self.seen.append(self.store.load(summary.job_id).tracker.elapsed)
 
 
-def test_commits_save_the_time_spent_so_far() -> None:
+@pytest.mark.parametrize("options", [{"durability": "activation"}, {"group_max": 2}])
+def test_commits_save_the_time_spent_so_far(options: dict[str, Any]) -> None:
     """A job committed mid-run shows the time it ran until then (not 0.00 s)."""
-    store = MemoryStore(durability="activation")
+    store = MemoryStore(**options)
     flow = Flow(flow_id="f", store=store)
     peek = PeekElapsed()
     peek.store = store
