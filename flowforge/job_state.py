@@ -728,11 +728,13 @@ def _structure_job(data: Any, _: Any) -> JobState:
         raise ValueError(
             f"format: expected 'flowforge/job', got {doc.format!r}: not a FlowForge job"
         )
-    if doc.version > FORMAT_VERSION or doc.version < 1:
+    if doc.version > FORMAT_VERSION:
         raise ValueError(
-            f"version: {doc.version} is not a version this FlowForge reads (1 to "
-            f"{FORMAT_VERSION}); a newer FlowForge wrote it"
+            f"version: {doc.version} is newer than this FlowForge reads ({FORMAT_VERSION}); "
+            "upgrade FlowForge to load it"
         )
+    if doc.version < 1:
+        raise ValueError(f"version: expected 1 to {FORMAT_VERSION}, got {doc.version}")
     routines = _routines_v1(doc.routine_states) if doc.version == 1 else doc.routines
     if doc.version > 1 and doc.routine_states:
         raise ValueError("routine_states: a version 1 field, in a version 2 job; use routines")
