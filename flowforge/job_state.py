@@ -544,7 +544,7 @@ class JobState:
             data["run"] = converter.unstructure(run)
         user = self._user_states.get(routine_id)
         if user:
-            data["state"] = user
+            data["state"] = converter.unstructure(user)
         return data
 
     def deserialize(self, data: dict[str, Any]) -> JobState:
@@ -635,9 +635,10 @@ def _unstructure_job(job: JobState, whole: bool = True) -> dict[str, Any]:
     if not whole:
         data["tracker"] = job.tracker.serialize(event_flow=False)
         return data
-    data["entry"] = job.entry
+    # Unstructuring copies containers, so the result shares nothing mutable with the job.
+    data["entry"] = converter.unstructure(job.entry)
     data["routines"] = {rid: job.routine_data(rid) for rid in job.routine_ids()}
-    data["slot_states"] = job.slot_states
+    data["slot_states"] = converter.unstructure(job.slot_states)
     data["pending"] = [converter.unstructure(m) for m in job.pending]
     data["history"] = [list(row) for row in job._history]
     data["errors"] = converter.unstructure(list(job._errors))
