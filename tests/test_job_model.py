@@ -92,6 +92,23 @@ def test_unstorable_data_fails_the_job_at_the_step_that_produced_it(
     assert store.list_jobs()[0].status == JobStatus.FAILED
 
 
+def test_after_fixing_the_cause_the_stored_job_resumes_exactly_once(
+    make_store: Callable[..., Store], kind: str
+) -> None:
+    """The job as stored after the refusal resumes, once the routine is fixed, and every
+    item reaches the sink exactly once."""
+    store = make_store(kind)
+    flow, _ = stamping_flow(store)
+    failed = flow.execute("src", {"values": [1, 2, 3, 4, 5]})
+    fixed, sink = stamping_flow(store)
+    fixed.get_routine("stamp").set_config(at=None)  # type: ignore[union-attr]
+    done = fixed.resume(store.load(failed.job_id))
+    assert done.status == JobStatus.COMPLETED
+    assert sorted(item["value"] for item in sink.items) == [1, 2, 3, 4, 5]
+    assert done.runs["stamp"].activations == 5
+    assert done.runs["sink"].activations == 5
+
+
 def test_unstorable_data_fails_the_job_whatever_its_strategy(
     make_store: Callable[..., Store],
 ) -> None:
@@ -153,9 +170,12 @@ class FailingStore(MemoryStore):
         super()._apply(batch)
 
 
-def test_a_store_error_mid_job_ends_it_failed_in_memory_and_in_the_store() -> None:
+@pytest.mark.parametrize("options", [{"durability": "activation"}, {"group_max": 2}])
+def test_a_store_error_mid_job_ends_it_failed_in_memory_and_in_the_store(
+    options: dict[str, Any],
+) -> None:
     """A commit that fails stops the job failed; the store records that it failed."""
-    store = FailingStore(fail_at=3, fails=1, durability="activation")
+    store = FailingStore(fail_at=3, fails=1, **options)
     flow = Flow(flow_id="f", store=store)
     chain(flow, ("src", Source()), ("double", Double()), ("sink", Collect()))
     job = flow.execute("src", {"values": [1, 2, 3, 4]})

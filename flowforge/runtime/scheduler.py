@@ -688,12 +688,13 @@ class JobRunner:
             self.journal.step(self.job, consumed, produced, routine_id, slot_key)
         except Exception as exc:  # the store failed: the job cannot go on durably
             logger.error("job %s: its store failed: %s", self.job.job_id, exc)
+            step = "a step" if routine_id is None else f"a step of routine '{routine_id}'"
             self._stop_job(
                 ErrorInfo(
                     routine_id or "",
                     None,
                     type(exc).__name__,
-                    f"the store could not record a step of routine '{routine_id}': {exc}",
+                    f"The store could not record {step}, so the job stops: {exc}",
                     format_exception(exc),
                     "stop",
                     0,
