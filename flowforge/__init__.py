@@ -24,12 +24,22 @@ from .errors import (
     Problem,
     SerializationError,
     UnknownNameError,
+    UnstorableDataError,
     ValidationError,
 )
 from .event import Event
 from .execution_tracker import EventFlowRecord, ExecutionTracker
 from .flow import Flow
-from .job_state import ErrorInfo, ExecutionRecord, JobState, JobStatus, Message, SkippedWork
+from .job_state import (
+    ErrorInfo,
+    ExecutionRecord,
+    JobState,
+    JobStatus,
+    Message,
+    RoutineRun,
+    RoutineStatus,
+    SkippedWork,
+)
 from .routine import Policy, Routine
 from .runtime.executors import Executor, SequentialExecutor, ThreadExecutor
 from .serialization import allow_modules
@@ -63,12 +73,15 @@ __all__ = [
     "Policy",
     "Problem",
     "Routine",
+    "RoutineRun",
+    "RoutineStatus",
     "SequentialExecutor",
     "SerializationError",
     "SkippedWork",
     "Slot",
     "ThreadExecutor",
     "UnknownNameError",
+    "UnstorableDataError",
     "ValidationError",
     "allow_modules",
     "current_activation",

@@ -217,6 +217,23 @@ def _line(problem: Problem) -> str:
     return f"{problem.where}: {problem.message}{hint}"
 
 
+class UnstorableDataError(SerializationError):
+    """A call produced data its job's store cannot keep (for example a ``datetime``).
+
+    The call fails with this error and the job stops ``failed`` at it,
+    whatever the error strategy: retrying would produce the same data.
+
+    Attributes:
+        routine_id: The routine whose call produced the data.
+        event: The event it emitted, or ``None`` when its counters are the problem.
+    """
+
+    def __init__(self, message: str, *, routine_id: str, event: str | None) -> None:
+        super().__init__(message, path=routine_id if event is None else f"{routine_id}.{event}")
+        self.routine_id = routine_id
+        self.event = event
+
+
 class ValidationError(FlowForgeError, ValueError):
     """:meth:`Flow.validate <flowforge.Flow.validate>` found problems.
 

@@ -12,6 +12,24 @@ A flow whose join slot sits on a loop refuses to start. Every job it runs gets i
 history, tracker), so jobs of one flow can run at the same time from
 several threads without mixing. See :mod:`flowforge.runtime.executors` for
 the order in which the sequential executor runs handlers.
+
+Routine counters
+    A routine's :meth:`~flowforge.Routine.stats` is its running total over
+    every job run through that routine object (and what it was loaded
+    with). A job's copy, ``job.runs[rid].stats``, is what that job did; it
+    starts empty. When a run of a job (``execute`` or ``resume``) stops, the
+    changes *that run* made to the job's copy are added to the routine's
+    total, under a lock, as deltas (numbers add up, other values are
+    replaced). So the total is exact when jobs overlap, and resuming a job
+    (in this process or in a fresh one, whose routines were loaded with
+    their saved stats) adds only the work done after the resume point:
+    work done before it was added by the run that did it.
+
+Resuming
+    :meth:`Flow.resume` checks the JobState against the flow first and
+    refuses, listing every problem, one it cannot run: a job that never
+    started, routines, slots or slot states the flow does not have, or
+    pending messages whose ``seq`` is repeated or not below ``next_seq``.
 """
 
 from __future__ import annotations
@@ -19,12 +37,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NoReturn, cast
 
-from ._activation import CURRENT
+from ._activation import CURRENT, merge_stats
 from ._checks import check_flow_id, check_int, check_name
 from ._flowfile import LoadedFlow, dump_flow, load_flow
 from .connection import Connection
@@ -38,7 +57,7 @@ from .errors import (
     quoted,
 )
 from .execution_tracker import ExecutionTracker
-from .job_state import DEFAULT_RETENTION, JobState, JobStatus, Message
+from .job_state import DEFAULT_RETENTION, JobState, JobStatus
 from .routine import Routine, lookup
 from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
@@ -119,6 +138,7 @@ class Flow:
         self._wired_set: set[Connection] = set()
         self._runners: dict[str, JobRunner] = {}
         self._tracker: ExecutionTracker | None = None
+        self._stats_lock = threading.Lock()
 
     # -- building ------------------------------------------------------------
 
@@ -425,8 +445,7 @@ class Flow:
             )
         job.flow_id = self.flow_id
         job.entry = {"routine_id": rid, "slot": slot, "params": params}
-        job.pending.append(Message(job.next_seq, rid, slot, params, None))
-        job.next_seq += 1
+        job.queue(rid, slot, params)
         return job
 
     def _entry_slot(self, rid: str, entry_slot: str | None) -> str | None:
@@ -470,23 +489,56 @@ class Flow:
             raise JobStateError(
                 f"Job {job.job_id} is already running.", job_id=job.job_id, status=str(job.status)
             )
-        unknown = sorted(
-            {
-                f"{m.routine_id}.{m.slot}"
-                for m in job.pending
-                if not self._has_target(m.routine_id, m.slot)
-            }
-        )
-        if unknown:
+        problems = self._resume_problems(job)
+        if problems:
             raise JobStateError(
-                f"Job {job.job_id} has pending messages for {quoted(unknown)}, which flow "
-                f"'{self.flow_id}' does not have. Resume it with the flow it was started on.",
+                f"Job {job.job_id} cannot be resumed by flow '{self.flow_id}':\n  - "
+                + "\n  - ".join(problems),
                 job_id=job.job_id,
                 status=str(job.status),
             )
         job.error = None
 
-    def _has_target(self, routine_id: str, slot: str | None) -> bool:
+    def _resume_problems(self, job: JobState) -> list[str]:
+        """Everything in ``job`` that this flow cannot run, each with a hint."""
+        if job.started_at is None and job.entry is None and not job.pending:
+            return [
+                "it never started and has no entry: start it with "
+                "flow.execute(entry_routine_id, params, job_state=job)"
+            ]
+        problems = []
+        targets = sorted(
+            {
+                f"{m.routine_id}.{m.slot}" if m.slot else m.routine_id
+                for m in job.pending
+                if not self._has_target(m.routine_id, m.slot)
+            }
+        )
+        if targets:
+            problems.append(
+                f"it has pending messages for {quoted(targets)}, which the flow does not have; "
+                "resume it with the flow it was started on"
+            )
+        states = sorted(
+            {rid for rid in job.runs if rid not in self._routines}
+            | {key for key in job.slot_states if not self._has_target(*key.split(".", 1))}
+        )
+        if states:
+            problems.append(
+                f"it holds state of {quoted(states)}, which the flow does not have (its "
+                f"routines: {quoted(self._routines)})"
+            )
+        seqs = [m.seq for m in job.pending]
+        if len(set(seqs)) != len(seqs):
+            problems.append("a pending message is there twice (its seq repeats)")
+        if seqs and max(seqs) >= job.next_seq:
+            problems.append(
+                f"pending seq {max(seqs)} is not below next_seq ({job.next_seq}); activation "
+                "ids would repeat"
+            )
+        return problems
+
+    def _has_target(self, routine_id: str, slot: str | None = None) -> bool:
         routine = self._routines.get(routine_id)
         return routine is not None and (slot is None or slot in routine.slots)
 
@@ -497,20 +549,10 @@ class Flow:
         store: Journal | None = None,
     ) -> JobState:
         plan = self._plan()
-        resumed = job.started_at is not None
-        states = job.routine_states
-        for rid, routine in self._routines.items():
-            # The routine's counters dict is shared, not copied: a job replaces
-            # its stats dict on every change and never mutates one in place.
-            if rid not in states:
-                states[rid] = {"status": "pending", "activations": 0, "stats": routine._own_stats}
-            elif "activations" not in states[rid]:
-                states[rid] = {
-                    "status": "pending",
-                    "activations": 0,
-                    "stats": routine._own_stats,
-                    **states[rid],
-                }
+        job.add_routines(self._routines)
+        # A job replaces a run's stats dict on every change, never edits one,
+        # so these references say what the job's counters were when this run began.
+        before = {rid: run.stats for rid, run in job.runs.items()}
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)
@@ -522,14 +564,17 @@ class Flow:
         finally:
             del self._runners[job.job_id]
             async_runner.close()
-            # A resumed job brings its counters back to freshly loaded routines too.
-            changed = list(job.routine_states) if resumed else runner.stats_changed
-            for rid in changed:
-                owner = self._routines.get(rid)
-                state = job.routine_states.get(rid)
-                if owner is not None and state is not None and "stats" in state:
-                    owner._own_stats = dict(state["stats"])
+            self._add_stats(job, before)
         return job
+
+    def _add_stats(self, job: JobState, before: dict[str, dict[str, Any]]) -> None:
+        """Add what this run did to each routine's counters to its running total."""
+        with self._stats_lock:
+            for rid, start in before.items():
+                owner = self._routines.get(rid)
+                end = job.runs[rid].stats
+                if owner is not None and end is not start:
+                    owner._own_stats = merge_stats(owner._own_stats, start, end)
 
     def _plan(self) -> Plan:
         plan = self._plan_cache

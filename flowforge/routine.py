@@ -30,11 +30,13 @@ What emit guarantees
 
 State
     ``self._stats`` is the user's own counter dict. Inside a job each call
-    works on the job's counters (kept in its :class:`~flowforge.JobState`);
-    when the job ends they are copied back, so :meth:`~Routine.stats` shows
-    the latest finished job's. Numeric counters changed by calls running at
-    the same time add up. Configuration, stats and policies are saved with
-    the flow and must be JSON/YAML-serializable.
+    works on a copy of that job's own counters (``job.runs[rid].stats`` in
+    its :class:`~flowforge.JobState`, empty when the job starts). Outside a
+    job, :meth:`~Routine.stats` is the running total over every job run
+    through this routine: when a run of a job stops, what it changed is
+    added to it. Numeric counters are merged as deltas, so calls and jobs
+    running at the same time all count. Configuration, stats and policies
+    are saved with the flow and must be JSON/YAML-serializable.
 """
 
 from __future__ import annotations

@@ -279,6 +279,39 @@ def _first_serialization_error(exc: BaseException) -> SerializationError | None:
     return None
 
 
+def unencodable_path(value: Any, path: list[Any] | None = None) -> list[Any] | None:
+    """The keys and indexes leading to the first value of ``value`` that is
+    not plain JSON data, or ``None`` when there is none."""
+    path = [] if path is None else path
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key is not None and not isinstance(key, (str, int, float, bool)):
+                return [*path, key]
+            found = unencodable_path(item, [*path, key])
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = unencodable_path(item, [*path, i])
+            if found is not None:
+                return found
+        return None
+    return path
+
+
+def describe_value(data: Any, path: list[Any]) -> str:
+    """What is found at ``path`` in ``data`` (from :func:`unencodable_path`), in words."""
+    value = data
+    for step in path:
+        if isinstance(value, dict) and step not in value:
+            return f"a key of type {type(step).__name__} ({step!r:.60})"
+        value = value[step]
+    return f"a {type(value).__name__} ({value!r:.60})"
+
+
 def dump_file(data: Any, path: str | os.PathLike[str]) -> None:
     """Write ``data`` as JSON or YAML (by suffix), atomically."""
     target = Path(path)

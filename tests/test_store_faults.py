@@ -103,11 +103,6 @@ class Vanish(Routine):
         self.emit("out", value=value)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the scheduler turns store errors into a failed job (scheduler helper's work); "
-    "until then the StoreVanishedError propagates out of execute()",
-)
 def test_a_job_whose_store_vanishes_does_not_complete(tmp_path: Path) -> None:
     """A job whose store is deleted while it runs ends failed, naming the store."""
     path = tmp_path / "doomed" / "jobs.db"

@@ -22,7 +22,7 @@ from rich.text import Text
 from ..connection import Connection
 from ..error_handler import ErrorHandler
 from ..flow import Flow
-from ..job_state import ErrorInfo, JobState, JobStatus
+from ..job_state import ErrorInfo, JobState, JobStatus, RoutineRun
 from ..routine import Routine
 from ..validation import Problem
 from ._common import console, on_terminal
@@ -39,15 +39,15 @@ STATUS_STYLES = {
 _MISSING_PARAM = re.compile(r"needs parameter '([^']+)'")
 
 
-def routine_state(job: JobState, routine_id: str) -> dict[str, Any]:
-    """A routine's state in ``job`` as a dict (empty if it has none yet)."""
-    return job.get_routine_state(routine_id) or {}
+def routine_run(job: JobState, routine_id: str) -> RoutineRun:
+    """A routine's run in ``job`` (a fresh, pending one if it has none yet)."""
+    return job.runs.get(routine_id) or RoutineRun()
 
 
 def routine_order(job: JobState, flow: Flow | None) -> list[str]:
     """The routines in flow order when the flow is known, then any others the job has."""
     ids = list(flow.routines) if flow is not None else []
-    return ids + [rid for rid in job.routine_states if rid not in ids]
+    return ids + [rid for rid in job.routine_ids() if rid not in ids]
 
 
 # -- jobs as data ---------------------------------------------------------------------
@@ -77,16 +77,16 @@ def job_summary(
 
 
 def _routine_summary(job: JobState, routine_id: str) -> dict[str, Any]:
-    state = routine_state(job, routine_id)
+    run = routine_run(job, routine_id)
     perf = job.tracker.get_routine_performance(routine_id)
     return {
-        "status": state.get("status", "pending"),
-        "activations": state.get("activations", 0),
-        "failures": state.get("failures", 0),
-        "skipped": state.get("skipped", 0),
+        "status": str(run.status),
+        "activations": run.activations,
+        "failures": run.failures,
+        "skipped": run.skipped,
         "calls": perf["total_executions"],
         "avg_execution_time": perf["avg_execution_time"],
-        "stats": state.get("stats", {}),
+        "stats": dict(run.stats),
     }
 
 

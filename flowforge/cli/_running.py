@@ -41,7 +41,7 @@ from ._common import (
     EXIT_PAUSED,
     CommandError,
 )
-from ._describe import job_summary, print_job, routine_state
+from ._describe import job_summary, print_job, routine_run
 from ._store import open_store
 
 if TYPE_CHECKING:
@@ -69,8 +69,8 @@ class Progress:
         self.started = time.monotonic()
         self._last = self.started
         self._live: Live | None = None
-        self.done = {rid: routine_state(job, rid).get("activations", 0) for rid in flow.routines}
-        self.failed = {rid: routine_state(job, rid).get("failures", 0) for rid in flow.routines}
+        self.done = {rid: routine_run(job, rid).activations for rid in flow.routines}
+        self.failed = {rid: routine_run(job, rid).failures for rid in flow.routines}
 
     def attach(self) -> None:
         """Start counting this flow's signals."""

@@ -159,7 +159,7 @@ def history(job_id: str, store: str, routine: str | None, limit: int, as_json: b
 
 
 def _check_routine(job: JobState, routine: str) -> None:
-    known = sorted(set(job.routine_states) | {r.routine_id for r in job.get_execution_history()})
+    known = sorted(set(job.routine_ids()) | {r.routine_id for r in job.get_execution_history()})
     if routine not in known:
         names = ", ".join(repr(k) for k in known) or "none yet"
         raise CommandError(

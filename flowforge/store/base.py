@@ -14,7 +14,16 @@ job stops running. The store turns those calls into atomic commits:
   step is its own group. Work made and consumed within one group (a message
   produced and then delivered) cancels out and is never written;
 - ``end`` commits the whole job again, so what is stored equals the JobState
-  in memory, whatever status it ended with.
+  in memory, whatever status it ended with. If a group could not be stored,
+  what is stored stays the job after its last commit, and ``end`` writes
+  only how the job ended (its status, reason and error) over it, so a
+  stopped job is never left ``running``.
+
+Before a step is committed in memory, the scheduler offers what the call
+emitted and its counters to :meth:`Store.unstorable`, which checks that they can
+be encoded; data that cannot (a ``datetime``, say) fails the call with
+:class:`~flowforge.errors.UnstorableDataError` naming the routine and event,
+and the job stops ``failed`` at that step.
 
 A commit is all or nothing, so what is stored is always the state of the job
 after some step: loading it and resuming yields exactly what an
@@ -41,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 import attrs
 
-from ..errors import FlowForgeError, JobStateError, SerializationError
+from ..errors import FlowForgeError, JobStateError, SerializationError, UnstorableDataError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus, Message
 from . import _checks, _records
@@ -161,6 +170,30 @@ class Store(abc.ABC):
             raise
         entry.stored(batch, segments)
 
+    def unstorable(
+        self,
+        job: JobState,
+        routine_id: str,
+        emits: Sequence[tuple[str, dict[str, Any]]],
+        stats: dict[str, Any] | None,
+    ) -> UnstorableDataError | None:
+        """Why a call's emits and counters cannot be stored, or ``None`` if they can.
+
+        Called by the scheduler before the call's step is committed; the
+        error names the routine, the event and the key.
+        """
+        scalars = _SCALARS
+        for event, data in emits:
+            # Emitted names are always strings; scalar values need no encoding to be sure.
+            for value in data.values():
+                if type(value) not in scalars:
+                    return _check(job, routine_id, event, data)
+        if stats is not None and not all(
+            type(k) is str and type(v) in scalars for k, v in stats.items()
+        ):
+            return _check(job, routine_id, None, stats)
+        return None
+
     def step(
         self,
         job: JobState,
@@ -210,18 +243,30 @@ class Store(abc.ABC):
                 logger.warning("end() of a copy of running job %s ignored", job.job_id)
                 return
             self._jobs.pop(job.job_id, None)
-        if group is None or not group.broken:
-            self._apply(_records.whole(job, time.time())[0])
+        if group is not None and group.broken:
+            self._apply(group.final(time.time()))
+            return
+        try:
+            batch = _records.whole(job, time.time())[0]
+        except SerializationError:
+            if group is None:
+                raise
+            logger.error(
+                "job %s: its final state cannot be stored; keeping its last commit", job.job_id
+            )
+            batch = group.final(time.time())
+        self._apply(batch)
 
     def _commit(self, group: OpenJob) -> None:
         if group.broken:
             return
         try:
             batch = group.batch(time.time())
-        except SerializationError:
+            self._apply(batch)
+        except BaseException:
+            # The group is lost; only the job's final status is written over the last commit.
             group.broken = True
             raise
-        self._apply(batch)
         group.committed(batch)
 
     # -- reading and housekeeping ---------------------------------------------
@@ -536,6 +581,35 @@ def _import_root(module_name: str) -> str | None:
     location = Path(file).resolve()
     is_package = location.name == "__init__.py"
     return str(location.parent.parent if is_package else location.parent)
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _check(
+    job: JobState, routine_id: str, event: str | None, data: dict[str, Any]
+) -> UnstorableDataError | None:
+    try:
+        _records.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        error = _unstorable(job, routine_id, event, data, exc)
+        error.__cause__ = exc
+        return error
+    return None
+
+
+def _unstorable(
+    job: JobState, routine_id: str, event: str | None, data: dict[str, Any], exc: Exception
+) -> UnstorableDataError:
+    what = f"emitted '{event}' with data" if event is not None else "set counters (self._stats)"
+    where = _records.bad_place(data)
+    return UnstorableDataError(
+        f"Routine '{routine_id}' {what} that the store cannot keep: {where}. Job {job.job_id} "
+        "stops here. A store keeps data as JSON: use dict, list, str, int, float, bool and "
+        f"None (convert the value before emitting it), or run without a store. ({exc})",
+        routine_id=routine_id,
+        event=event,
+    )
 
 
 def _statuses(status: object) -> list[str]:
