@@ -15,24 +15,35 @@ from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import (
     ActivationLimitError,
     DefinitionError,
+    DefinitionTypeError,
     EmitError,
     FlowForgeError,
     HandlerParameterError,
     HandlerTimeoutError,
     JobStateError,
+    Problem,
     SerializationError,
     UnknownNameError,
+    UnstorableDataError,
     ValidationError,
 )
 from .event import Event
 from .execution_tracker import EventFlowRecord, ExecutionTracker
 from .flow import Flow
-from .job_state import ErrorInfo, ExecutionRecord, JobState, JobStatus, Message, SkippedWork
+from .job_state import (
+    ErrorInfo,
+    ExecutionRecord,
+    JobState,
+    JobStatus,
+    Message,
+    RoutineRun,
+    RoutineStatus,
+    SkippedWork,
+)
 from .routine import Policy, Routine
 from .runtime.executors import Executor, SequentialExecutor, ThreadExecutor
 from .serialization import allow_modules
 from .slot import Slot
-from .validation import Problem
 
 __version__ = "0.1.0"
 
@@ -41,6 +52,7 @@ __all__ = [
     "ActivationLimitError",
     "Connection",
     "DefinitionError",
+    "DefinitionTypeError",
     "EmitError",
     "ErrorHandler",
     "ErrorInfo",
@@ -61,12 +73,15 @@ __all__ = [
     "Policy",
     "Problem",
     "Routine",
+    "RoutineRun",
+    "RoutineStatus",
     "SequentialExecutor",
     "SerializationError",
     "SkippedWork",
     "Slot",
     "ThreadExecutor",
     "UnknownNameError",
+    "UnstorableDataError",
     "ValidationError",
     "allow_modules",
     "current_activation",

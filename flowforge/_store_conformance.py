@@ -51,7 +51,7 @@ import pytest
 
 from ._activation import current_activation
 from .error_handler import ErrorHandler, ErrorStrategy
-from .errors import JobStateError, SerializationError
+from .errors import JobStateError
 from .flow import Flow
 from .job_state import JobState, JobStatus, Message
 from .routine import Routine
@@ -260,17 +260,18 @@ class StoreConformance:
         store.save(job)
         assert [s.reason for s in store.list_jobs()] == ["archived"]
 
-    def test_unstorable_message_data_stops_the_job_and_keeps_the_last_commit(
+    def test_unstorable_message_data_fails_the_job_and_keeps_the_last_commit(
         self, store: Store
     ) -> None:
-        """Data that is not JSON raises SerializationError; the store keeps the last commit."""
+        """Data that is not JSON fails the job at its step; the step itself is not stored."""
         set_durability(store, "activation")
         flow = Flow(flow_id="bad", store=store)
         _chain(flow, ("emits", Emits()), ("sink", Collect()))
-        with pytest.raises(SerializationError, match=r"message 1 of job .* for 'sink.in'"):
-            flow.execute("emits", {"value": 1, "bad": True})
+        job = flow.execute("emits", {"value": 1, "bad": True})
+        assert job.status == JobStatus.FAILED and job.error is not None
+        assert "Routine 'emits' emitted 'out'" in job.error.message
         (summary,) = store.list_jobs()
-        assert summary.status == JobStatus.RUNNING
+        assert summary.status == JobStatus.FAILED
         assert store.load(summary.job_id).routine_states["emits"]["activations"] == 0
 
     # -- commits ------------------------------------------------------------------------
@@ -443,7 +444,7 @@ class StoreConformance:
         store.end(running)
 
     def test_a_job_deleted_while_it_runs_stops_with_job_not_found(self, store: Store) -> None:
-        """A commit for a job another store object deleted raises JobNotFoundError."""
+        """Commits for a job deleted by another store object raise JobNotFoundError."""
         set_durability(store, "activation")
         job = JobState(flow_id="f", status=JobStatus.RUNNING)
         with self._reopened(store) as other:
@@ -451,7 +452,9 @@ class StoreConformance:
             other.delete(job.job_id)
         with pytest.raises(JobNotFoundError, match="deleted"):
             store.step(job, [], [], None, None)
-        store.end(job)
+        with pytest.raises(JobNotFoundError, match="deleted"):
+            store.end(job)
+        assert store.list_jobs() == []
 
     def test_a_closed_store_refuses_to_be_used(self, store: Store) -> None:
         """After close() (twice is fine) every call raises StoreClosedError."""

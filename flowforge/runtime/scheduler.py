@@ -1,11 +1,24 @@
-"""The scheduler: the one owner of a running job's state.
+"""The scheduler: the one runner of a job, which changes it only through its JobState.
 
 A :class:`JobRunner` takes messages from the job's pending queue, merges them
 into their slots, hands the resulting activations to the executor and
 applies each :class:`~flowforge.runtime.activation.Outcome` when it comes
-back: it commits the slot's merge state and the routine's counters, queues
-what was emitted, or applies the error strategy. Handlers never call each
+back. Applying is done by the :class:`~flowforge.JobState` methods, so the
+job owns its changes: ``record_success`` (the routine's
+:class:`~flowforge.job_state.RoutineRun` and the job's own counters),
+``record_emit`` (history, event flow and the messages queued),
+``record_failure`` / ``record_skipped_call`` / ``fail`` (the error strategy's
+outcome), ``set_slot_state`` and ``end_run``. Handlers never call each
 other, so chains of any length and long loops use no stack.
+
+With a store (a :class:`Journal`), each committed step is journaled. What a
+call emitted and its counters are offered to the store (``Journal.unstorable``)
+before the step changes the job: data the store cannot keep fails the call
+with :class:`~flowforge.errors.UnstorableDataError`, and the job stops
+``failed`` at that step whatever the error strategy. Any other error of the
+store while the job runs also stops it ``failed``. However the run stops, the
+job's status is final (never ``running``) before the store is told
+(``Journal.end``), and ``tracker.elapsed`` counts the run's time.
 
 When the queue runs dry with nothing running, joins still waiting for
 sources are resolved (see :meth:`JobRunner._resolve_joins`), and the job
@@ -21,10 +34,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._activation import CURRENT, ActivationContext, merge_stats
+from .._activation import CURRENT, ActivationContext
 from ..error_handler import ErrorStrategy
-from ..errors import ActivationLimitError
-from ..job_state import ErrorInfo, JobState, JobStatus, Message, SkippedWork
+from ..errors import ActivationLimitError, UnstorableDataError
+from ..job_state import ErrorInfo, JobState, JobStatus, Message, RoutineRun
 from ..signals import (
     event_emitted,
     job_finished,
@@ -69,6 +82,17 @@ class Journal(Protocol):
 
     def begin(self, job: JobState, flow: Any = None) -> None:
         """The job starts or resumes; record it whole (and ``flow``'s definition)."""
+
+    def unstorable(
+        self,
+        job: JobState,
+        routine_id: str,
+        emits: Sequence[tuple[str, dict[str, Any]]],
+        stats: dict[str, Any] | None,
+    ) -> UnstorableDataError | None:
+        """Why a call of ``routine_id`` about to be committed with these emits and
+        counters cannot be recorded, naming the routine and event; ``None`` if
+        it can. The call then fails and the job stops at it."""
 
     def step(
         self,
@@ -117,8 +141,6 @@ class JobRunner:
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
         self._resent: dict[int, int] = {}
-        #: Routines whose counters this run changed (their stats are copied back).
-        self.stats_changed: set[str] = set()
 
     # -- control from other threads or handlers -----------------------------
 
@@ -133,6 +155,10 @@ class JobRunner:
         self._halt = True
         self.cancelled.set()
 
+    def held_count(self) -> int:
+        """Messages taken off the pending queue and held back per routine until it is free."""
+        return sum(len(w) for w in list(self._waiting.values()))
+
     # -- running ---------------------------------------------------------------
 
     def run(self) -> JobState:
@@ -143,7 +169,6 @@ class JobRunner:
         job.status = JobStatus.RUNNING
         job.reason = None
         job.started_at = job.started_at or time.time()
-        start = time.perf_counter()
         if self.journal is not None:
             try:
                 self.journal.begin(job, self.sender)
@@ -152,6 +177,7 @@ class JobRunner:
                 if session is not None:
                     session.close()
                 raise
+        job.tracker.start_run()
         send(job_started, self.sender, job_state=job)
         try:
             if session is None:
@@ -159,7 +185,7 @@ class JobRunner:
             else:
                 self._run_pooled(session)
         finally:
-            self._finish(time.perf_counter() - start)
+            self._finish()
         return job
 
     def _run_inline(self) -> None:
@@ -194,8 +220,8 @@ class JobRunner:
         invoke = slot.invoke
         assert invoke is not None  # a plain slot has a handler
         job = self.job
-        state = job.routine_states[rid]
-        base = state["stats"]
+        state = job.runs[rid]
+        base = state.stats
         ctx = ActivationContext(routine, rid, job.job_id, msg.seq, base, 0, self)
         token = CURRENT.set(ctx)
         start = time.perf_counter()
@@ -214,10 +240,15 @@ class JobRunner:
             return True
         elapsed = time.perf_counter() - start
         CURRENT.reset(token)
+        if self.journal is not None:
+            refused = self.journal.unstorable(job, rid, ctx.emits, ctx.stats)
+            if refused is not None:
+                self._fail_before_call(routine, rid, slot, msg, state, refused, elapsed)
+                return True
         job.tracker.record_call(rid, True, elapsed)
         produced = self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
         if self.journal is not None:
-            self.journal.step(job, (msg,), produced, rid, None)
+            self._journal_step((msg,), produced, rid, None)
         if routine_finished.receivers:
             self._send_finished(rid, slot.name, msg, elapsed)
         return True
@@ -344,9 +375,9 @@ class JobRunner:
         rid = msg.routine_id
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
-        state = self.job.routine_states[rid]
+        state = self.job.runs[rid]
         cap = self.plan.caps.get(rid)
-        if cap is not None and state["activations"] + self._running.get(rid, 0) >= cap:
+        if cap is not None and state.activations + self._running.get(rid, 0) >= cap:
             self._fail_on_cap(msg, rid, cap)
             return None
         data, new_state, key = msg.data, NO_STATE, None
@@ -365,7 +396,7 @@ class JobRunner:
                 return None
             data = fire
         act = Activation(
-            routine, rid, slot, msg, data, new_state, key, state["stats"], self.plan.handlers[rid]
+            routine, rid, slot, msg, data, new_state, key, state.stats, self.plan.handlers[rid]
         )
         act.control = self
         if routine_started.receivers:
@@ -381,6 +412,8 @@ class JobRunner:
 
     def _complete(self, act: Activation, outcome: Outcome) -> None:
         rid = act.routine_id
+        if outcome.ok and self.journal is not None:
+            outcome = self._storable(act, outcome)
         record = self.job.tracker.record_call
         for seconds in outcome.durations[:-1]:
             record(rid, False, seconds)
@@ -400,7 +433,7 @@ class JobRunner:
         if not outcome.ok:
             self._fail(act, outcome)
             return
-        state = self.job.routine_states[rid]
+        state = self.job.runs[rid]
         if act.slot_key is not None:
             self._commit_slot(act.slot_key, act.new_state)
         produced = self._commit_success(
@@ -427,8 +460,9 @@ class JobRunner:
         rid: str,
         slot: Slot,
         msg: Message,
-        state: dict[str, Any],
+        state: RoutineRun,
         error: Exception,
+        seconds: float = 0.0,
     ) -> None:
         act = Activation(
             routine,
@@ -438,53 +472,40 @@ class JobRunner:
             msg.data,
             NO_STATE,
             None,
-            state["stats"],
+            state.stats,
             self.plan.handlers[rid],
         )
-        self._complete(act, Outcome(False, [0.0], [], None, error, format_exception(error)))
+        self._complete(act, Outcome(False, [seconds], [], None, error, format_exception(error)))
+
+    # -- committing a step -------------------------------------------------------
+
+    def _storable(self, act: Activation, outcome: Outcome) -> Outcome:
+        """``outcome``, or a failed one if the store cannot keep what the call produced."""
+        assert self.journal is not None
+        refused = self.journal.unstorable(self.job, act.routine_id, outcome.emits, outcome.stats)
+        if refused is None:
+            return outcome
+        return Outcome(False, outcome.durations, [], None, refused, format_exception(refused))
 
     def _commit_success(
         self,
         routine: Any,
         rid: str,
-        state: dict[str, Any],
+        state: RoutineRun,
         base: dict[str, Any],
         stats: dict[str, Any] | None,
         emits: list[tuple[str, Any]],
     ) -> Sequence[Message]:
-        state["activations"] += 1
-        state["status"] = "completed"
-        if stats is not None and stats != base:
-            state["stats"] = merge_stats(state["stats"], base, stats)
-            self.stats_changed.add(rid)
+        self.job.record_success(state, base, stats)
         return self._route(routine, rid, emits) if emits else ()
 
     def _route(self, routine: Any, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
         job = self.job
-        pending = job.pending
-        history = job._history
-        deliver = job.tracker.record_delivery
         events = routine._events
-        journal = self.journal is not None
-        produced: list[Message] = []
+        produced: list[Message] | None = [] if self.journal is not None else None
         now = time.time()
-        seq = job.next_seq
-        job.history_total += len(emits)
         for event_name, data in emits:
-            history.append((rid, event_name, data, now))
-            for connection in events[event_name]._connections:
-                mapping = connection.param_mapping
-                payload = (
-                    data if mapping is None else {mapping.get(k, k): v for k, v in data.items()}
-                )
-                target, slot = connection.target_id, connection.slot_name
-                msg = Message(seq, target, slot, payload, connection.key)
-                seq += 1
-                pending.append(msg)
-                if journal:
-                    produced.append(msg)
-                deliver(now, rid, event_name, target, slot)
-            job.next_seq = seq
+            job.record_emit(rid, event_name, data, events[event_name]._connections, now, produced)
             if event_emitted.receivers:
                 send(
                     event_emitted,
@@ -494,13 +515,10 @@ class JobRunner:
                     event=event_name,
                     data=data,
                 )
-        return produced
+        return produced or []
 
     def _commit_slot(self, key: str, new_state: Any) -> None:
-        if new_state:
-            self.job.slot_states[key] = new_state
-        else:
-            self.job.slot_states.pop(key, None)
+        self.job.set_slot_state(key, new_state)
 
     # -- failures ----------------------------------------------------------------
 
@@ -509,8 +527,8 @@ class JobRunner:
         error = outcome.error
         assert error is not None
         strategy = act.error_handler.final_strategy(error)
-        if self.cancelled.is_set():
-            strategy = ErrorStrategy.STOP  # the call is kept for the record, not retried
+        if self.cancelled.is_set() or isinstance(error, UnstorableDataError):
+            strategy = ErrorStrategy.STOP  # kept for the record, never retried or passed over
         info = ErrorInfo(
             rid,
             act.slot_name,
@@ -521,17 +539,14 @@ class JobRunner:
             len(outcome.durations),
             act.activation_id(self.job.job_id),
         )
-        self.job.record_error(info)
-        state = self.job.routine_states[rid]
-        state["failures"] = state.get("failures", 0) + 1
+        self.job.record_failure(info)
         if strategy is ErrorStrategy.STOP:
-            state["status"] = "failed"
-            self.job.pending.appendleft(act.message)
+            self.job.requeue(act.message)
             if not self.cancelled.is_set():
                 self._stop_job(info)
             self._journal_step((), (), rid, None)
         else:
-            self._consume_failed(act, strategy, state)
+            self._consume_failed(act, strategy, None)
         send(
             routine_failed,
             self.sender,
@@ -543,22 +558,10 @@ class JobRunner:
             strategy=strategy,
         )
 
-    def _consume_failed(
-        self, act: Activation, strategy: ErrorStrategy, state: dict[str, Any]
-    ) -> None:
+    def _consume_failed(self, act: Activation, strategy: ErrorStrategy, state: Any) -> None:
+        # The failure itself was counted by JobState.record_failure; the message is used up.
         if act.slot_key is not None:
             self._commit_slot(act.slot_key, act.new_state)
-        if strategy is ErrorStrategy.SKIP:
-            state["status"] = "skipped"
-            state["skipped"] = state.get("skipped", 0) + 1
-            self.job.record_skip(
-                SkippedWork(
-                    act.routine_id, act.slot_name, "the handler failed and its strategy is SKIP"
-                )
-            )
-        else:
-            state["status"] = "failed"
-            state["continued"] = state.get("continued", 0) + 1
         self._journal_step((act.message,), (), act.routine_id, act.slot_key)
 
     def _fail_on_cap(self, msg: Message, rid: str, cap: int) -> None:
@@ -569,7 +572,7 @@ class JobRunner:
             routine_id=rid,
             limit=cap,
         )
-        self.job.pending.appendleft(msg)
+        self.job.requeue(msg)
         info = ErrorInfo(
             rid,
             msg.slot,
@@ -584,8 +587,7 @@ class JobRunner:
         self._stop_job(info)
 
     def _stop_job(self, info: ErrorInfo) -> None:
-        if self.job.error is None:
-            self.job.error = info
+        self.job.fail(info)
         self._halt = True
 
     def _on_retry(self, act: Activation, attempt: int, delay: float, error: BaseException) -> None:
@@ -614,80 +616,79 @@ class JobRunner:
         routine counts as skipped for joins further down. Returns True when
         anything changed, so the job goes on.
         """
+        job = self.job
         for rid, slot in self.plan.joins:
             key = slot_key(rid, slot.name)
-            state = self.job.slot_states.get(key)
+            state = job.slot_states.get(key)
             if not state:
                 continue
             combined, rest, missing = join_partial(state, slot.source_keys())
             if self._all_continued(missing):
                 msg = self._partial_message(rid, slot, combined)
-                self.job.pending.append(msg)
-                self.job.slot_states[key] = rest
+                job.set_slot_state(key, rest)
                 self._journal_step((), (msg,), None, key)
                 return True
             self._commit_slot(key, rest)
-            routine_state = self.job.routine_states[rid]
-            routine_state["skipped"] = routine_state.get("skipped", 0) + 1
-            routine_state["status"] = "skipped"
-            self.job.record_skip(
-                SkippedWork(
-                    rid, slot.name, "join incomplete: some sources never delivered", tuple(missing)
-                )
+            job.record_skipped_call(
+                rid, slot.name, "join incomplete: some sources never delivered", tuple(missing)
             )
             self._journal_step((), (), rid, key)
             return True
         return False
 
     def _all_continued(self, missing: list[str]) -> bool:
-        sources = [key.partition(".")[0] for key in missing]
-        states = self.job.routine_states
-        return bool(sources) and all(
-            states.get(s, {}).get("continued", 0) and not states.get(s, {}).get("skipped", 0)
-            for s in sources
-        )
+        return self.job.only_continued(key.partition(".")[0] for key in missing)
 
     def _partial_message(self, rid: str, slot: Slot, combined: dict[str, Any]) -> Message:
         # Addressed to the join with no source, so it fires as it is.
-        msg = Message(self.job.next_seq, rid, slot.name, combined, None)
-        self.job.next_seq += 1
-        return msg
+        return self.job.queue(rid, slot.name, combined)
 
     # -- the end -------------------------------------------------------------------
 
-    def _finish(self, elapsed: float) -> None:
+    def _finish(self) -> None:
         job = self.job
-        self._release_all_waiting()
-        if self._in_flight:  # only after an unexpected error in the scheduler itself
-            job.pending.extend(self._in_flight.values())
-            self._in_flight.clear()
-        if not self.executor.inline:
-            # Parallel runs hold messages back per routine; what is left goes back in
-            # the order it was sent, so a resumed job sees every stream in order.
-            job.pending = deque(sorted(job.pending, key=lambda m: m.seq))
-        job.tracker.elapsed += elapsed
-        if job.error is not None:
-            job.status = JobStatus.FAILED
-            job.reason = f"{job.error.error_type}: {job.error.message}"
-        elif self._cancel_reason is not None:
-            job.status, job.reason = JobStatus.CANCELLED, self._cancel_reason
-        elif self._pause_reason is not None and self._work_left():
-            job.status, job.reason = JobStatus.PAUSED, self._pause_reason
-        elif job.pending:
-            job.status, job.reason = JobStatus.PAUSED, "interrupted"
-        else:
-            job.status = JobStatus.COMPLETED
-        if job.status.finished:
-            job.finished_at = time.time()
+        try:
+            self._release_all_waiting()
+            if self._in_flight:  # only after an unexpected error in the scheduler itself
+                job.pending.extend(self._in_flight.values())
+                self._in_flight.clear()
+            if not self.executor.inline:
+                # Parallel runs hold messages back per routine; what is left goes back in
+                # the order it was sent, so a resumed job sees every stream in order.
+                job.pending = deque(sorted(job.pending, key=lambda m: m.seq))
+        finally:
+            # Whatever went wrong above, the job must not stay running.
+            job.tracker.stop_run()
+            job.end_run(*self._final_status())
         if self.journal is not None:
-            self.journal.end(job)
+            self._end_journal()
         send(job_finished, self.sender, job_state=job)
 
+    def _end_journal(self) -> None:
+        """Tell the store how the job ended; a store that cannot record it fails the job."""
+        job = self.job
+        assert self.journal is not None
+        try:
+            self.journal.end(job)
+        except Exception as exc:
+            if job.error is None:  # the first failure is the one the job reports
+                job.fail(self._store_failure(exc, None, "how the job ended"))
+                job.end_run(*self._final_status())
+
+    def _final_status(self) -> tuple[JobStatus, str | None]:
+        error = self.job.error
+        if error is not None:
+            return JobStatus.FAILED, f"{error.error_type}: {error.message}"
+        if self._cancel_reason is not None:
+            return JobStatus.CANCELLED, self._cancel_reason
+        if self._pause_reason is not None and self._work_left():
+            return JobStatus.PAUSED, self._pause_reason
+        if self.job.pending:
+            return JobStatus.PAUSED, "interrupted"
+        return JobStatus.COMPLETED, None
+
     def _work_left(self) -> bool:
-        slot_states = self.job.slot_states
-        return bool(self.job.pending) or any(
-            slot_states.get(slot_key(rid, slot.name)) for rid, slot in self.plan.joins
-        )
+        return self.job.has_work(slot_key(rid, slot.name) for rid, slot in self.plan.joins)
 
     def _journal_step(
         self,
@@ -696,5 +697,22 @@ class JobRunner:
         routine_id: str | None,
         slot_key: str | None,
     ) -> None:
-        if self.journal is not None:
+        if self.journal is None:
+            return
+        try:
             self.journal.step(self.job, consumed, produced, routine_id, slot_key)
+        except Exception as exc:  # the store failed: the job cannot go on durably
+            step = "a step" if routine_id is None else f"a step of routine '{routine_id}'"
+            self._stop_job(self._store_failure(exc, routine_id, step))
+
+    def _store_failure(self, exc: Exception, routine_id: str | None, what: str) -> ErrorInfo:
+        logger.error("job %s: its store failed: %s", self.job.job_id, exc)
+        return ErrorInfo(
+            routine_id or "",
+            None,
+            type(exc).__name__,
+            f"The store could not record {what}, so the job stops: {exc}",
+            format_exception(exc),
+            "stop",
+            0,
+        )

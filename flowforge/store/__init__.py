@@ -48,13 +48,16 @@ from ._errors import (
     StoreConnectionError,
     StoreDriverError,
     StoreError,
+    StoreReadOnlyError,
+    StoreTypeError,
     StoreURLError,
     StoreUsageError,
+    StoreVanishedError,
     StoreVersionError,
 )
 from ._records import Batch, JobRecord
 from ._url import StoreURL, open_store, parse_store_url, postgres_store
-from .base import FINISHED, Durability, JobSummary, Store
+from .base import FINISHED, Durability, FlowOrigin, JobSummary, Store
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -68,6 +71,7 @@ __all__ = [
     "CorruptStoreError",
     "Durability",
     "FlowNotFoundError",
+    "FlowOrigin",
     "JobNotFoundError",
     "JobRecord",
     "JobSummary",
@@ -83,9 +87,12 @@ __all__ = [
     "StoreConnectionError",
     "StoreDriverError",
     "StoreError",
+    "StoreReadOnlyError",
+    "StoreTypeError",
     "StoreURL",
     "StoreURLError",
     "StoreUsageError",
+    "StoreVanishedError",
     "StoreVersionError",
     "open_store",
     "parse_store_url",
