@@ -27,6 +27,7 @@ from flowforge.store import (
     StoreAuthError,
     StoreConnectionError,
     StoreError,
+    StoreReadOnlyError,
     StoreURLError,
     StoreUsageError,
     StoreVersionError,
@@ -352,3 +353,28 @@ def test_threads_opening_a_new_store_at_once_all_succeed(
         thread.join(30)
     assert errors == []
     assert "jobs" in tables(postgres_server, schema)
+
+
+def test_a_readonly_store_reads_and_refuses_writes(
+    postgres_server: pg_server.PgServer, schema: str
+) -> None:
+    """readonly=True lists and loads jobs, and every write raises StoreReadOnlyError."""
+    with PostgresStore(postgres_server.dsn, schema=schema) as store:
+        job = stream_flow(store).execute("src", {"values": [1]})
+    with PostgresStore(postgres_server.dsn, schema=schema, readonly=True) as reader:
+        assert [s.job_id for s in reader.list_jobs()] == [job.job_id]
+        assert reader.load(job.job_id).status == JobStatus.COMPLETED
+        with pytest.raises(StoreReadOnlyError, match="opened read-only"):
+            reader.delete(job.job_id)
+        with pytest.raises(StoreReadOnlyError):
+            stream_flow(reader).execute("src", {"values": [1]})
+    assert "readonly=True" in repr(reader)
+
+
+def test_a_readonly_open_of_a_missing_store_creates_nothing(
+    postgres_server: pg_server.PgServer, schema: str
+) -> None:
+    """readonly=True on a schema without a store raises StoreAccessError and makes no schema."""
+    with pytest.raises(StoreAccessError, match=r"no store .* to open read-only"):
+        PostgresStore(postgres_server.dsn, schema=schema, readonly=True)
+    assert tables(postgres_server, schema) == []

@@ -52,6 +52,7 @@ from ._errors import (
     StoreClosedError,
     StoreConnectionError,
     StoreError,
+    StoreReadOnlyError,
     StoreURLError,
     StoreUsageError,
     StoreVersionError,
@@ -133,6 +134,9 @@ class PostgresStore(Store):
         timeout: Seconds to wait for the server (connecting) and for a free
             connection of the pool before giving up.
         pool_size: The most connections the store holds open.
+        readonly: Open an existing store to read it only: nothing is
+            created, migrated or written, and every write raises
+            :class:`StoreReadOnlyError`.
 
     Raises:
         StoreURLError: ``dsn`` is malformed.
@@ -154,6 +158,7 @@ class PostgresStore(Store):
         group_seconds: float = 0.05,
         timeout: float = 30.0,
         pool_size: int = 4,
+        readonly: bool = False,
     ) -> None:
         super().__init__(durability=durability, group_max=group_max, group_seconds=group_seconds)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
@@ -164,6 +169,10 @@ class PostgresStore(Store):
         self.url = safe_url(params)
         self.schema = _check_schema(schema or from_url or DEFAULT_SCHEMA)
         self.timeout = float(timeout)
+        if not isinstance(readonly, bool):
+            raise StoreUsageError(f"readonly must be True or False, got {readonly!r}.")
+        #: Whether the store was opened with ``readonly=True``.
+        self.readonly = readonly
         self._secret = params.get("password") or ""
         self._pid = os.getpid()
         options: dict[str, Any] = {"autocommit": True}
@@ -190,8 +199,10 @@ class PostgresStore(Store):
             ) from exc
 
     def __repr__(self) -> str:
+        mode = ", readonly=True" if self.readonly else ""
         return (
-            f"PostgresStore({self.url!r}, schema={self.schema!r}, durability={self.durability!r})"
+            f"PostgresStore({self.url!r}, schema={self.schema!r}, "
+            f"durability={self.durability!r}{mode})"
         )
 
     def _name(self) -> str:
@@ -214,12 +225,18 @@ class PostgresStore(Store):
             with conn:
                 self._configure(conn)
                 with conn.transaction():
-                    _open_schema(conn, self.schema, self._name(), self.url)
+                    _open_schema(conn, self.schema, self._name(), self.url, self.readonly)
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
 
     def _transact(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """Run ``work`` in one transaction, again if it lost a race with another one."""
+        if write and self.readonly:
+            raise StoreReadOnlyError(
+                f"Cannot write to {self._name()}: it was opened read-only (readonly=True). "
+                "Open it without readonly=True to run, save or delete jobs.",
+                path=self.url,
+            )
         pause, attempts = 0.002, 0
         while True:
             try:
@@ -433,7 +450,7 @@ def _check_schema(name: str) -> str:
 # -- opening ----------------------------------------------------------------------------
 
 
-def _open_schema(conn: Connection, schema: str, name: str, url: str) -> None:
+def _open_schema(conn: Connection, schema: str, name: str, url: str, readonly: bool) -> None:
     """Create, check or migrate the store's schema (in the caller's transaction)."""
     # Openers of one schema take turns, so only one of them creates or migrates it.
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"flowforge:{schema}",))
@@ -445,6 +462,12 @@ def _open_schema(conn: Connection, schema: str, name: str, url: str) -> None:
             (schema,),
         )
     ]
+    if not tables and readonly:
+        raise StoreAccessError(
+            f"There is no store in {name} to open read-only. Check the URL and schema; a "
+            "store is made by opening it without readonly=True.",
+            path=url,
+        )
     if not tables:
         _create(conn, schema)
         return
@@ -453,6 +476,15 @@ def _open_schema(conn: Connection, schema: str, name: str, url: str) -> None:
         raise StoreVersionError(
             f"{name} has schema version {version}, newer than this FlowForge reads "
             f"({SCHEMA_VERSION}). Upgrade FlowForge to open it.",
+            path=url,
+            found=version,
+            supported=SCHEMA_VERSION,
+        )
+    if version < SCHEMA_VERSION and readonly:
+        raise StoreVersionError(
+            f"{name} has schema version {version}, older than this FlowForge's "
+            f"({SCHEMA_VERSION}), and a store opened read-only cannot be migrated. Open it once "
+            "without readonly=True.",
             path=url,
             found=version,
             supported=SCHEMA_VERSION,
