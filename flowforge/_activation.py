@@ -9,7 +9,10 @@ failed call changes no counter).
 from __future__ import annotations
 
 import contextvars
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 if TYPE_CHECKING:
     from .routine import Routine
@@ -19,14 +22,26 @@ CURRENT: contextvars.ContextVar[ActivationContext | None] = contextvars.ContextV
 )
 
 
-class JobControl(Protocol):
-    """What a handler may ask of the job it runs in."""
+@attrs.frozen
+class JobControl:
+    """What a handler may ask of the job it runs in: to pause or to cancel it.
+
+    The scheduler hands each call this narrow object rather than itself, so
+    a handler (through :meth:`Routine.pause_job
+    <flowforge.Routine.pause_job>` and ``cancel_job``) can steer its job and
+    nothing more.
+    """
+
+    _pause: Callable[[str | None], None]
+    _cancel: Callable[[str | None], None]
 
     def request_pause(self, reason: str | None) -> None:
         """Pause the job once running calls finish."""
+        self._pause(reason)
 
     def request_cancel(self, reason: str | None) -> None:
         """Cancel the job."""
+        self._cancel(reason)
 
 
 class ActivationContext:

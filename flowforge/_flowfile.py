@@ -36,7 +36,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import SerializationError, quoted
 from .routine import Routine
-from .runtime.executors import EXECUTORS, make_executor
+from .runtime.executors import create_executor, executor_kinds
 from .serialization import converter, import_path, problems_of, resolve
 
 if TYPE_CHECKING:
@@ -320,12 +320,12 @@ def _set_entry(flow: Flow, entry: EntryDoc, problems: list[str]) -> None:
 
 
 def _executor(doc: ExecutorDoc, problems: list[str]) -> Any:
-    known = [*EXECUTORS, "dask"]
+    known = executor_kinds()
     if doc.kind not in known:
         problems.append(f"flow.executor.kind: expected one of {quoted(known)}, got {doc.kind!r}")
         return None
     try:
-        return make_executor(doc.kind, doc.max_workers, address=doc.address)
+        return create_executor(doc.kind, max_workers=doc.max_workers, address=doc.address)
     except (ImportError, ValueError) as exc:
         problems.append(f"flow.executor: {exc}")
         return None

@@ -64,7 +64,7 @@ from .errors import FlowForgeError, JobStateError, SerializationError, quoted
 from .flow import Flow
 from .job_state import ErrorInfo, JobState, JobStatus
 from .routine import Routine
-from .runtime.executors import make_executor
+from .runtime.executors import executor_kind, executor_kinds, make_executor
 from .serialization import load_file
 from .signals import job_started, routine_failed, routine_finished
 from .store import JobSummary, SQLiteStore, StoreError
@@ -83,8 +83,8 @@ INSTALL_HINT = "flowforge: the command line needs the 'cli' extra: pip install '
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 FLOW_DIR = "${flow_dir}"
 #: The executors ``--executor`` offers; ``--workers`` sizes the pools.
-EXECUTOR_CHOICES = ("sequential", "thread", "process")
-POOLS = ("thread", "process")
+EXECUTOR_CHOICES = executor_kinds()
+POOLS = tuple(kind for kind in EXECUTOR_CHOICES if executor_kind(kind).pool)
 
 
 class CommandError(Exception):
@@ -301,7 +301,10 @@ def apply_executor(flow: Flow, executor: str | None, workers: int | None) -> Non
         raise CommandError("--workers needs a pool: add --executor thread (or process).")
     if executor is not None or workers is not None:
         default = getattr(flow.executor, "max_workers", None)
-        flow.executor = make_executor(kind, workers or default)
+        try:
+            flow.executor = make_executor(kind, workers or default)
+        except ImportError as exc:  # the kind's extra is missing; the message says which
+            raise CommandError(str(exc)) from exc
 
 
 # -- the store ----------------------------------------------------------------------
@@ -1301,7 +1304,7 @@ def _run_params() -> list[click.Parameter]:
         click.Option(
             ["--executor"],
             type=click.Choice(EXECUTOR_CHOICES),
-            help="Run handlers one at a time, on a thread pool, or in worker processes.",
+            help="Run handlers one at a time, on a thread pool, in worker processes, or on Dask.",
         ),
         click.Option(
             ["--workers"], type=click.IntRange(min=1), help="Threads or processes in the pool."

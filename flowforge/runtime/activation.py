@@ -1,14 +1,34 @@
-"""Running one activation: a handler call with its retries and timeout.
+"""Turning an activation into an outcome: the one path of every handler call.
 
-:func:`run_activation` is what an executor runs. It never raises for a
-handler's failure: it returns an :class:`Outcome` that the scheduler (the one
-owner of the job's state) applies. Emits and counter changes of a failed
-attempt are dropped with the attempt's context, which is what makes an
-activation all-or-nothing.
+:func:`invoke` is the only function that calls a handler. Every executor runs
+its calls through it -- the sequential and thread executors on the job's
+machine, the process and Dask executors in their workers (through
+:func:`~flowforge.runtime.remote.run_remote`) -- so every call gets the same
+activation context, timing, timeout, retries and exception sorting.
+
+``invoke(act, call) -> Outcome`` never raises for a handler's failure: the
+:class:`Outcome` says what the call did, and the scheduler (the one owner of
+the job's state) applies it. Emits and counter changes of a failed attempt are
+dropped with the attempt's context, which is what makes an activation
+all-or-nothing. What an executor knows of the job is the frozen
+:class:`CallContext` it is handed: the job id, the cancel flag, the retry
+callback, the async runner and a narrow
+:class:`~flowforge._activation.JobControl` -- never the scheduler itself.
+
+This signature is also the seam for wrapping every handler call (middleware):
+a wrapper is a function ``(act, call) -> Outcome`` that calls the next one,
+and the innermost is :func:`invoke`.
+
+Timeouts: a sync handler past its routine's timeout is failed and, outside a
+worker process, abandoned in its thread (it cannot be stopped). An abandoned
+call keeps its place until it really returns: the :class:`Outcome` carries it
+as ``running``, the scheduler counts it against the routine's
+``max_concurrency``, and a retry of the same activation waits for it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import signal
 import threading
@@ -16,6 +36,8 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from .._activation import CURRENT, ActivationContext, JobControl
 from ..errors import HandlerTimeoutError
@@ -27,6 +49,8 @@ if TYPE_CHECKING:
     from ..slot import Slot
 
 RetryCallback = Callable[["Activation", int, float, BaseException], None]
+#: A call still running in a thread after its timeout; done when it returns.
+Running = concurrent.futures.Future[None]
 
 
 class Activation:
@@ -39,7 +63,6 @@ class Activation:
 
     __slots__ = (
         "base_stats",
-        "control",
         "data",
         "error_handler",
         "message",
@@ -71,8 +94,6 @@ class Activation:
         self.slot_key = slot_key
         self.base_stats = base_stats
         self.error_handler = error_handler
-        #: The job's scheduler, for handlers that pause or cancel it (local calls only).
-        self.control: JobControl | None = None
 
     def activation_id(self, job_id: str) -> str:
         """The stable id of this activation: the job and the message it consumes."""
@@ -121,10 +142,36 @@ class CancelFlag:
         return self._set
 
 
-class Outcome:
-    """What an activation did: its emits and counters, or its error."""
+@attrs.frozen
+class CallContext:
+    """What an executor may know of the job whose calls it runs.
 
-    __slots__ = ("durations", "emits", "error", "ok", "retries", "stats", "traceback")
+    Attributes:
+        job_id: The job's id (activation ids are ``"job_id:seq"``).
+        cancelled: Set when the job is cancelled; retry waits end early.
+        on_retry: Told of every retry before its delay (the scheduler sends
+            the ``retry_scheduled`` signal from it).
+        async_runner: Runs ``async def`` handlers; ``None`` runs them on a
+            fresh event loop in the calling thread (worker processes).
+        control: Lets a handler pause or cancel its job; ``None`` where that
+            is not possible (calls in another process).
+    """
+
+    job_id: str
+    cancelled: CancelFlag | None = None
+    on_retry: RetryCallback | None = None
+    async_runner: AsyncRunner | None = None
+    control: JobControl | None = None
+
+
+class Outcome:
+    """What an activation did: its emits and counters, or its error.
+
+    ``running`` is a timed-out attempt still running in its thread (only for
+    failed outcomes); it holds the routine's concurrency slot until done.
+    """
+
+    __slots__ = ("durations", "emits", "error", "ok", "retries", "running", "stats", "traceback")
 
     def __init__(
         self,
@@ -134,6 +181,7 @@ class Outcome:
         stats: dict[str, Any] | None,
         error: BaseException | None = None,
         tb: str = "",
+        running: Running | None = None,
     ) -> None:
         self.ok = ok
         self.durations = durations
@@ -141,58 +189,63 @@ class Outcome:
         self.stats = stats
         self.error = error
         self.traceback = tb
+        self.running = running
         #: Retries made in another process: ``(attempt, delay, repr(error))``.
         self.retries: list[tuple[int, float, str]] = []
 
 
-def run_activation(
-    act: Activation,
-    job_id: str,
-    runner: AsyncRunner | None,
-    cancelled: CancelFlag | None,
-    on_retry: RetryCallback | None,
-    first: tuple[float, Exception] | None = None,
-) -> Outcome:
-    """Call the handler, retrying by the routine's error handler; never raises.
+def failed(error: BaseException, durations: list[float] | None = None) -> Outcome:
+    """The outcome of a call that failed with ``error`` (or could not run)."""
+    return Outcome(False, durations or [0.0], [], None, error, format_exception(error))
 
-    ``first`` is a first attempt's failure that the caller already saw.
+
+def invoke(act: Activation, call: CallContext) -> Outcome:
+    """Call the handler of ``act``, retrying by its error handler; never raises
+    for the handler's failure (``KeyboardInterrupt`` and the like propagate).
+
+    The one function through which every executor calls handlers. A plain
+    sync first attempt (no timeout) runs flat here: it is most calls, and the
+    general loop would cost it a third more.
     """
     slot = act.slot
     if (
-        first is None
-        and slot is not None
-        and not slot.is_async
-        and slot.invoke is not None
-        and act.routine._policy.timeout is None
+        slot is None
+        or slot.invoke is None
+        or slot.is_async
+        or act.routine._policy.timeout is not None
     ):
-        # The common case, kept flat: one sync call, no timeout.
-        ctx = ActivationContext(
-            act.routine, act.routine_id, job_id, act.message.seq, act.base_stats, 0, act.control
-        )
-        token = CURRENT.set(ctx)
-        start = time.perf_counter()
-        try:
-            slot.invoke(act.data)
-            return Outcome(True, [time.perf_counter() - start], ctx.emits, ctx.stats)
-        except Exception as exc:
-            first = (time.perf_counter() - start, exc)
-        finally:
-            CURRENT.reset(token)
-    return _run_with_retries(act, job_id, runner, cancelled, on_retry, first)
+        return _attempts(act, call, None)
+    ctx = ActivationContext(
+        act.routine, act.routine_id, call.job_id, act.message.seq, act.base_stats, 0, call.control
+    )
+    token = CURRENT.set(ctx)
+    start = time.perf_counter()
+    try:
+        slot.invoke(act.data)
+    except Exception as exc:
+        first = (time.perf_counter() - start, exc)
+    else:
+        return Outcome(True, [time.perf_counter() - start], ctx.emits, ctx.stats)
+    finally:
+        CURRENT.reset(token)
+    return _attempts(act, call, first)
 
 
-def _run_with_retries(
-    act: Activation,
-    job_id: str,
-    runner: AsyncRunner | None,
-    cancelled: CancelFlag | None,
-    on_retry: RetryCallback | None,
-    first: tuple[float, Exception] | None,
-) -> Outcome:
+class _Abandoned(Exception):
+    """A sync call timed out and was left running in its thread."""
+
+    def __init__(self, error: HandlerTimeoutError, running: Running) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.running = running
+
+
+def _attempts(act: Activation, call: CallContext, first: tuple[float, Exception] | None) -> Outcome:
     handler = act.error_handler
     durations: list[float] = []
-    retries = 0
+    attempt = 0
     error: Exception | None = None
+    running: Running | None = None
     if first is not None:
         seconds, error = first
         durations.append(seconds)
@@ -201,31 +254,58 @@ def _run_with_retries(
             ctx = ActivationContext(
                 act.routine,
                 act.routine_id,
-                job_id,
+                call.job_id,
                 act.message.seq,
                 act.base_stats,
-                retries,
-                act.control,
+                attempt,
+                call.control,
             )
             start = time.perf_counter()
             try:
-                _call(act, ctx, runner)
+                _call(act, ctx, call.async_runner)
+            except _Abandoned as abandoned:
+                error, running = abandoned.error, abandoned.running
             except Exception as exc:
                 error = exc
             durations.append(time.perf_counter() - start)
             if error is None:
                 return Outcome(True, durations, ctx.emits, ctx.stats)
-        if not handler.should_retry(error, retries):
-            return Outcome(False, durations, [], None, error, format_exception(error))
-        retries += 1
-        delay = handler.delay(retries)
-        if on_retry is not None:
-            on_retry(act, retries, delay, error)
-        if cancelled is None:
-            time.sleep(delay)
-        elif cancelled.wait(delay):
-            return Outcome(False, durations, [], None, error, format_exception(error))
-        error = None
+        if not handler.should_retry(error, attempt):
+            return _failure(error, durations, running)
+        attempt += 1
+        delay = handler.delay(attempt)
+        if call.on_retry is not None:
+            call.on_retry(act, attempt, delay, error)
+        if _cancelled_while_waiting(call.cancelled, delay, running):
+            return _failure(error, durations, running)
+        error = running = None
+
+
+def _failure(error: Exception, durations: list[float], running: Running | None) -> Outcome:
+    if running is not None and running.done():
+        running = None
+    return Outcome(False, durations, [], None, error, format_exception(error), running)
+
+
+#: How often a wait for an abandoned call looks at the cancel flag.
+_POLL = 0.05
+
+
+def _cancelled_while_waiting(
+    cancelled: CancelFlag | None, delay: float, running: Running | None
+) -> bool:
+    """Wait out a retry's delay, then for the timed-out attempt to really return."""
+    if cancelled is None:
+        time.sleep(delay)
+        if running is not None:
+            running.result()
+        return False
+    if cancelled.wait(delay):
+        return True
+    while running is not None and not running.done():
+        if cancelled.wait(_POLL):
+            return True
+    return False
 
 
 def format_exception(exc: BaseException) -> str:
@@ -316,25 +396,25 @@ def _call_in_thread(
 ) -> None:
     # A thread cannot be interrupted: on timeout it is abandoned, and since
     # its context is dropped, whatever it emits later goes nowhere.
-    box: list[BaseException] = []
-    done = threading.Event()
+    running: Running = concurrent.futures.Future()
 
     def target() -> None:
         token = CURRENT.set(ctx)
         try:
             invoke(data)
         except BaseException as exc:  # handed to the caller's thread
-            box.append(exc)
+            running.set_exception(exc)
+        else:
+            running.set_result(None)
         finally:
             CURRENT.reset(token)
-            done.set()
 
     worker = threading.Thread(
         target=target, name=f"flowforge-timeout-{ctx.routine_id}", daemon=True
     )
     worker.start()
-    if not done.wait(timeout):
+    finished, _ = concurrent.futures.wait((running,), timeout)
+    if not finished:
         ctx.emits = []
-        raise timeout_error
-    if box:
-        raise box[0]
+        raise _Abandoned(timeout_error, running)
+    running.result()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import FlowForgeError
-from .activation import Activation, Outcome, format_exception, run_activation
+from .activation import Activation, CallContext, Outcome, failed, invoke
 
 Dumps = Callable[[Any], bytes]
 
@@ -122,7 +122,8 @@ _CACHE_SIZE = 256
 
 
 def run_remote(call: RemoteCall, error_handler: Any) -> RemoteResult:
-    """Run one activation in a worker (the function executors ship)."""
+    """Run one activation in a worker (the function executors ship), through
+    :func:`~flowforge.runtime.activation.invoke` like every call."""
     routine = _routine(call)
     slot = None if call.slot is None else routine._slots[call.slot]
     message = _Seq(call.seq)
@@ -142,7 +143,7 @@ def run_remote(call: RemoteCall, error_handler: Any) -> RemoteResult:
     def note_retry(_: Activation, attempt: int, delay: float, error: BaseException) -> None:
         retries.append((attempt, delay, repr(error)))
 
-    outcome = run_activation(act, call.job_id, None, None, note_retry)
+    outcome = invoke(act, CallContext(call.job_id, on_retry=note_retry))
     if outcome.ok:
         outcome = _checked_emits(outcome, call.routine_id)
     return RemoteResult(outcome, retries)
@@ -160,7 +161,7 @@ def _checked_emits(outcome: Outcome, routine_id: str) -> Outcome:
             routine_id=routine_id,
             what=where,
         )
-        return Outcome(False, outcome.durations, [], None, error, format_exception(error))
+        return failed(error, outcome.durations)
     return outcome
 
 

@@ -14,6 +14,7 @@ ends.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 import time
@@ -21,7 +22,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._activation import CURRENT, ActivationContext, merge_stats
+from .._activation import JobControl, merge_stats
 from ..error_handler import ErrorStrategy
 from ..errors import ActivationLimitError
 from ..job_state import ErrorInfo, JobState, JobStatus, Message, SkippedWork
@@ -40,10 +41,12 @@ from ._async import AsyncRunner
 from .activation import (
     NO_STATE,
     Activation,
+    CallContext,
     CancelFlag,
     Outcome,
-    format_exception,
-    run_activation,
+    Running,
+    failed,
+    invoke,
 )
 from .executors import Executor, Session, WorkerLost
 from .plan import Plan
@@ -55,6 +58,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 #: How often a call whose worker died is sent again before it counts as failed.
 MAX_RESENDS = 3
+#: How often a wait for an abandoned call looks for pause and cancel requests.
+_POLL = 0.05
 
 
 class _Unsent:
@@ -62,6 +67,12 @@ class _Unsent:
 
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
+
+
+#: What the pooled loop waits for: a finished call and its future; ``(None,
+#: routine_id)`` when an abandoned call of that routine really returned; or
+#: ``(None, None)`` to look at pause and cancel requests.
+Done = queue.SimpleQueue[tuple[Activation | None, Any]]
 
 
 class Journal(Protocol):
@@ -108,6 +119,11 @@ class JobRunner:
         self.async_runner = async_runner
         self.journal = journal
         self.cancelled = CancelFlag()
+        #: All a handler may ask of its job; all an executor knows of it.
+        self.control = JobControl(self.request_pause, self.request_cancel)
+        self.call = CallContext(
+            job.job_id, self.cancelled, self._on_retry, async_runner, self.control
+        )
         self._halt = False
         self._pause_reason: str | None = None
         self._cancel_reason: str | None = None
@@ -117,6 +133,9 @@ class JobRunner:
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
         self._resent: dict[int, int] = {}
+        #: Timed-out calls still running in their threads, per routine (inline runs).
+        self._abandoned: dict[str, list[Running]] = {}
+        self._done: Done | None = None
         #: Routines whose counters this run changed (their stats are copied back).
         self.stats_changed: set[str] = set()
 
@@ -126,12 +145,19 @@ class JobRunner:
         """Stop taking new work; running calls finish; the job ends paused."""
         self._pause_reason = reason or "paused"
         self._halt = True
+        self._wake()
 
     def request_cancel(self, reason: str | None) -> None:
         """Stop taking new work and end the job cancelled."""
         self._cancel_reason = reason or "cancelled"
         self._halt = True
         self.cancelled.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        done = self._done
+        if done is not None:
+            done.put((None, None))
 
     # -- running ---------------------------------------------------------------
 
@@ -167,69 +193,50 @@ class JobRunner:
         while True:
             while pending and not self._halt:
                 msg = pending.popleft()
-                if not self._fast_step(msg):
-                    act = self._prepare(msg)
-                    if act is not None:
-                        self._complete(act, self._run_here(act))
+                if self._abandoned and not self._await_abandoned(msg.routine_id):
+                    pending.appendleft(msg)
+                    break
+                act = self._prepare(msg)
+                if act is not None:
+                    self._complete(act, self._run_here(act))
             if self._halt or not self._resolve_joins():
                 return
 
-    def _run_here(self, act: Activation, first: tuple[float, Exception] | None = None) -> Outcome:
+    def _run_here(self, act: Activation) -> Outcome:
         try:
-            return run_activation(
-                act, self.job.job_id, self.async_runner, self.cancelled, self._on_retry, first
-            )
+            outcome = invoke(act, self.call)
         except BaseException:  # KeyboardInterrupt, SystemExit: the message stays pending
             self.job.pending.appendleft(act.message)
             raise
+        if outcome.running is not None:
+            self._abandoned.setdefault(act.routine_id, []).append(outcome.running)
+        return outcome
 
-    def _fast_step(self, msg: Message) -> bool:
-        """Run the common activation (plain sync slot, no cap, no store, no
-        listeners) flat on this thread; False when the general path must run it."""
-        rid = msg.routine_id
-        routine = self._routines[rid]
-        slot = None if msg.slot is None else routine._slots[msg.slot]
-        if slot is None or not slot.plain or rid in self.plan.guarded or routine_started.receivers:
-            return False
-        invoke = slot.invoke
-        assert invoke is not None  # a plain slot has a handler
-        job = self.job
-        state = job.routine_states[rid]
-        base = state["stats"]
-        ctx = ActivationContext(routine, rid, job.job_id, msg.seq, base, 0, self)
-        token = CURRENT.set(ctx)
-        start = time.perf_counter()
-        try:
-            invoke(msg.data)
-        except BaseException as exc:
-            CURRENT.reset(token)
-            if not isinstance(exc, Exception):  # KeyboardInterrupt: the message stays pending
-                job.pending.appendleft(msg)
-                raise
-            act = Activation(
-                routine, rid, slot, msg, msg.data, NO_STATE, None, base, self.plan.handlers[rid]
-            )
-            act.control = self
-            self._complete(act, self._run_here(act, (time.perf_counter() - start, exc)))
-            return True
-        elapsed = time.perf_counter() - start
-        CURRENT.reset(token)
-        job.tracker.record_call(rid, True, elapsed)
-        produced = self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
-        if self.journal is not None:
-            self.journal.step(job, (msg,), produced, rid, None)
-        if routine_finished.receivers:
-            self._send_finished(rid, slot.name, msg, elapsed)
+    def _await_abandoned(self, rid: str) -> bool:
+        """Wait while timed-out calls of ``rid`` fill its concurrency; False if halted."""
+        running = self._abandoned.get(rid)
+        limit = self._routines[rid]._policy.max_concurrency
+        while running:
+            running[:] = [r for r in running if not r.done()]
+            if len(running) < limit:
+                break
+            if self._halt:
+                return False
+            concurrent.futures.wait(running, _POLL, concurrent.futures.FIRST_COMPLETED)
+        if not running:
+            self._abandoned.pop(rid, None)
         return True
 
     def _run_pooled(self, session: Session) -> None:
-        done: queue.SimpleQueue[tuple[Activation, Any]] = queue.SimpleQueue()
+        done: Done = queue.SimpleQueue()
+        self._done = done
         try:
             self._pump(session, done)
         finally:
+            self._done = None
             session.close()
 
-    def _pump(self, session: Session, done: queue.SimpleQueue[tuple[Activation, Any]]) -> None:
+    def _pump(self, session: Session, done: Done) -> None:
         pending = self.job.pending
         while True:
             while pending and not self._halt:
@@ -240,23 +247,37 @@ class JobRunner:
                 act = self._prepare(msg)
                 if act is not None:
                     self._dispatch(session, act, done)
-            if not self._in_flight:
+            # With nothing in flight, messages still waiting wait for abandoned calls.
+            if not self._in_flight and (self._halt or not self._any_waiting()):
                 self._release_all_waiting()
                 if self._halt or (not pending and not self._resolve_joins()):
                     return
                 continue
             session.flush()
             act, future = done.get()
+            if act is None:
+                if future is not None:
+                    self._release_abandoned(session, future, done)
+                continue
             try:
                 outcome = future.outcome if isinstance(future, _Unsent) else session.outcome(future)
             except WorkerLost as lost:
                 if self._resend(session, act, done, lost):
                     continue
-                outcome = Outcome(False, [0.0], [], None, lost, format_exception(lost))
-            released = self._settle(act)
+                outcome = failed(lost)
+            released = self._settle(act, outcome, done)
             self._complete(act, outcome)
             if released is not None:
                 self._start_released(session, released, done)
+
+    def _any_waiting(self) -> bool:
+        return any(self._waiting.values())
+
+    def _release_abandoned(self, session: Session, rid: str, done: Done) -> None:
+        self._running[rid] -= 1
+        waiting = self._waiting.get(rid)
+        if waiting:
+            self._start_released(session, waiting.popleft(), done)
 
     def _must_wait(self, msg: Message, queued_ok: bool = False) -> bool:
         rid = msg.routine_id
@@ -272,17 +293,15 @@ class JobRunner:
             and slot_key(rid, slot.name) in self._busy_slots
         )
 
-    def _dispatch(
-        self, session: Session, act: Activation, done: queue.SimpleQueue[tuple[Activation, Any]]
-    ) -> None:
+    def _dispatch(self, session: Session, act: Activation, done: Done) -> None:
         self._running[act.routine_id] = self._running.get(act.routine_id, 0) + 1
         if act.slot_key is not None:
             self._busy_slots.add(act.slot_key)
         self._in_flight[id(act)] = act.message
         try:
-            future = session.submit(act, self)
+            future = session.submit(act, self.call)
         except ShippingError as exc:
-            done.put((act, _Unsent(Outcome(False, [0.0], [], None, exc, format_exception(exc)))))
+            done.put((act, _Unsent(failed(exc))))
             return
         future.add_done_callback(lambda f: done.put((act, f)))
 
@@ -290,7 +309,7 @@ class JobRunner:
         self,
         session: Session,
         act: Activation,
-        done: queue.SimpleQueue[tuple[Activation, Any]],
+        done: Done,
         lost: WorkerLost,
     ) -> bool:
         """Send a call whose worker died again; False once it has been sent too often."""
@@ -299,24 +318,30 @@ class JobRunner:
             return False
         self._resent[id(act)] = sent + 1
         logger.warning("Worker lost during %s (%s); sending the call again", act.routine_id, lost)
-        future = session.submit(act, self)
+        future = session.submit(act, self.call)
         future.add_done_callback(lambda f: done.put((act, f)))
         return True
 
-    def _settle(self, act: Activation) -> Message | None:
-        """Free the call's place; the routine's next waiting message, if any."""
+    def _settle(self, act: Activation, outcome: Outcome, done: Done) -> Message | None:
+        """Free the call's place; the routine's next waiting message, if any.
+
+        A call abandoned after its timeout keeps its place in the routine's
+        concurrency until it really returns (then ``done`` hears of it).
+        """
         self._resent.pop(id(act), None)
         rid = act.routine_id
-        self._running[rid] -= 1
+        running = outcome.running
+        if running is None:
+            self._running[rid] -= 1
+        else:
+            running.add_done_callback(lambda _: done.put((None, rid)))
         if act.slot_key is not None:
             self._busy_slots.discard(act.slot_key)
         del self._in_flight[id(act)]
         waiting = self._waiting.get(rid)
-        return waiting.popleft() if waiting else None
+        return waiting.popleft() if waiting and running is None else None
 
-    def _start_released(
-        self, session: Session, msg: Message, done: queue.SimpleQueue[tuple[Activation, Any]]
-    ) -> None:
+    def _start_released(self, session: Session, msg: Message, done: Done) -> None:
         # The oldest waiting messages of the routine go next, ahead of newer ones,
         # until one of them is dispatched (a join delivery may only be buffered).
         waiting = self._waiting[msg.routine_id]
@@ -367,7 +392,6 @@ class JobRunner:
         act = Activation(
             routine, rid, slot, msg, data, new_state, key, state["stats"], self.plan.handlers[rid]
         )
-        act.control = self
         if routine_started.receivers:
             send(
                 routine_started,
@@ -441,7 +465,7 @@ class JobRunner:
             state["stats"],
             self.plan.handlers[rid],
         )
-        self._complete(act, Outcome(False, [0.0], [], None, error, format_exception(error)))
+        self._complete(act, failed(error))
 
     def _commit_success(
         self,
