@@ -43,7 +43,9 @@ class Emitter(Routine):
             raise ValueError("asked to fail")
 
 
-def activation(routine: Routine, value: Any, **handler: Any) -> Activation:
+def activation(
+    routine: Routine, value: Any, call: CallContext | None = None, **handler: Any
+) -> Activation:
     """An activation of ``routine``'s slot ``in`` with ``value``."""
     strategy = handler.pop("strategy", ErrorStrategy.STOP)
     return Activation(
@@ -56,12 +58,13 @@ def activation(routine: Routine, value: Any, **handler: Any) -> Activation:
         None,
         {},
         no_retry_delay(strategy, **handler),
+        call or CallContext("job"),
     )
 
 
 def test_invoke_returns_the_calls_emits_and_counters() -> None:
     """A successful call's outcome carries what it emitted and its counters."""
-    outcome = invoke(activation(Emitter(), 1), CallContext("job"))
+    outcome = invoke(activation(Emitter(), 1))
     assert outcome.ok
     assert outcome.emits == [("out", {"value": 1})]
     assert outcome.stats == {"calls": 1}
@@ -70,7 +73,7 @@ def test_invoke_returns_the_calls_emits_and_counters() -> None:
 
 def test_invoke_drops_the_emits_and_counters_of_a_failed_call() -> None:
     """A failed call's outcome has its error and traceback but no emits or counters."""
-    outcome = invoke(activation(Emitter(), "fail"), CallContext("job"))
+    outcome = invoke(activation(Emitter(), "fail"))
     assert not outcome.ok
     assert isinstance(outcome.error, ValueError)
     assert "asked to fail" in outcome.traceback
@@ -81,8 +84,8 @@ def test_invoke_retries_and_tells_the_retry_callback() -> None:
     """Each retry is reported to ``on_retry`` with its attempt number, then the call fails."""
     seen: list[int] = []
     call = CallContext("job", on_retry=lambda act, attempt, delay, error: seen.append(attempt))
-    act = activation(Emitter(), "fail", strategy=ErrorStrategy.RETRY, max_retries=2)
-    outcome = invoke(act, call)
+    act = activation(Emitter(), "fail", call, strategy=ErrorStrategy.RETRY, max_retries=2)
+    outcome = invoke(act)
     assert seen == [1, 2]
     assert len(outcome.durations) == 3 and not outcome.ok
 

@@ -34,8 +34,8 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
@@ -53,25 +53,18 @@ RetryCallback = Callable[["Activation", int, float, BaseException], None]
 Running = concurrent.futures.Future[None]
 
 
-class Activation:
-    """One handler call the scheduler has dispatched.
+class Activation(ActivationContext):
+    """One handler call the scheduler has dispatched, and its context while it runs.
 
     ``slot`` is ``None`` for an entry call of a routine that overrides
     ``__call__``. ``new_state`` is the slot's merge state to commit when the
-    call is done (``NO_STATE`` for slots without merge state).
+    call is done (``NO_STATE`` for slots without merge state). ``call`` is
+    what the executor may know of the job (:class:`CallContext`).
     """
 
-    __slots__ = (
-        "base_stats",
-        "data",
-        "error_handler",
-        "message",
-        "new_state",
-        "routine",
-        "routine_id",
-        "slot",
-        "slot_key",
-    )
+    __slots__ = ("data", "error_handler", "new_state", "slot", "slot_key")
+
+    call: CallContext
 
     def __init__(
         self,
@@ -84,6 +77,7 @@ class Activation:
         slot_key: str | None,
         base_stats: dict[str, Any],
         error_handler: ErrorHandler,
+        call: CallContext,
     ) -> None:
         self.routine = routine
         self.routine_id = routine_id
@@ -94,6 +88,10 @@ class Activation:
         self.slot_key = slot_key
         self.base_stats = base_stats
         self.error_handler = error_handler
+        self.call = call
+        self.attempt = 0
+        self.stats = None
+        self.emits = []
 
     def activation_id(self, job_id: str) -> str:
         """The stable id of this activation: the job and the message it consumes."""
@@ -103,6 +101,12 @@ class Activation:
     def slot_name(self) -> str | None:
         """The slot's name, or ``None`` for an entry ``__call__``."""
         return None if self.slot is None else self.slot.name
+
+    def start_attempt(self, attempt: int) -> None:
+        """Start afresh for a retry: what an earlier attempt did is dropped."""
+        self.attempt = attempt
+        self.stats = None
+        self.emits = []
 
 
 NO_STATE: Any = object()
@@ -164,34 +168,27 @@ class CallContext:
     control: JobControl | None = None
 
 
-class Outcome:
+class Outcome(NamedTuple):
     """What an activation did: its emits and counters, or its error.
 
-    ``running`` is a timed-out attempt still running in its thread (only for
-    failed outcomes); it holds the routine's concurrency slot until done.
+    A tuple, because one is made per call and a tuple is the cheapest
+    immutable record. ``running`` is a timed-out attempt still running in its
+    thread (failed outcomes only); it holds the routine's concurrency slot
+    until done. ``retries`` lists retries made in another process:
+    ``(attempt, delay, repr(error))``.
     """
 
-    __slots__ = ("durations", "emits", "error", "ok", "retries", "running", "stats", "traceback")
+    ok: bool
+    durations: list[float]
+    emits: list[tuple[str, Any]]
+    stats: dict[str, Any] | None
+    error: BaseException | None = None
+    traceback: str = ""
+    running: Running | None = None
+    retries: Sequence[tuple[int, float, str]] = ()
 
-    def __init__(
-        self,
-        ok: bool,
-        durations: list[float],
-        emits: list[tuple[str, Any]],
-        stats: dict[str, Any] | None,
-        error: BaseException | None = None,
-        tb: str = "",
-        running: Running | None = None,
-    ) -> None:
-        self.ok = ok
-        self.durations = durations
-        self.emits = emits
-        self.stats = stats
-        self.error = error
-        self.traceback = tb
-        self.running = running
-        #: Retries made in another process: ``(attempt, delay, repr(error))``.
-        self.retries: list[tuple[int, float, str]] = []
+
+_new_tuple = tuple.__new__
 
 
 def failed(error: BaseException, durations: list[float] | None = None) -> Outcome:
@@ -199,7 +196,7 @@ def failed(error: BaseException, durations: list[float] | None = None) -> Outcom
     return Outcome(False, durations or [0.0], [], None, error, format_exception(error))
 
 
-def invoke(act: Activation, call: CallContext) -> Outcome:
+def invoke(act: Activation) -> Outcome:
     """Call the handler of ``act``, retrying by its error handler; never raises
     for the handler's failure (``KeyboardInterrupt`` and the like propagate).
 
@@ -214,21 +211,20 @@ def invoke(act: Activation, call: CallContext) -> Outcome:
         or slot.is_async
         or act.routine._policy.timeout is not None
     ):
-        return _attempts(act, call, None)
-    ctx = ActivationContext(
-        act.routine, act.routine_id, call.job_id, act.message.seq, act.base_stats, 0, call.control
-    )
-    token = CURRENT.set(ctx)
+        return _attempts(act, None)
+    token = CURRENT.set(act)
     start = time.perf_counter()
     try:
         slot.invoke(act.data)
     except Exception as exc:
         first = (time.perf_counter() - start, exc)
     else:
-        return Outcome(True, [time.perf_counter() - start], ctx.emits, ctx.stats)
+        # Skips Outcome's generated __new__: this runs once per handler call.
+        elapsed = [time.perf_counter() - start]
+        return _new_tuple(Outcome, (True, elapsed, act.emits, act.stats, None, "", None, ()))
     finally:
         CURRENT.reset(token)
-    return _attempts(act, call, first)
+    return _attempts(act, first)
 
 
 class _Abandoned(Exception):
@@ -240,7 +236,8 @@ class _Abandoned(Exception):
         self.running = running
 
 
-def _attempts(act: Activation, call: CallContext, first: tuple[float, Exception] | None) -> Outcome:
+def _attempts(act: Activation, first: tuple[float, Exception] | None) -> Outcome:
+    call = act.call
     handler = act.error_handler
     durations: list[float] = []
     attempt = 0
@@ -251,25 +248,17 @@ def _attempts(act: Activation, call: CallContext, first: tuple[float, Exception]
         durations.append(seconds)
     while True:
         if error is None:
-            ctx = ActivationContext(
-                act.routine,
-                act.routine_id,
-                call.job_id,
-                act.message.seq,
-                act.base_stats,
-                attempt,
-                call.control,
-            )
+            act.start_attempt(attempt)
             start = time.perf_counter()
             try:
-                _call(act, ctx, call.async_runner)
+                _call(act, call.async_runner)
             except _Abandoned as abandoned:
                 error, running = abandoned.error, abandoned.running
             except Exception as exc:
                 error = exc
             durations.append(time.perf_counter() - start)
             if error is None:
-                return Outcome(True, durations, ctx.emits, ctx.stats)
+                return Outcome(True, durations, act.emits, act.stats)
         if not handler.should_retry(error, attempt):
             return _failure(error, durations, running)
         attempt += 1
@@ -313,7 +302,7 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def _call(act: Activation, ctx: ActivationContext, runner: AsyncRunner | None) -> None:
+def _call(act: Activation, runner: AsyncRunner | None) -> None:
     slot = act.slot
     if slot is None:
         invoke: Callable[[Mapping[str, Any]], Any] | None = _entry_call(act.routine)
@@ -325,17 +314,17 @@ def _call(act: Activation, ctx: ActivationContext, runner: AsyncRunner | None) -
     timeout = act.routine._policy.timeout
     if is_async:
         run = runner.run if runner is not None else run_here
-        run(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
+        run(invoke, act.data, act, timeout, _timeout_error(act, timeout))
     elif timeout is None:
-        token = CURRENT.set(ctx)
+        token = CURRENT.set(act)
         try:
             invoke(act.data)
         finally:
             CURRENT.reset(token)
     elif _interrupting and threading.current_thread() is threading.main_thread():
-        _call_with_alarm(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
+        _call_with_alarm(invoke, act.data, act, timeout, _timeout_error(act, timeout))
     else:
-        _call_in_thread(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
+        _call_in_thread(invoke, act.data, act, timeout, _timeout_error(act, timeout))
 
 
 _interrupting = False

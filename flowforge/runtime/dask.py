@@ -31,7 +31,7 @@ from .remote import RemoteCall, RemoteResult, Shipper, run_remote
 
 if TYPE_CHECKING:
     from ..routine import Routine
-    from .activation import Activation, CallContext, Outcome
+    from .activation import Activation, Outcome
 
 
 class DaskExecutor(Executor):
@@ -123,8 +123,8 @@ class _DaskSession:
         #: Routines whose calls took BATCH_BELOW seconds or more.
         self._long: set[str] = set()
 
-    def submit(self, act: Activation, call: CallContext) -> Any:
-        remote = self.shipper.call(act, call.job_id)
+    def submit(self, act: Activation) -> Any:
+        remote = self.shipper.call(act, act.call.job_id)
         placeholder: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._ready.append((remote, act.error_handler, placeholder))
         return placeholder

@@ -43,7 +43,6 @@ import attrs
 from ..errors import DefinitionError, MissingExtraError, quoted
 from .activation import (
     Activation,
-    CallContext,
     Outcome,
     enable_interrupting_timeouts,
     failed,
@@ -62,9 +61,12 @@ class WorkerLost(Exception):
 class Session(Protocol):
     """One job's use of an executor."""
 
-    def submit(self, act: Activation, call: CallContext) -> Any:
+    def submit(self, act: Activation) -> Any:
         """Start ``act`` (through :func:`~flowforge.runtime.activation.invoke`,
-        here or in a worker); returns a future with ``add_done_callback``."""
+        here or in a worker); returns a future with ``add_done_callback``.
+
+        What the session may know of the job is ``act.call``, a frozen
+        :class:`~flowforge.runtime.activation.CallContext`."""
 
     def outcome(self, future: Any) -> Outcome:
         """The finished call's :class:`Outcome`; :class:`WorkerLost` to send it again."""
@@ -143,8 +145,8 @@ class _ThreadSession:
     def __init__(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
         self.pool = pool
 
-    def submit(self, act: Activation, call: CallContext) -> Any:
-        return self.pool.submit(invoke, act, call)
+    def submit(self, act: Activation) -> Any:
+        return self.pool.submit(invoke, act)
 
     def outcome(self, future: Any) -> Outcome:
         result: Outcome = future.result()
@@ -214,8 +216,8 @@ class _ProcessSession:
         self.executor = executor
         self.shipper = shipper
 
-    def submit(self, act: Activation, call: CallContext) -> Any:
-        remote = self.shipper.call(act, call.job_id)
+    def submit(self, act: Activation) -> Any:
+        remote = self.shipper.call(act, act.call.job_id)
         pool = self.executor.pool()
         try:
             return pool.submit(run_remote, remote, act.error_handler)

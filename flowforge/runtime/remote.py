@@ -97,11 +97,16 @@ class RemoteResult:
 
     def outcome(self) -> Outcome:
         """The result as the scheduler's :class:`Outcome`."""
-        outcome = Outcome(
-            self.ok, self.durations, self.emits, self.stats, self.error, self.traceback
+        return Outcome(
+            self.ok,
+            self.durations,
+            self.emits,
+            self.stats,
+            self.error,
+            self.traceback,
+            None,
+            self.retries,
         )
-        outcome.retries = self.retries
-        return outcome
 
 
 def _portable(error: BaseException | None) -> BaseException | None:
@@ -126,24 +131,24 @@ def run_remote(call: RemoteCall, error_handler: Any) -> RemoteResult:
     :func:`~flowforge.runtime.activation.invoke` like every call."""
     routine = _routine(call)
     slot = None if call.slot is None else routine._slots[call.slot]
-    message = _Seq(call.seq)
-    act = Activation(
-        routine,
-        call.routine_id,
-        slot,
-        message,
-        call.data,
-        None,
-        None,
-        call.base_stats,
-        error_handler,
-    )
     retries: list[tuple[int, float, str]] = []
 
     def note_retry(_: Activation, attempt: int, delay: float, error: BaseException) -> None:
         retries.append((attempt, delay, repr(error)))
 
-    outcome = invoke(act, CallContext(call.job_id, on_retry=note_retry))
+    act = Activation(
+        routine,
+        call.routine_id,
+        slot,
+        _Seq(call.seq),
+        call.data,
+        None,
+        None,
+        call.base_stats,
+        error_handler,
+        CallContext(call.job_id, on_retry=note_retry),
+    )
+    outcome = invoke(act)
     if outcome.ok:
         outcome = _checked_emits(outcome, call.routine_id)
     return RemoteResult(outcome, retries)

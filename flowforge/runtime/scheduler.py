@@ -18,6 +18,7 @@ import concurrent.futures
 import logging
 import queue
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,6 +45,7 @@ from .activation import (
     CallContext,
     CancelFlag,
     Outcome,
+    RetryCallback,
     Running,
     failed,
     invoke,
@@ -95,6 +97,32 @@ class Journal(Protocol):
         """The job stopped running (any status); make everything durable."""
 
 
+def _steering(runner: JobRunner) -> tuple[JobControl, RetryCallback]:
+    """The runner's JobControl and retry callback, holding it only weakly.
+
+    A strong reference would make a cycle (runner -> call context -> runner),
+    and a finished job would wait for the garbage collector to be freed.
+    """
+    ref = weakref.ref(runner)
+
+    def pause(reason: str | None) -> None:
+        alive = ref()
+        if alive is not None:
+            alive.request_pause(reason)
+
+    def cancel(reason: str | None) -> None:
+        alive = ref()
+        if alive is not None:
+            alive.request_cancel(reason)
+
+    def on_retry(act: Activation, attempt: int, delay: float, error: BaseException) -> None:
+        alive = ref()
+        if alive is not None:
+            alive._on_retry(act, attempt, delay, error)
+
+    return JobControl(pause, cancel), on_retry
+
+
 def slot_key(routine_id: str, slot_name: str) -> str:
     """How a slot's merge state is keyed in ``JobState.slot_states``."""
     return f"{routine_id}.{slot_name}"
@@ -120,15 +148,15 @@ class JobRunner:
         self.journal = journal
         self.cancelled = CancelFlag()
         #: All a handler may ask of its job; all an executor knows of it.
-        self.control = JobControl(self.request_pause, self.request_cancel)
-        self.call = CallContext(
-            job.job_id, self.cancelled, self._on_retry, async_runner, self.control
-        )
+        self.control, on_retry = _steering(self)
+        self.call = CallContext(job.job_id, self.cancelled, on_retry, async_runner, self.control)
         self._halt = False
         self._pause_reason: str | None = None
         self._cancel_reason: str | None = None
         self._running: dict[str, int] = {}
         self._routines = plan.routines
+        self._caps = plan.caps
+        self._handlers = plan.handlers
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
@@ -190,27 +218,26 @@ class JobRunner:
 
     def _run_inline(self) -> None:
         pending = self.job.pending
+        prepare, complete = self._prepare, self._complete
         while True:
             while pending and not self._halt:
                 msg = pending.popleft()
                 if self._abandoned and not self._await_abandoned(msg.routine_id):
                     pending.appendleft(msg)
                     break
-                act = self._prepare(msg)
-                if act is not None:
-                    self._complete(act, self._run_here(act))
+                act = prepare(msg)
+                if act is None:
+                    continue
+                try:
+                    outcome = invoke(act)
+                except BaseException:  # KeyboardInterrupt, SystemExit: the message stays
+                    pending.appendleft(msg)
+                    raise
+                if outcome.running is not None:
+                    self._abandoned.setdefault(act.routine_id, []).append(outcome.running)
+                complete(act, outcome)
             if self._halt or not self._resolve_joins():
                 return
-
-    def _run_here(self, act: Activation) -> Outcome:
-        try:
-            outcome = invoke(act, self.call)
-        except BaseException:  # KeyboardInterrupt, SystemExit: the message stays pending
-            self.job.pending.appendleft(act.message)
-            raise
-        if outcome.running is not None:
-            self._abandoned.setdefault(act.routine_id, []).append(outcome.running)
-        return outcome
 
     def _await_abandoned(self, rid: str) -> bool:
         """Wait while timed-out calls of ``rid`` fill its concurrency; False if halted."""
@@ -299,7 +326,7 @@ class JobRunner:
             self._busy_slots.add(act.slot_key)
         self._in_flight[id(act)] = act.message
         try:
-            future = session.submit(act, self.call)
+            future = session.submit(act)
         except ShippingError as exc:
             done.put((act, _Unsent(failed(exc))))
             return
@@ -318,7 +345,7 @@ class JobRunner:
             return False
         self._resent[id(act)] = sent + 1
         logger.warning("Worker lost during %s (%s); sending the call again", act.routine_id, lost)
-        future = session.submit(act, self.call)
+        future = session.submit(act)
         future.add_done_callback(lambda f: done.put((act, f)))
         return True
 
@@ -370,10 +397,11 @@ class JobRunner:
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
         state = self.job.routine_states[rid]
-        cap = self.plan.caps.get(rid)
-        if cap is not None and state["activations"] + self._running.get(rid, 0) >= cap:
-            self._fail_on_cap(msg, rid, cap)
-            return None
+        if rid in self._caps:
+            cap = self._caps[rid]
+            if state["activations"] + self._running.get(rid, 0) >= cap:
+                self._fail_on_cap(msg, rid, cap)
+                return None
         data, new_state, key = msg.data, NO_STATE, None
         if slot is not None and slot.merge is not None:
             key = slot_key(rid, slot.name)
@@ -390,7 +418,16 @@ class JobRunner:
                 return None
             data = fire
         act = Activation(
-            routine, rid, slot, msg, data, new_state, key, state["stats"], self.plan.handlers[rid]
+            routine,
+            rid,
+            slot,
+            msg,
+            data,
+            new_state,
+            key,
+            state["stats"],
+            self._handlers[rid],
+            self.call,
         )
         if routine_started.receivers:
             send(
@@ -404,11 +441,32 @@ class JobRunner:
         return act
 
     def _complete(self, act: Activation, outcome: Outcome) -> None:
+        """Apply a finished call's outcome: record it, then commit or fail it."""
         rid = act.routine_id
-        record = self.job.tracker.record_call
+        job = self.job
+        durations = outcome.durations
+        if len(durations) > 1 or outcome.retries:
+            self._record_retries(act, outcome)
+        job.tracker.record_call(rid, outcome.ok, durations[-1])
+        if not outcome.ok:
+            self._fail(act, outcome)
+            return
+        key = act.slot_key
+        if key is not None:
+            self._commit_slot(key, act.new_state)
+        produced = self._commit_success(
+            act.routine, rid, job.routine_states[rid], act.base_stats, outcome.stats, outcome.emits
+        )
+        if self.journal is not None:
+            self._journal_step((act.message,), produced, rid, key)
+        if routine_finished.receivers:
+            self._send_finished(rid, act.slot_name, act.message, durations[-1])
+
+    def _record_retries(self, act: Activation, outcome: Outcome) -> None:
+        """Record the failed attempts before the last; signal retries made elsewhere."""
+        rid = act.routine_id
         for seconds in outcome.durations[:-1]:
-            record(rid, False, seconds)
-        record(rid, outcome.ok, outcome.durations[-1])
+            self.job.tracker.record_call(rid, False, seconds)
         for attempt, delay, error in outcome.retries:  # made in another process
             send(
                 retry_scheduled,
@@ -421,18 +479,6 @@ class JobRunner:
                 delay=delay,
                 error=error,
             )
-        if not outcome.ok:
-            self._fail(act, outcome)
-            return
-        state = self.job.routine_states[rid]
-        if act.slot_key is not None:
-            self._commit_slot(act.slot_key, act.new_state)
-        produced = self._commit_success(
-            act.routine, rid, state, act.base_stats, outcome.stats, outcome.emits
-        )
-        self._journal_step((act.message,), produced, rid, act.slot_key)
-        if routine_finished.receivers:
-            self._send_finished(rid, act.slot_name, act.message, outcome.durations[-1])
 
     def _send_finished(self, rid: str, slot: str | None, msg: Message, seconds: float) -> None:
         send(
@@ -464,6 +510,7 @@ class JobRunner:
             None,
             state["stats"],
             self.plan.handlers[rid],
+            self.call,
         )
         self._complete(act, failed(error))
 
