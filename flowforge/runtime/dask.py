@@ -103,16 +103,16 @@ def _shut(client: Client, cluster: LocalCluster | None) -> None:
 
 
 class _DaskSession:
-    """Sends short calls in batches, long calls one task each.
+    """Sends short calls in batches, other calls one task each.
 
     Dask's own cost per task (a few milliseconds on a small machine) would
     eat the gain of a second worker if every short call were its own task,
-    so calls that take less than :data:`BATCH_BELOW` seconds (judged by the
-    calls that came back so far) go in one task per worker for what is ready
-    at once. Longer calls go one per task: batching them would gain nothing
-    and could leave one worker with a long batch while the other idles. The
-    scheduler calls :meth:`flush` whenever it is about to wait, so a call
-    never waits for a batch to fill.
+    so calls of routines whose calls came back in less than
+    :data:`BATCH_BELOW` seconds go in one task per worker for what is ready
+    at once. Other calls (also those of a routine not yet seen) go one per
+    task: batching them would gain little and could leave one worker with a
+    long batch while the other idles. The scheduler calls :meth:`flush`
+    whenever it is about to wait, so a call never waits for a batch to fill.
     """
 
     def __init__(self, client: Client, shipper: Shipper) -> None:
@@ -120,7 +120,8 @@ class _DaskSession:
         self.shipper = shipper
         self._ready: list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]] = []
         self._workers = max(1, len(client.scheduler_info().get("workers", {})))
-        #: Routines whose calls took BATCH_BELOW seconds or more.
+        #: Routines whose calls took less than BATCH_BELOW seconds (and none more).
+        self._short: set[str] = set()
         self._long: set[str] = set()
 
     def submit(self, act: Activation) -> Any:
@@ -131,9 +132,9 @@ class _DaskSession:
 
     def flush(self) -> None:
         ready, self._ready = self._ready, []
-        short = [item for item in ready if item[0].routine_id not in self._long]
+        short = [item for item in ready if item[0].routine_id in self._short]
         for item in ready:
-            if item[0].routine_id in self._long:
+            if item[0].routine_id not in self._short:
                 self._send([item])
         batches = min(self._workers, len(short))
         for i in range(batches):
@@ -161,9 +162,15 @@ class _DaskSession:
                 placeholder.set_exception(exc)
             return
         for (call, _, placeholder), result in zip(part, results, strict=True):
-            if sum(result.durations) >= BATCH_BELOW:
-                self._long.add(call.routine_id)
+            self._learn(call.routine_id, sum(result.durations))
             placeholder.set_result(result)
+
+    def _learn(self, routine_id: str, seconds: float) -> None:
+        if seconds >= BATCH_BELOW:
+            self._long.add(routine_id)
+            self._short.discard(routine_id)
+        elif routine_id not in self._long:
+            self._short.add(routine_id)
 
 
 #: Calls shorter than this (seconds) are batched; longer ones go one per task.
