@@ -14,6 +14,15 @@ handlers); routines and message data must be picklable.
 ``DaskExecutor(address)`` uses a running scheduler, ``DaskExecutor()``
 starts a local cluster of worker processes.
 
+The names live in one registry here, which ``Flow(executor=...)``, flow
+files and the CLI share: :func:`executor_kinds` lists them and
+:func:`create_executor` builds one, importing an optional extra's module only
+then (a missing extra raises :class:`~flowforge.errors.MissingExtraError`
+naming what to ``pip install``). Every executor runs a call through
+:func:`~flowforge.runtime.activation.invoke`, here or in a worker, and knows
+of the job only the activation's frozen
+:class:`~flowforge.runtime.activation.CallContext`.
+
 With every parallel executor the job's own thread stays the only one that
 touches its state: it hands calls out, at most ``max_concurrency`` of one
 routine at a time across all workers, and applies each result when it comes
@@ -22,7 +31,8 @@ back. A call whose worker died is sent again (up to 3 times).
 What a timeout can interrupt: the sequential and thread executors cannot stop
 a running Python function, so a call past its timeout is failed and
 abandoned (it keeps running in the background; whatever it does later is
-discarded). ``async def`` handlers are cancelled at their next ``await``. The
+discarded); it keeps its place in the routine's ``max_concurrency`` until it
+really returns. ``async def`` handlers are cancelled at their next ``await``. The
 process executor interrupts the call inside its worker (a timer signal raises
 in the handler; a call blocked inside C code is interrupted when it returns
 to Python). On Dask the call is abandoned on its worker like a thread.
