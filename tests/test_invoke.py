@@ -12,7 +12,7 @@ from conftest import chain, no_retry_delay
 
 from flowforge import ErrorStrategy, Flow, Routine
 from flowforge._activation import CURRENT, JobControl
-from flowforge.errors import DefinitionError, MissingExtraError
+from flowforge.errors import DefinitionError, MissingExtraError, SerializationError
 from flowforge.job_state import Message
 from flowforge.runtime.activation import NO_STATE, Activation, CallContext, invoke
 from flowforge.runtime.executors import (
@@ -196,6 +196,21 @@ def test_flow_with_a_missing_extra_says_what_to_install() -> None:
     """Flow(executor="dask") without the extra names the extra, not just the module."""
     with pytest.raises(MissingExtraError, match=r"flowforge\[dask\]"):
         Flow(executor="dask")
+
+
+@pytest.mark.usefixtures("no_cloudpickle")
+def test_flow_file_with_a_missing_extra_says_what_to_install() -> None:
+    """Loading a flow file whose executor's extra is missing names the pip command."""
+    with pytest.raises(SerializationError, match=r"flow\.executor: .*flowforge\[dask\]"):
+        Flow.from_dict({"routines": {}, "executor": {"kind": "dask"}})
+
+
+def test_cli_offers_every_executor_kind() -> None:
+    """The command line's --executor choices are the registry's kinds."""
+    from flowforge import cli
+
+    assert tuple(cli.EXECUTOR_CHOICES) == executor_kinds()
+    assert set(cli.POOLS) == {"thread", "process", "dask"}
 
 
 def test_make_executor_ignores_max_workers_without_a_pool() -> None:
