@@ -4,20 +4,23 @@
 its calls through it -- the sequential and thread executors on the job's
 machine, the process and Dask executors in their workers (through
 :func:`~flowforge.runtime.remote.run_remote`) -- so every call gets the same
-activation context, timing, timeout, retries and exception sorting.
+activation context, timing, timeout, retries and exception sorting. Which
+way it goes depends on the call alone (a sync handler without a timeout runs
+flat), never on global state such as signal receivers.
 
-``invoke(act, call) -> Outcome`` never raises for a handler's failure: the
+``invoke(act) -> Outcome`` never raises for a handler's failure: the
 :class:`Outcome` says what the call did, and the scheduler (the one owner of
-the job's state) applies it. Emits and counter changes of a failed attempt are
-dropped with the attempt's context, which is what makes an activation
-all-or-nothing. What an executor knows of the job is the frozen
-:class:`CallContext` it is handed: the job id, the cancel flag, the retry
-callback, the async runner and a narrow
+the job's state) applies it. The :class:`Activation` is also the handler's
+context while it runs (``emit`` and ``self._stats`` write to it); emits and
+counter changes of a failed attempt are dropped with it, which is what makes
+an activation all-or-nothing. What an executor knows of the job is the
+activation's frozen :class:`CallContext`: the job id, the cancel flag, the
+retry callback, the async runner and a narrow
 :class:`~flowforge._activation.JobControl` -- never the scheduler itself.
 
-This signature is also the seam for wrapping every handler call (middleware):
-a wrapper is a function ``(act, call) -> Outcome`` that calls the next one,
-and the innermost is :func:`invoke`.
+This signature is the seam for wrapping every handler call (middleware): a
+wrapper is a function ``(act) -> Outcome`` that calls the next one, and the
+innermost is :func:`invoke`.
 
 Timeouts: a sync handler past its routine's timeout is failed and, outside a
 worker process, abandoned in its thread (it cannot be stopped). An abandoned
