@@ -4,8 +4,9 @@ A :class:`JobRunner` takes messages from the job's pending queue, merges them
 into their slots, and has each resulting activation called through
 :func:`~flowforge.runtime.activation.invoke` -- on its own thread for the
 sequential executor, by the executor's session otherwise -- then applies each
-:class:`~flowforge.runtime.activation.Outcome` when it comes back: it commits the slot's merge state and the routine's counters, queues
-what was emitted, or applies the error strategy. Handlers never call each
+:class:`~flowforge.runtime.activation.Outcome` when it comes back: it
+commits the slot's merge state and the routine's counters, queues what was
+emitted, or applies the error strategy. Handlers never call each
 other, so chains of any length and long loops use no stack.
 
 When the queue runs dry with nothing running, joins still waiting for
