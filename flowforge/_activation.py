@@ -10,10 +10,8 @@ failed call changes no counter).
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+import weakref
 from typing import TYPE_CHECKING, Any, Protocol
-
-import attrs
 
 if TYPE_CHECKING:
     from .routine import Routine
@@ -23,26 +21,43 @@ CURRENT: contextvars.ContextVar[ActivationContext | None] = contextvars.ContextV
 )
 
 
-@attrs.frozen
+class Steerable(Protocol):
+    """What a :class:`JobControl` steers (the job's scheduler)."""
+
+    def request_pause(self, reason: str | None) -> None:
+        """Pause the job once running calls finish."""
+
+    def request_cancel(self, reason: str | None) -> None:
+        """Cancel the job."""
+
+
 class JobControl:
     """What a handler may ask of the job it runs in: to pause or to cancel it.
 
     The scheduler hands each call this narrow object rather than itself, so
     a handler (through :meth:`Routine.pause_job
     <flowforge.Routine.pause_job>` and ``cancel_job``) can steer its job and
-    nothing more.
+    nothing more. It holds the scheduler weakly: the scheduler holds it (in
+    its calls' context), and a cycle would keep a finished job's state alive
+    until the garbage collector ran.
     """
 
-    _pause: Callable[[str | None], None]
-    _cancel: Callable[[str | None], None]
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Steerable) -> None:
+        self._target = weakref.ref(target)
 
     def request_pause(self, reason: str | None) -> None:
         """Pause the job once running calls finish."""
-        self._pause(reason)
+        target = self._target()
+        if target is not None:
+            target.request_pause(reason)
 
     def request_cancel(self, reason: str | None) -> None:
         """Cancel the job."""
-        self._cancel(reason)
+        target = self._target()
+        if target is not None:
+            target.request_cancel(reason)
 
 
 class JobSide(Protocol):

@@ -40,8 +40,6 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import attrs
-
 from .._activation import CURRENT, ActivationContext, JobControl
 from ..errors import HandlerTimeoutError
 from ._async import AsyncRunner, run_here
@@ -149,9 +147,9 @@ class CancelFlag:
         return self._set
 
 
-@attrs.frozen
-class CallContext:
-    """What an executor may know of the job whose calls it runs.
+class CallContext(NamedTuple):
+    """What an executor may know of the job whose calls it runs (frozen; a
+    tuple because every job makes one).
 
     Attributes:
         job_id: The job's id (activation ids are ``"job_id:seq"``).

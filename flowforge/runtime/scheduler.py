@@ -17,10 +17,10 @@ ends.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import queue
 import time
-import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,7 +47,6 @@ from .activation import (
     CallContext,
     CancelFlag,
     Outcome,
-    RetryCallback,
     Running,
     failed,
     invoke,
@@ -99,30 +98,20 @@ class Journal(Protocol):
         """The job stopped running (any status); make everything durable."""
 
 
-def _steering(runner: JobRunner) -> tuple[JobControl, RetryCallback]:
-    """The runner's JobControl and retry callback, holding it only weakly.
-
-    A strong reference would make a cycle (runner -> call context -> runner),
-    and a finished job would wait for the garbage collector to be freed.
-    """
-    ref = weakref.ref(runner)
-
-    def pause(reason: str | None) -> None:
-        alive = ref()
-        if alive is not None:
-            alive.request_pause(reason)
-
-    def cancel(reason: str | None) -> None:
-        alive = ref()
-        if alive is not None:
-            alive.request_cancel(reason)
-
-    def on_retry(act: Activation, attempt: int, delay: float, error: BaseException) -> None:
-        alive = ref()
-        if alive is not None:
-            alive._on_retry(act, attempt, delay, error)
-
-    return JobControl(pause, cancel), on_retry
+def _send_retry(
+    sender: Any, job_id: str, act: Activation, attempt: int, delay: float, error: BaseException
+) -> None:
+    send(
+        retry_scheduled,
+        sender,
+        job_id=job_id,
+        routine_id=act.routine_id,
+        slot=act.slot_name,
+        activation_id=act.activation_id(job_id),
+        attempt=attempt,
+        delay=delay,
+        error=error,
+    )
 
 
 def slot_key(routine_id: str, slot_name: str) -> str:
@@ -150,7 +139,8 @@ class JobRunner:
         self.journal = journal
         self.cancelled = CancelFlag()
         #: All a handler may ask of its job; all an executor knows of it.
-        self.control, on_retry = _steering(self)
+        self.control = JobControl(self)
+        on_retry = functools.partial(_send_retry, sender, job.job_id)
         self.call = CallContext(job.job_id, self.cancelled, on_retry, async_runner, self.control)
         self._halt = False
         self._pause_reason: str | None = None
@@ -660,19 +650,6 @@ class JobRunner:
         if self.job.error is None:
             self.job.error = info
         self._halt = True
-
-    def _on_retry(self, act: Activation, attempt: int, delay: float, error: BaseException) -> None:
-        send(
-            retry_scheduled,
-            self.sender,
-            job_id=self.job.job_id,
-            routine_id=act.routine_id,
-            slot=act.slot_name,
-            activation_id=act.activation_id(self.job.job_id),
-            attempt=attempt,
-            delay=delay,
-            error=error,
-        )
 
     # -- joins at quiescence ------------------------------------------------------
 
