@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -317,3 +318,28 @@ def test_cancel_ends_a_wait_for_an_abandoned_call() -> None:
         release.set()
     assert job.status == "cancelled"
     assert job.routine_states["stuck"]["activations"] == 0
+
+
+def test_a_finished_job_is_freed_without_the_garbage_collector() -> None:
+    """No reference cycle keeps a job's scheduler alive once the job is over."""
+    targets: list[Any] = []
+
+    class Grab(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("in", handler=self.grab)
+
+        def grab(self, value: Any) -> None:
+            ctx = CURRENT.get()
+            assert ctx is not None and ctx.control is not None
+            targets.append(ctx.control._target)
+
+    flow = Flow()
+    chain(flow, ("src", Source()), ("grab", Grab()))
+    gc.disable()
+    try:
+        flow.execute("src", {"values": [1]})
+        assert len(targets) == 1
+        assert targets[0]() is None
+    finally:
+        gc.enable()
