@@ -15,11 +15,13 @@ from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import (
     ActivationLimitError,
     DefinitionError,
+    DefinitionTypeError,
     EmitError,
     FlowForgeError,
     HandlerParameterError,
     HandlerTimeoutError,
     JobStateError,
+    Problem,
     SerializationError,
     UnknownNameError,
     ValidationError,
@@ -32,7 +34,6 @@ from .routine import Policy, Routine
 from .runtime.executors import Executor, SequentialExecutor, ThreadExecutor
 from .serialization import allow_modules
 from .slot import Slot
-from .validation import Problem
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ __all__ = [
     "ActivationLimitError",
     "Connection",
     "DefinitionError",
+    "DefinitionTypeError",
     "EmitError",
     "ErrorHandler",
     "ErrorInfo",

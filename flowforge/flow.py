@@ -1,6 +1,13 @@
 """Flows: a reusable definition of routines and connections, and how jobs run.
 
-A :class:`Flow` is a definition only. Every job it runs gets its own
+A :class:`Flow` is a definition only: routines under ids and the ordered
+list of connections between them, which the flow keeps itself (a connection
+made by hand between two of its routines joins it; one reaching into another
+flow is refused). Its options and names are checked when given. A flow built
+from saved data is checked whole first (every problem listed in
+:attr:`SerializationError.problems <flowforge.errors.SerializationError.problems>`) and
+then built through the same ``add_routine``/``connect`` calls as by hand.
+A flow whose join slot sits on a loop refuses to start. Every job it runs gets its own
 :class:`~flowforge.JobState` (pending messages, slot merge state, statuses,
 history, tracker), so jobs of one flow can run at the same time from
 several threads without mixing. See :mod:`flowforge.runtime.executors` for
@@ -13,16 +20,18 @@ import asyncio
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from ._activation import CURRENT
-from ._flowfile import dump_flow, load_flow
+from ._checks import check_flow_id, check_int, check_name
+from ._flowfile import LoadedFlow, dump_flow, load_flow
 from .connection import Connection
 from .error_handler import ErrorHandler
 from .errors import (
     DefinitionError,
+    DefinitionTypeError,
     JobStateError,
     UnknownNameError,
     ValidationError,
@@ -35,30 +44,37 @@ from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
 from .runtime.plan import Plan, compile_plan
 from .runtime.scheduler import JobRunner, Journal
-from .serialization import dump_file, load_file
-from .validation import Problem, find_problems
+from .serialization import MAX_FILE_BYTES, dump_file, load_file, module_names
+from .validation import Problem, find_problems, join_cycles
 
 #: Default cap on calls per job of a routine that sits on a loop.
 DEFAULT_MAX_ACTIVATIONS = 1_000_000
-_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
 class Flow:
     """Routines wired event-to-slot, and the jobs that run through them.
 
+    Every option is checked here: a wrong type raises
+    :class:`~flowforge.errors.DefinitionTypeError` (also a ``TypeError``), a
+    value out of range :class:`~flowforge.errors.DefinitionError` (also a
+    ``ValueError``).
+
     Args:
-        flow_id: The flow's id; a random one is made when omitted.
+        flow_id: The flow's id (letters, digits, ``_``, ``-``, ``.``); a
+            random one is made when omitted.
         executor: ``"sequential"`` (default), ``"thread"``, ``"process"``,
             ``"dask"`` (the ``flowforge[dask]`` extra), or an
             :class:`~flowforge.runtime.executors.Executor`.
-        max_workers: Pool size for a parallel executor.
+        max_workers: Pool size for a parallel executor (an int >= 1).
         error_handler: The default :class:`~flowforge.ErrorHandler` (STOP).
         retention: How many history entries, errors and event deliveries a
-            job keeps (older ones are counted, not kept).
+            job keeps (an int >= 1; older ones are counted, not kept).
         max_activations: Cap on calls per job of each routine on a loop
-            (``None`` disables it).
-        store: Where jobs are checkpointed (see :mod:`flowforge.store`); a
-            job's own ``store=`` wins.
+            (an int >= 1; ``None`` disables it).
+        store: Where jobs are checkpointed, an open store such as
+            ``flowforge.store.SQLiteStore("jobs.db")`` (a path is refused:
+            stores sit above flows, so a flow does not open one); a job's own
+            ``store=`` wins.
 
     Example:
         >>> from flowforge import Flow
@@ -87,18 +103,20 @@ class Flow:
         max_activations: int | None = DEFAULT_MAX_ACTIVATIONS,
         store: Journal | None = None,
     ) -> None:
-        if retention < 1:
-            raise DefinitionError(f"retention must be >= 1, got {retention!r}.")
-        self.flow_id: str = flow_id or f"flow-{uuid.uuid4().hex[:12]}"
+        self.flow_id: str = _flow_id(flow_id)
+        check_int(max_workers, "Flow max_workers", minimum=1, optional=True)
+        self._retention: int = check_int(retention, "Flow retention", minimum=1)
+        self._max_activations = _max_activations(max_activations)
+        self._error_handler: ErrorHandler = _error_handler(error_handler)
+        self.store = _store(store)
         self.executor: Executor = make_executor(executor, max_workers)
-        self._error_handler: ErrorHandler = error_handler or ErrorHandler()
-        self.retention = retention
-        self._max_activations = max_activations
         self._plan_cache: Plan | None = None
-        self.store = store
+        self._cycle: str | None = None
         #: Default entry for jobs started without one (set from a flow file).
         self.entry: dict[str, Any] | None = None
         self._routines: dict[str, Routine] = {}
+        self._connections: list[Connection] = []
+        self._wired_set: set[Connection] = set()
         self._runners: dict[str, JobRunner] = {}
         self._tracker: ExecutionTracker | None = None
 
@@ -118,6 +136,11 @@ class Flow:
 
         Returns:
             The routine's id.
+
+        Raises:
+            DefinitionError: the id is taken or not valid (letters, digits,
+                ``_`` and ``-``, starting with a letter or ``_``), the routine
+                is already in a flow, or it is wired to a routine of another flow.
         """
         _check_routine(routine)
         if routine._routine_id is not None:
@@ -125,29 +148,62 @@ class Flow:
                 f"This {type(routine).__name__} is already in a flow as '{routine._routine_id}'. "
                 "A routine belongs to one flow: create another instance."
             )
-        rid = routine_id or self._new_id(routine)
-        if not isinstance(rid, str) or not _ID.match(rid):
-            raise DefinitionError(
-                f"Routine id {rid!r} is not valid: use letters, digits, '_' and '-', "
-                "starting with a letter or '_' (no '.', which separates ids from slot names)."
-            )
+        rid = self._new_id(routine) if routine_id is None else check_name(routine_id, "Routine id")
         if rid in self._routines:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
+        self._check_wired_elsewhere(routine)
         routine._routine_id = rid
-        routine._on_change = self._invalidate
+        routine._flow = self
         self._routines[rid] = routine
         for connection in routine._connections():
             connection.refresh()
+            if connection.event.routine._flow is self and connection.slot.routine._flow is self:
+                self._wired(connection)
         self._invalidate()
         return rid
 
+    def _check_wired_elsewhere(self, routine: Routine) -> None:
+        for connection in routine._connections():
+            for end in (connection.event.routine, connection.slot.routine):
+                if end._flow is not None and end._flow is not self:
+                    raise DefinitionError(
+                        f"Cannot add this {type(routine).__name__} to flow '{self.flow_id}': it "
+                        f"is connected to '{end.routine_label()}' of flow '{end._flow.flow_id}' "
+                        f"({connection.key}), and a connection joins routines of one flow. "
+                        "Disconnect it first, or add it to that flow."
+                    )
+
+    def _wired(self, connection: Connection) -> None:
+        if connection in self._wired_set:
+            return
+        self._wired_set.add(connection)
+        self._invalidate()
+        arriving = connection.slot._connections
+        later = set(arriving[arriving.index(connection) + 1 :])
+        if later:
+            # Wired before its routines were added: keep the slot's order, which
+            # a join combines by and which loading remakes from this list.
+            for i, existing in enumerate(self._connections):
+                if existing in later:
+                    self._connections.insert(i, connection)
+                    return
+        self._connections.append(connection)
+
+    def _unwired(self, connection: Connection) -> None:
+        if connection in self._wired_set:
+            self._wired_set.discard(connection)
+            self._connections.remove(connection)
+        self._invalidate()
+
     def _invalidate(self) -> None:
         self._plan_cache = None
+        self._cycle = None
 
     def _new_id(self, routine: Routine) -> str:
         base = re.sub(r"(?<!^)(?=[A-Z])", "_", type(routine).__name__).lower()
+        base = re.sub(r"[^a-z0-9_]", "_", base.encode("ascii", "replace").decode())
         n = 1
         while f"{base}_{n}" in self._routines:
             n += 1
@@ -187,16 +243,8 @@ class Flow:
 
     @property
     def connections(self) -> list[Connection]:
-        """Every connection between this flow's routines, in the order made."""
-        mine = {id(r) for r in self._routines.values()}
-        found = [
-            c
-            for r in self._routines.values()
-            for e in r.events.values()
-            for c in e.connections
-            if id(c.slot.routine) in mine
-        ]
-        return sorted(found, key=lambda c: c._serial)
+        """Every connection between this flow's routines, in the order made (a copy)."""
+        return list(self._connections)
 
     def set_error_handler(self, error_handler: ErrorHandler) -> None:
         """Set the flow's default error handler (a routine's own wins)."""
@@ -209,10 +257,22 @@ class Flow:
 
     @error_handler.setter
     def error_handler(self, error_handler: ErrorHandler) -> None:
-        if not isinstance(error_handler, ErrorHandler):
-            raise TypeError(f"expected an ErrorHandler, got {type(error_handler).__name__}.")
-        self._error_handler = error_handler
+        if error_handler is None:
+            raise DefinitionTypeError(
+                "Flow error_handler must be an ErrorHandler, got None. To go back to the "
+                "default, set ErrorHandler() (STOP)."
+            )
+        self._error_handler = _error_handler(error_handler)
         self._invalidate()
+
+    @property
+    def retention(self) -> int:
+        """How many history entries, errors and deliveries each job keeps (>= 1)."""
+        return self._retention
+
+    @retention.setter
+    def retention(self, value: int) -> None:
+        self._retention = check_int(value, "Flow retention", minimum=1)
 
     @property
     def max_activations(self) -> int | None:
@@ -221,7 +281,7 @@ class Flow:
 
     @max_activations.setter
     def max_activations(self, value: int | None) -> None:
-        self._max_activations = value
+        self._max_activations = _max_activations(value)
         self._invalidate()
 
     def validate(self, entry: str | None = None, *, strict: bool = False) -> list[Problem]:
@@ -312,6 +372,17 @@ class Flow:
         """The :class:`~flowforge.ExecutionTracker` of the latest job started."""
         return self._tracker
 
+    def pending_count(self, job_state: JobState) -> int:
+        """How many messages of ``job_state`` are waiting to be processed.
+
+        Its pending queue, plus, while the job runs on a parallel executor,
+        the messages held back per routine until the routine may take them.
+        Safe to call from another thread while the job runs.
+        """
+        runner = self._runners.get(job_state.job_id)
+        held = runner.held_count() if runner is not None else 0
+        return len(job_state.pending) + held
+
     @property
     def running_jobs(self) -> list[JobState]:
         """The jobs of this flow running now."""
@@ -326,6 +397,7 @@ class Flow:
         entry_slot: str | None,
         job_state: JobState | None,
     ) -> JobState:
+        self._check_startable()
         defaults = self.entry or {}
         rid = entry_routine_id or defaults.get("routine_id")
         if rid is None:
@@ -379,6 +451,7 @@ class Flow:
     def _check_resumable(self, job: JobState) -> None:
         if not isinstance(job, JobState):
             raise TypeError(f"resume() takes a JobState, got {type(job).__name__}.")
+        self._check_startable()
         if job.flow_id != self.flow_id:
             raise JobStateError(
                 f"Job {job.job_id} belongs to flow '{job.flow_id}', not '{self.flow_id}'. "
@@ -490,6 +563,17 @@ class Flow:
             )
         return runners[0]
 
+    def _check_startable(self) -> None:
+        # Once per definition: the result is kept until the wiring changes.
+        if self._cycle is None:
+            found = join_cycles(self._routines, self._connections)
+            self._cycle = "\n".join(f"  - {p.where}: {p.message} {p.hint}" for p in found)
+        if self._cycle:
+            raise DefinitionError(
+                f"Flow '{self.flow_id}' cannot start: a join slot is on a loop, so it would "
+                f"wait forever and the job would end having done nothing:\n{self._cycle}"
+            )
+
     # -- saving --------------------------------------------------------------
 
     def serialize(self) -> dict[str, Any]:
@@ -497,24 +581,48 @@ class Flow:
         return dump_flow(self)
 
     def deserialize(
-        self, data: Mapping[str, Any], *, allowed_modules: tuple[str, ...] = ()
+        self, data: Mapping[str, Any], *, allowed_modules: str | Iterable[str] = ()
     ) -> Flow:
-        """Fill this empty Flow from :meth:`serialize` output; returns ``self``."""
+        """Fill this empty Flow from :meth:`serialize` output; returns ``self``.
+
+        The data is checked whole first (see :doc:`/guide/flow_files`); on any
+        problem a :class:`~flowforge.SerializationError` lists them all and
+        this flow is left as it was.
+
+        Args:
+            data: The flow as plain data.
+            allowed_modules: Module prefixes the data may import routine
+                classes from, besides those allowed process-wide: one name
+                or a list of names.
+        """
         if self._routines:
             raise DefinitionError(
                 f"deserialize() fills an empty Flow; flow '{self.flow_id}' already has "
                 f"routines {quoted(self._routines)}. Use Flow.from_dict(data) instead."
             )
-        loaded = load_flow(data, type(self), allowed_modules)
-        self.__dict__.update(loaded.__dict__)
-        for routine in self._routines.values():
-            routine._on_change = self._invalidate
-        self._invalidate()
+        self._build(load_flow(data, module_names(allowed_modules)))
         return self
 
+    def _build(self, loaded: LoadedFlow) -> None:
+        spec = loaded.spec
+        old_executor, self.executor = self.executor, loaded.executor
+        if old_executor is not loaded.executor:
+            old_executor.close()
+        self.flow_id = spec.flow_id or self.flow_id
+        self.error_handler = spec.error_handler or ErrorHandler()
+        self.retention = spec.retention
+        self.max_activations = spec.max_activations
+        for rid, routine in loaded.routines.items():
+            self.add_routine(routine, rid)
+        for wire in spec.wires:
+            self.connect(wire.source, wire.event, wire.target, wire.slot, wire.mapping)
+        self.entry = None if spec.entry is None else dict(spec.entry)
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, allowed_modules: tuple[str, ...] = ()) -> Flow:
-        """Build a new Flow from :meth:`serialize` output."""
+    def from_dict(
+        cls, data: Mapping[str, Any], *, allowed_modules: str | Iterable[str] = ()
+    ) -> Flow:
+        """Build a new Flow from :meth:`serialize` output (see :meth:`deserialize`)."""
         return cls().deserialize(data, allowed_modules=allowed_modules)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -522,9 +630,19 @@ class Flow:
         dump_file(self.serialize(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, allowed_modules: tuple[str, ...] = ()) -> Flow:
-        """Read a flow saved with :meth:`save` (or written by hand)."""
-        return cls.from_dict(load_file(path), allowed_modules=allowed_modules)
+    def load(
+        cls, path: str | os.PathLike[str], *, allowed_modules: str | Iterable[str] = ()
+    ) -> Flow:
+        """Read a flow saved with :meth:`save` (or written by hand).
+
+        Raises:
+            SerializationError: the file cannot be read, is not UTF-8, is
+                larger than :data:`~flowforge.serialization.MAX_FILE_BYTES`, is
+                not valid JSON/YAML, or is not a valid flow; its ``problems``
+                list every problem with its place.
+        """
+        data = load_file(path, max_bytes=MAX_FILE_BYTES)
+        return cls.from_dict(data, allowed_modules=allowed_modules)
 
     def close(self) -> None:
         """Release what the executor keeps between jobs (worker pools, clusters)."""
@@ -538,6 +656,44 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"<Flow {self.flow_id!r}: {len(self._routines)} routines>"
+
+
+def _flow_id(flow_id: Any) -> str:
+    if flow_id is None:
+        return f"flow-{uuid.uuid4().hex[:12]}"
+    return check_flow_id(flow_id)
+
+
+def _max_activations(value: Any) -> int | None:
+    result: int | None = check_int(value, "Flow max_activations", minimum=1, optional=True)
+    return result
+
+
+def _error_handler(error_handler: Any) -> ErrorHandler:
+    if error_handler is None:
+        return ErrorHandler()
+    if not isinstance(error_handler, ErrorHandler):
+        raise DefinitionTypeError(
+            f"Flow error_handler must be an ErrorHandler, got {type(error_handler).__name__} "
+            f"{error_handler!r}. Write error_handler=ErrorHandler(ErrorStrategy.CONTINUE), "
+            "for example."
+        )
+    return error_handler
+
+
+def _store(store: Any) -> Journal | None:
+    if store is None or (callable(getattr(store, "begin", None)) and hasattr(store, "step")):
+        return cast("Journal | None", store)
+    hint = (
+        f"Open it first: Flow(store=SQLiteStore({str(store)!r})) with "
+        "`from flowforge.store import SQLiteStore`."
+        if isinstance(store, (str, os.PathLike))
+        else "Pass a flowforge.store.SQLiteStore or MemoryStore."
+    )
+    raise DefinitionTypeError(
+        f"Flow store must be a store (flowforge.store.Store), got {type(store).__name__} "
+        f"{store!r}. {hint}"
+    )
 
 
 def _check_routine(routine: Any) -> None:

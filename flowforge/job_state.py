@@ -19,6 +19,7 @@ import enum
 import os
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -182,6 +183,35 @@ class JobState:
         copy of the routine's counters) there.
         """
         return self.routine_states.get(routine_id)
+
+    # -- the entry -----------------------------------------------------------
+
+    def update_entry_params(self, params: Mapping[str, Any]) -> bool:
+        """Merge ``params`` into the entry's params, for a job not yet past its entry call.
+
+        The entry message still pending (a paused job that never started,
+        or one whose entry call failed under ``stop``) gets the new values,
+        so :meth:`Flow.resume <flowforge.Flow.resume>` calls the entry with
+        them; ``entry["params"]`` records them.
+
+        Returns:
+            ``True`` if an entry message was pending and was updated;
+            ``False`` if the entry call already succeeded (nothing changes).
+        """
+        entry = self.entry or {}
+        waiting = [
+            m
+            for m in self.pending
+            if m.source is None
+            and m.routine_id == entry.get("routine_id")
+            and m.slot == entry.get("slot")
+        ]
+        if not waiting:
+            return False
+        for message in waiting:
+            message.data = {**message.data, **params}
+        self.entry = {**entry, "params": {**(entry.get("params") or {}), **params}}
+        return True
 
     # -- history -----------------------------------------------------------
 

@@ -8,11 +8,13 @@ import threading
 import time
 from typing import Any
 
+import click
 import pytest
 from conftest import chain, no_retry_delay
 
 from flowforge import ErrorStrategy, Flow, Routine
 from flowforge._activation import CURRENT, JobControl
+from flowforge.cli import build_cli
 from flowforge.errors import DefinitionError, MissingExtraError, SerializationError
 from flowforge.job_state import Message
 from flowforge.runtime.activation import NO_STATE, Activation, CallContext, invoke
@@ -208,10 +210,10 @@ def test_flow_file_with_a_missing_extra_says_what_to_install() -> None:
 
 def test_cli_offers_every_executor_kind() -> None:
     """The command line's --executor choices are the registry's kinds."""
-    from flowforge import cli
-
-    assert tuple(cli.EXECUTOR_CHOICES) == executor_kinds()
-    assert set(cli.POOLS) == {"thread", "process", "dask"}
+    run = build_cli().commands["run"]
+    option = next(param for param in run.params if param.name == "executor")
+    assert isinstance(option.type, click.Choice)
+    assert tuple(option.type.choices) == executor_kinds()
 
 
 def test_make_executor_ignores_max_workers_without_a_pool() -> None:

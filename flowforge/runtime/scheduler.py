@@ -179,6 +179,10 @@ class JobRunner:
         if done is not None:
             done.put((None, None))
 
+    def held_count(self) -> int:
+        """Messages taken off the pending queue and held back per routine until it is free."""
+        return sum(len(w) for w in list(self._waiting.values()))
+
     # -- running ---------------------------------------------------------------
 
     def run(self) -> JobState:

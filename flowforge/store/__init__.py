@@ -38,10 +38,13 @@ from ._errors import (
     StoreBusyError,
     StoreClosedError,
     StoreError,
+    StoreReadOnlyError,
+    StoreTypeError,
     StoreUsageError,
+    StoreVanishedError,
     StoreVersionError,
 )
-from .base import FINISHED, Durability, JobSummary, Store
+from .base import FINISHED, Durability, FlowOrigin, JobSummary, Store
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -51,6 +54,7 @@ __all__ = [
     "CorruptStoreError",
     "Durability",
     "FlowNotFoundError",
+    "FlowOrigin",
     "JobNotFoundError",
     "JobSummary",
     "MemoryStore",
@@ -61,6 +65,9 @@ __all__ = [
     "StoreBusyError",
     "StoreClosedError",
     "StoreError",
+    "StoreReadOnlyError",
+    "StoreTypeError",
     "StoreUsageError",
+    "StoreVanishedError",
     "StoreVersionError",
 ]

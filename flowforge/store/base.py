@@ -5,7 +5,9 @@ A store is what a flow's scheduler journals to (it implements the
 job starts or resumes, ``step`` after every committed step, ``end`` when the
 job stops running. The store turns those calls into atomic commits:
 
-- ``begin`` writes the whole job (and the flow's definition, when given);
+- ``begin`` writes the whole job (and the flow's definition, when given,
+  with its :class:`FlowOrigin`: where its routine classes were imported
+  from, so a later process can import them again);
 - each ``step`` adds to an open *group*; the group is committed as one
   transaction when it holds ``group_max`` steps, or at the first step after
   it has been open ``group_seconds``. With ``durability="activation"`` every
@@ -28,23 +30,27 @@ import abc
 import datetime
 import json
 import logging
+import numbers
+import sys
 import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import attrs
 
 from ..errors import FlowForgeError, JobStateError, SerializationError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus, Message
-from . import _records
+from . import _checks, _records
 from ._errors import (
     CorruptStoreError,
     FlowNotFoundError,
     JobNotFoundError,
     StoreClosedError,
+    StoreTypeError,
     StoreUsageError,
 )
 from ._journal import OpenJob
@@ -109,17 +115,12 @@ class Store(abc.ABC):
         group_max: int = 10_000,
         group_seconds: float = 0.05,
     ) -> None:
-        if durability not in DURABILITIES:
-            raise StoreUsageError(
-                f"durability must be 'grouped' or 'activation', got {durability!r}."
-            )
-        if isinstance(group_max, bool) or not isinstance(group_max, int) or group_max < 1:
-            raise StoreUsageError(f"group_max must be an int >= 1, got {group_max!r}.")
-        if not isinstance(group_seconds, int | float) or group_seconds < 0:
-            raise StoreUsageError(f"group_seconds must be a number >= 0, got {group_seconds!r}.")
+        _checks.choice("durability", durability, DURABILITIES)
         self.durability: Durability = durability
-        self.group_max = 1 if durability == "activation" else group_max
-        self.group_seconds = float(group_seconds)
+        self.group_max = _checks.count("group_max", group_max, minimum=1)
+        if durability == "activation":
+            self.group_max = 1
+        self.group_seconds = _checks.seconds("group_seconds", group_seconds)
         self._jobs: dict[str, OpenJob] = {}
         self._jobs_lock = threading.Lock()
         self._closed = False
@@ -138,6 +139,9 @@ class Store(abc.ABC):
             SerializationError: The job holds data that is not JSON.
         """
         self._check_open()
+        _checks.instance("job", job, JobState, "begin")
+        if flow is not None:
+            _checks.instance("flow", flow, Flow, "begin")
         entry = OpenJob(job)
         with self._jobs_lock:
             if job.job_id in self._jobs:
@@ -199,6 +203,7 @@ class Store(abc.ABC):
         this store, ``end`` with another JobState of the same id is ignored
         (logged), so a stray copy cannot overwrite the running job.
         """
+        _checks.instance("job", job, JobState, "end")
         with self._jobs_lock:
             group = self._jobs.get(job.job_id)
             if group is not None and group.job is not job:
@@ -231,6 +236,7 @@ class Store(abc.ABC):
             status: Only jobs with this status (or any of these statuses).
         """
         self._check_open()
+        flow_id = _checks.optional_identifier("flow_id", flow_id)
         statuses = None if status is None else _statuses(status)
         return self._summaries(flow_id, statuses)
 
@@ -242,7 +248,7 @@ class Store(abc.ABC):
             CorruptStoreError: The stored job cannot be read back.
         """
         self._check_open()
-        _check_id(job_id, "job_id")
+        _checks.identifier("job_id", job_id)
         record = self._read(job_id)
         if record is None:
             raise JobNotFoundError(
@@ -269,8 +275,7 @@ class Store(abc.ABC):
             SerializationError: The job holds data that is not JSON.
         """
         self._check_open()
-        if not isinstance(job, JobState):
-            raise TypeError(f"save() takes a JobState, got {type(job).__name__}.")
+        _checks.instance("job", job, JobState, "save")
         self._refuse_running(job.job_id, "save")
         self._apply(_records.whole(job, time.time())[0])
 
@@ -282,7 +287,7 @@ class Store(abc.ABC):
             JobStateError: The job is running against this store now.
         """
         self._check_open()
-        _check_id(job_id, "job_id")
+        _checks.identifier("job_id", job_id)
         self._refuse_running(job_id, "delete")
         if not self._remove(job_id):
             raise JobNotFoundError(
@@ -304,6 +309,12 @@ class Store(abc.ABC):
 
         Returns:
             How many jobs were deleted.
+
+        Raises:
+            StoreUsageError: ``older_than`` is negative or not finite, or a
+                status is unknown.
+            StoreTypeError: ``older_than`` is not seconds or a timedelta, or
+                ``statuses`` is not a list of strings.
         """
         self._check_open()
         seconds = _seconds(older_than)
@@ -319,10 +330,11 @@ class Store(abc.ABC):
         needed for a flow none of whose jobs ran against the store yet.
         """
         self._check_open()
-        if not isinstance(flow, Flow):
-            raise TypeError(f"save_flow() takes a Flow, got {type(flow).__name__}.")
+        _checks.instance("flow", flow, Flow, "save_flow")
         self._put_flow(
-            flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'"), time.time()
+            flow.flow_id,
+            _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'"),
+            time.time(),
         )
 
     def load_flow(self, flow_id: str, *, allowed_modules: Sequence[str] = ()) -> Flow:
@@ -337,7 +349,31 @@ class Store(abc.ABC):
             FlowNotFoundError: No definition of that flow was saved.
         """
         self._check_open()
-        _check_id(flow_id, "flow_id")
+        _checks.identifier("flow_id", flow_id)
+        allowed = _checks.names("allowed_modules", allowed_modules)
+        data = self._saved_flow(flow_id)
+        data.pop(ORIGIN_KEY, None)
+        return Flow.from_dict(data, allowed_modules=allowed)
+
+    def flow_origin(self, flow_id: str) -> FlowOrigin | None:
+        """Where the saved flow's routine classes were imported from, if it was recorded.
+
+        Stores written before origins were recorded return ``None``.
+
+        Raises:
+            FlowNotFoundError: No definition of that flow was saved.
+        """
+        self._check_open()
+        _checks.identifier("flow_id", flow_id)
+        origin = self._saved_flow(flow_id).get(ORIGIN_KEY)
+        if not isinstance(origin, dict):
+            return None
+        return FlowOrigin(
+            tuple(str(p) for p in origin.get("paths", ())),
+            tuple(str(m) for m in origin.get("modules", ())),
+        )
+
+    def _saved_flow(self, flow_id: str) -> dict[str, Any]:
         text = self._get_flow(flow_id)
         if text is None:
             raise FlowNotFoundError(
@@ -346,7 +382,19 @@ class Store(abc.ABC):
                 path=self._path(),
                 flow_id=flow_id,
             )
-        return Flow.from_dict(json.loads(text), allowed_modules=tuple(allowed_modules))
+        try:
+            definition = json.loads(text)
+        except ValueError as exc:
+            raise CorruptStoreError(
+                f"The saved definition of flow '{flow_id}' in {self._name()} is not JSON: {exc}",
+                path=self._path(),
+            ) from exc
+        if not isinstance(definition, dict):
+            raise CorruptStoreError(
+                f"The saved definition of flow '{flow_id}' in {self._name()} is not a mapping.",
+                path=self._path(),
+            )
+        return definition
 
     def close(self) -> None:
         """Release the store's resources; closing twice is harmless.
@@ -401,7 +449,7 @@ class Store(abc.ABC):
         if flow is None:
             return None
         try:
-            return flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'")
+            return flow.flow_id, _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'")
         except (FlowForgeError, TypeError, ValueError) as exc:
             # The job can still run and be resumed; only the command line,
             # which rebuilds flows from the store, loses this one.
@@ -451,32 +499,70 @@ class Store(abc.ABC):
         """Free resources (called once, by :meth:`close`)."""
 
 
-def _statuses(status: str | Iterable[str]) -> list[str]:
-    names = [status] if isinstance(status, str) else list(status)
+@attrs.frozen
+class FlowOrigin:
+    """Where a saved flow's routine classes came from, recorded when it was saved.
+
+    Attributes:
+        paths: The ``sys.path`` directories their modules were imported from.
+        modules: The modules themselves, to allow when the flow is loaded again.
+    """
+
+    paths: tuple[str, ...]
+    modules: tuple[str, ...]
+
+
+#: The key of the origin in a saved flow definition (not part of the flow-file format).
+ORIGIN_KEY = "origin"
+
+
+def _flow_document(flow: Flow) -> dict[str, object]:
+    document = flow.serialize()
+    modules = sorted({type(r).__module__ for r in flow.routines.values()} - {"__main__"})
+    roots = (_import_root(m) for m in modules)
+    document[ORIGIN_KEY] = {
+        "paths": list(dict.fromkeys(r for r in roots if r is not None)),
+        "modules": modules,
+    }
+    return document
+
+
+def _import_root(module_name: str) -> str | None:
+    """The ``sys.path`` directory ``module_name``'s top-level package was imported from."""
+    top = sys.modules.get(module_name.partition(".")[0])
+    file = getattr(top, "__file__", None)
+    if not file:
+        return None
+    location = Path(file).resolve()
+    is_package = location.name == "__init__.py"
+    return str(location.parent.parent if is_package else location.parent)
+
+
+def _statuses(status: object) -> list[str]:
+    names = [status] if isinstance(status, str) else list(_checks.names("status", status))
     known = [str(s) for s in JobStatus]
     bad = [name for name in names if name not in known]
     if bad or not names:
         raise StoreUsageError(
             f"Unknown job status {', '.join(map(repr, bad)) or '(none given)'}; expected some of "
-            f"{', '.join(map(repr, known))}."
+            f"{', '.join(map(repr, known))}.",
+            argument="status",
+            expected=f"some of {', '.join(map(repr, known))}",
+            got=status,
         )
     return [str(JobStatus(name)) for name in names]
 
 
-def _seconds(older_than: float | datetime.timedelta) -> float:
+def _seconds(older_than: object) -> float:
     if isinstance(older_than, datetime.timedelta):
-        seconds = older_than.total_seconds()
-    elif isinstance(older_than, int | float) and not isinstance(older_than, bool):
-        seconds = float(older_than)
-    else:
-        raise TypeError(
-            f"older_than must be seconds or a datetime.timedelta, got {type(older_than).__name__}."
+        return _checks.seconds("older_than", older_than.total_seconds())
+    if isinstance(older_than, bool) or not isinstance(older_than, numbers.Real):
+        raise StoreTypeError(
+            f"older_than must be seconds or a datetime.timedelta, got {older_than!r} "
+            f"({type(older_than).__name__}). Pass older_than=3600 or "
+            "older_than=datetime.timedelta(hours=1).",
+            argument="older_than",
+            expected="seconds or a datetime.timedelta",
+            got=older_than,
         )
-    if seconds < 0:
-        raise StoreUsageError(f"older_than must not be negative, got {older_than!r}.")
-    return seconds
-
-
-def _check_id(value: object, name: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty string, got {value!r}.")
+    return _checks.seconds("older_than", older_than)
