@@ -43,7 +43,7 @@ from .connection import check_mapping
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import Problem, SerializationError, quoted
 from .routine import Policy, Routine
-from .runtime.executors import EXECUTORS, make_executor
+from .runtime.executors import create_executor, executor_kinds
 from .serialization import (
     check_shape,
     converter,
@@ -544,7 +544,7 @@ def _entry(
 
 
 def _checked_executor(doc: ExecutorDoc, problems: list[Problem]) -> ExecutorDoc:
-    known = [*EXECUTORS, "dask"]
+    known = executor_kinds()
     if doc.kind not in known:
         problems.append(
             Problem(
@@ -564,7 +564,7 @@ def _checked_executor(doc: ExecutorDoc, problems: list[Problem]) -> ExecutorDoc:
 
 def _executor(doc: ExecutorDoc, problems: list[Problem]) -> Any:
     try:
-        return make_executor(doc.kind, doc.max_workers, address=doc.address)
+        return create_executor(doc.kind, max_workers=doc.max_workers, address=doc.address)
     except (ImportError, ValueError) as exc:
         problems.append(Problem("error", "flow.executor", str(exc), ""))
         return None

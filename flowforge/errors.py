@@ -245,3 +245,17 @@ class ValidationError(FlowForgeError, ValueError):
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"The flow has {len(problems)} problem(s):\n{lines}")
         self.problems = problems
+
+
+class MissingExtraError(FlowForgeError, ModuleNotFoundError):
+    """A feature needs an optional extra of FlowForge that is not installed.
+
+    Attributes:
+        extra: The extra to install (``pip install "flowforge[<extra>]"``).
+        module: The module that could not be imported.
+    """
+
+    def __init__(self, message: str, *, extra: str, module: str) -> None:
+        super().__init__(message, name=module)
+        self.extra = extra
+        self.module = module

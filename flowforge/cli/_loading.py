@@ -20,7 +20,7 @@ import attrs
 
 from ..errors import SerializationError, quoted
 from ..flow import Flow
-from ..runtime.executors import make_executor
+from ..runtime.executors import executor_kind, executor_kinds, make_executor
 from ..serialization import load_file
 from ._common import CommandError
 
@@ -28,9 +28,8 @@ logger = logging.getLogger(__name__)
 
 FLOW_DIR = "${flow_dir}"
 #: The executors ``--executor`` offers; ``--workers`` sizes the pools.
-# registry: switch to flowforge.runtime.executors.executor_kinds() at merge.
-EXECUTOR_CHOICES = ("sequential", "thread", "process", "dask")
-POOLS = ("thread", "process", "dask")
+EXECUTOR_CHOICES = executor_kinds()
+POOLS = tuple(kind for kind in EXECUTOR_CHOICES if executor_kind(kind).pool)
 #: Errors that escape a loader fed a hostile or broken file.
 LOAD_FAILURES = (SerializationError, RecursionError, MemoryError, UnicodeDecodeError)
 _NOT_ALLOWED = "is not allowed to be imported"
@@ -328,4 +327,7 @@ def apply_executor(flow: Flow, executor: str | None, workers: int | None) -> Non
         raise CommandError("--workers needs a pool: add --executor thread (or process).")
     if executor is not None or workers is not None:
         default = getattr(flow.executor, "max_workers", None)
-        flow.executor = make_executor(kind, workers or default)
+        try:
+            flow.executor = make_executor(kind, workers or default)
+        except ImportError as exc:  # the kind's extra is missing; the message says which
+            raise CommandError(str(exc)) from exc
