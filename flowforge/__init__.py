@@ -14,6 +14,8 @@ from .connection import Connection
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import (
     ActivationLimitError,
+    BackpressureTimeout,
+    DeadlineExceededError,
     DefinitionError,
     DefinitionTypeError,
     EmitError,
@@ -42,6 +44,7 @@ from .job_state import (
 )
 from .routine import Policy, Routine
 from .runtime.executors import Executor, SequentialExecutor, ThreadExecutor
+from .runtime.live import JobHandle
 from .serialization import allow_modules
 from .slot import Slot
 
@@ -50,7 +53,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivationInfo",
     "ActivationLimitError",
+    "BackpressureTimeout",
     "Connection",
+    "DeadlineExceededError",
     "DefinitionError",
     "DefinitionTypeError",
     "EmitError",
@@ -66,6 +71,7 @@ __all__ = [
     "FlowForgeError",
     "HandlerParameterError",
     "HandlerTimeoutError",
+    "JobHandle",
     "JobState",
     "JobStateError",
     "JobStatus",

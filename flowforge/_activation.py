@@ -30,6 +30,10 @@ class Steerable(Protocol):
     def request_cancel(self, reason: str | None) -> None:
         """Cancel the job."""
 
+    @property
+    def stopping(self) -> bool:
+        """True once the job was asked to pause or cancel."""
+
 
 class JobControl:
     """What a handler may ask of the job it runs in: to pause or to cancel it.
@@ -58,6 +62,12 @@ class JobControl:
         target = self._target()
         if target is not None:
             target.request_cancel(reason)
+
+    @property
+    def stopping(self) -> bool:
+        """True once the job was asked to pause or cancel (or has stopped)."""
+        target = self._target()
+        return target is None or target.stopping
 
 
 class JobSide(Protocol):
@@ -139,7 +149,7 @@ def current_activation() -> ActivationInfo | None:
     if ctx is None:
         return None
     job_id = ctx.job_id
-    return ActivationInfo(job_id, ctx.routine_id, f"{job_id}:{ctx.seq}", ctx.attempt)
+    return ActivationInfo(job_id, ctx.routine_id, f"{job_id}:{ctx.seq}", ctx.attempt, ctx.control)
 
 
 class ActivationInfo:
@@ -152,13 +162,29 @@ class ActivationInfo:
         attempt: 0 for the first try, then 1, 2, ... for retries.
     """
 
-    __slots__ = ("activation_id", "attempt", "job_id", "routine_id")
+    __slots__ = ("_control", "activation_id", "attempt", "job_id", "routine_id")
 
-    def __init__(self, job_id: str, routine_id: str, activation_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        routine_id: str,
+        activation_id: str,
+        attempt: int,
+        control: JobControl | None = None,
+    ) -> None:
         self.job_id = job_id
         self.routine_id = routine_id
         self.activation_id = activation_id
         self.attempt = attempt
+        self._control = control
+
+    @property
+    def stopping(self) -> bool:
+        """True once the job was asked to pause or cancel, or ran past its deadline:
+        a long handler may read it to end its work early. Always False in
+        another process (the process executor's workers)."""
+        control = self._control
+        return control is not None and control.stopping
 
     def __repr__(self) -> str:
         return (

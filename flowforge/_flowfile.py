@@ -41,7 +41,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from ._checks import check_flow_id, check_int, check_name
 from .connection import check_mapping
 from .error_handler import ErrorHandler, ErrorStrategy
-from .errors import Problem, SerializationError, quoted
+from .errors import DefinitionError, Problem, SerializationError, quoted
 from .routine import Policy, Routine
 from .runtime.executors import create_executor, executor_kinds
 from .serialization import (
@@ -89,6 +89,8 @@ class RoutineDoc:
     config: dict[str, Any] = attrs.field(factory=dict)
     stats: dict[str, Any] = attrs.field(factory=dict)
     policy: PolicyDoc = attrs.field(factory=PolicyDoc)
+    #: Per slot: at most this many undelivered messages wait for it in a job.
+    capacity: dict[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -161,7 +163,13 @@ converter.register_structure_hook(
     ),
 )
 converter.register_unstructure_hook(
-    RoutineDoc, make_dict_unstructure_fn(RoutineDoc, converter, class_=override(rename="class"))
+    RoutineDoc,
+    make_dict_unstructure_fn(
+        RoutineDoc,
+        converter,
+        class_=override(rename="class"),
+        capacity=override(omit_if_default=True),
+    ),
 )
 
 
@@ -207,6 +215,7 @@ def _routine_doc(routine: Routine) -> RoutineDoc:
             policy.max_activations,
             None if policy.error_handler is None else _handler_doc(policy.error_handler),
         ),
+        {name: s.capacity for name, s in routine.slots.items() if s.capacity is not None},
     )
 
 
@@ -231,6 +240,7 @@ class RoutineSpec:
     config: dict[str, Any]
     stats: dict[str, Any]
     policy: Policy
+    capacity: dict[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -423,7 +433,9 @@ def _routine_spec(
     if cls is None:
         return None
     # A bad policy is listed; the routine is still built to check its wires.
-    return RoutineSpec(cls, dict(doc.config), dict(doc.stats), policy or Policy())
+    return RoutineSpec(
+        cls, dict(doc.config), dict(doc.stats), policy or Policy(), dict(doc.capacity)
+    )
 
 
 def _policy(
@@ -597,7 +609,34 @@ def _build_routine(rid: str, spec: RoutineSpec, problems: list[Problem]) -> Rout
     routine.set_config(**spec.config)
     routine._own_stats = dict(spec.stats)
     routine._policy = spec.policy
-    return routine
+    return routine if _set_capacities(rid, routine, spec.capacity, problems) else None
+
+
+def _set_capacities(
+    rid: str, routine: Routine, capacities: dict[str, int], problems: list[Problem]
+) -> bool:
+    """Set each slot's capacity from the file (it wins over the routine's own)."""
+    ok = True
+    for name, value in capacities.items():
+        where = f"flow.routines.{rid}.capacity.{name}"
+        slot = routine.slots.get(name)
+        if slot is None:
+            problems.append(
+                Problem(
+                    "error",
+                    where,
+                    f"routine '{rid}' has no slot '{name}'.",
+                    f"Its slots are: {quoted(routine.slots)}.",
+                )
+            )
+            ok = False
+            continue
+        try:
+            slot.capacity = value
+        except DefinitionError as exc:
+            problems.append(Problem("error", where, str(exc), "Write an int >= 1."))
+            ok = False
+    return ok
 
 
 def _check_wire(wire: WireSpec, built: Mapping[str, Routine], problems: list[Problem]) -> None:

@@ -151,6 +151,40 @@ class HandlerTimeoutError(FlowForgeError, TimeoutError):
         self.timeout = timeout
 
 
+class DeadlineExceededError(FlowForgeError, TimeoutError):
+    """A job ran past the ``deadline=`` it was started with, so it failed.
+
+    Attributes:
+        job_id: The job that ran out of time.
+        deadline: The deadline in seconds.
+    """
+
+    def __init__(self, message: str, *, job_id: str, deadline: float) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.deadline = deadline
+
+
+class BackpressureTimeout(FlowForgeError, TimeoutError):
+    """``JobHandle.submit`` waited ``timeout`` seconds for room in a full slot.
+
+    Attributes:
+        routine_id: The routine the item was for.
+        slot: The full slot.
+        capacity: The slot's capacity.
+        timeout: How long the submit waited, in seconds.
+    """
+
+    def __init__(
+        self, message: str, *, routine_id: str, slot: str, capacity: int, timeout: float
+    ) -> None:
+        super().__init__(message)
+        self.routine_id = routine_id
+        self.slot = slot
+        self.capacity = capacity
+        self.timeout = timeout
+
+
 class ActivationLimitError(FlowForgeError, RuntimeError):
     """A routine was activated more often in one job than its cap allows.
 

@@ -39,7 +39,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NoReturn, cast
 
@@ -61,6 +61,8 @@ from .job_state import DEFAULT_RETENTION, JobState, JobStatus
 from .routine import Routine, lookup
 from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
+from .runtime.live import Inbox, JobHandle
+from ._pipeline import build_pipeline
 from .runtime.plan import Plan, compile_plan
 from .runtime.scheduler import JobRunner, Journal
 from .serialization import MAX_FILE_BYTES, dump_file, load_file, module_names
@@ -329,6 +331,7 @@ class Flow:
         entry_slot: str | None = None,
         job_state: JobState | None = None,
         store: Journal | None = None,
+        deadline: float | None = None,
     ) -> JobState:
         """Run a job from ``entry_routine_id`` until no work is left.
 
@@ -343,9 +346,74 @@ class Flow:
             job_state: A fresh JobState to run in (for example with a chosen
                 ``job_id``); one is made when omitted.
             store: Checkpoint this job there (default: the flow's store).
+            deadline: Seconds the job may run; past them it ends ``failed``
+                with a :class:`~flowforge.errors.DeadlineExceededError`.
         """
         job = self._new_job(entry_routine_id, entry_params, entry_slot, job_state)
-        return self._run(job, store=store)
+        return self._run(job, store=store, deadline=_deadline(deadline))
+
+    def start(
+        self,
+        entry: str | None = None,
+        entry_params: Mapping[str, Any] | None = None,
+        *,
+        entry_slot: str | None = None,
+        keep_open: bool = False,
+        store: Journal | None = None,
+        deadline: float | None = None,
+        job_state: JobState | None = None,
+    ) -> JobHandle:
+        """Run a job in the background; returns its :class:`~flowforge.JobHandle` at once.
+
+        Without ``keep_open`` the job ends when its work runs out, as with
+        :meth:`execute`. With it, the job waits for more input
+        (:meth:`JobHandle.submit <flowforge.JobHandle.submit>`) until
+        :meth:`JobHandle.close <flowforge.JobHandle.close>`; ``entry_params``
+        may then be omitted, and ``entry`` names where submitted items go.
+        Given a paused ``job_state``, continues it in the background (open
+        again if it was open). See :doc:`/guide/live`.
+        """
+        limit = _deadline(deadline)
+        if job_state is not None and job_state.status is not JobStatus.PENDING:
+            self._check_resumable(job_state)
+            job = job_state
+            if job.entry is None:
+                raise JobStateError(
+                    f"Job {job.job_id} has no entry, so submitted items have nowhere to go.",
+                    job_id=job.job_id,
+                    status=str(job.status),
+                )
+        else:
+            job = self._new_job(
+                entry,
+                entry_params,
+                entry_slot,
+                job_state,
+                queue=not keep_open or bool(entry_params),
+            )
+            job.open = bool(keep_open)
+        assert job.entry is not None
+        inbox = Inbox(job.open)
+        runner, run = self._runner(job, store=store, inbox=inbox, deadline=limit)
+        durable = runner.journal is not None
+        target = (job.entry["routine_id"], job.entry.get("slot"))
+        return JobHandle(runner, inbox, run, target, durable)
+
+    @classmethod
+    def pipeline(
+        cls,
+        flow_id: str | None,
+        stages: Sequence[Routine | tuple[str, Routine]],
+        **flow_options: Any,
+    ) -> Flow:
+        """A linear pipeline: each stage's one event feeds the next stage's one slot.
+
+        Each stage is a routine, or a ``(name, routine)`` pair; its
+        ``max_concurrency``, ``timeout``, retries and slot ``capacity`` come
+        from the routine. ``flow_options`` go to :class:`Flow`. The first
+        stage is the flow's entry.
+        """
+        return build_pipeline(cls(flow_id, **flow_options), stages)
 
     async def execute_async(
         self,
@@ -355,24 +423,39 @@ class Flow:
         entry_slot: str | None = None,
         job_state: JobState | None = None,
         store: Journal | None = None,
+        deadline: float | None = None,
     ) -> JobState:
         """Like :meth:`execute`, awaitable: the scheduler runs in a worker thread
         and ``async def`` handlers run on the calling event loop."""
         job = self._new_job(entry_routine_id, entry_params, entry_slot, job_state)
-        return await asyncio.to_thread(self._run, job, asyncio.get_running_loop(), store)
+        loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(self._run, job, loop, store, deadline=_deadline(deadline))
 
     def resume(self, job_state: JobState, *, store: Journal | None = None) -> JobState:
         """Continue a paused, interrupted or failed job to its end.
 
         Work finished before the pause is not done again. A failed job's
-        failed message runs again, so fix the cause first.
+        failed message runs again, so fix the cause first. A job started with
+        ``keep_open`` that is still open is continued with :meth:`start`.
         """
         self._check_resumable(job_state)
+        self._refuse_open(job_state)
         return self._run(job_state, store=store)
+
+    def _refuse_open(self, job: JobState) -> None:
+        if job.open:
+            raise JobStateError(
+                f"Job {job.job_id} is an open live job (started with keep_open): resume() "
+                "would wait for input forever. Continue it in the background with "
+                "flow.start(job_state=job), submit to it, then close() it.",
+                job_id=job.job_id,
+                status=str(job.status),
+            )
 
     async def resume_async(self, job_state: JobState, *, store: Journal | None = None) -> JobState:
         """Like :meth:`resume`, awaitable (see :meth:`execute_async`)."""
         self._check_resumable(job_state)
+        self._refuse_open(job_state)
         return await asyncio.to_thread(self._run, job_state, asyncio.get_running_loop(), store)
 
     def pause(self, job_state: JobState | None = None, reason: str | None = None) -> None:
@@ -416,6 +499,7 @@ class Flow:
         entry_params: Mapping[str, Any] | None,
         entry_slot: str | None,
         job_state: JobState | None,
+        queue: bool = True,
     ) -> JobState:
         self._check_startable()
         defaults = self.entry or {}
@@ -445,7 +529,8 @@ class Flow:
             )
         job.flow_id = self.flow_id
         job.entry = {"routine_id": rid, "slot": slot, "params": params}
-        job.queue(rid, slot, params)
+        if queue:
+            job.queue(rid, slot, params)
         return job
 
     def _entry_slot(self, rid: str, entry_slot: str | None) -> str | None:
@@ -547,7 +632,23 @@ class Flow:
         job: JobState,
         loop: asyncio.AbstractEventLoop | None = None,
         store: Journal | None = None,
+        *,
+        deadline: float | None = None,
     ) -> JobState:
+        _, run = self._runner(job, loop, store, deadline=deadline)
+        run()
+        return job
+
+    def _runner(
+        self,
+        job: JobState,
+        loop: asyncio.AbstractEventLoop | None = None,
+        store: Journal | None = None,
+        *,
+        inbox: Inbox | None = None,
+        deadline: float | None = None,
+    ) -> tuple[JobRunner, Callable[[], None]]:
+        """The job's runner, registered as running, and what runs it to its end."""
         plan = self._plan()
         job.add_routines(self._routines)
         # A job replaces a run's stats dict on every change, never edits one,
@@ -556,16 +657,20 @@ class Flow:
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)
-        runner = JobRunner(self, plan, job, self.executor, async_runner, store or self.store)
+        journal = store or self.store
+        runner = JobRunner(self, plan, job, self.executor, async_runner, journal, inbox, deadline)
         self._runners[job.job_id] = runner
         self._tracker = job.tracker
-        try:
-            runner.run()
-        finally:
-            del self._runners[job.job_id]
-            async_runner.close()
-            self._add_stats(job, before)
-        return job
+
+        def run() -> None:
+            try:
+                runner.run()
+            finally:
+                del self._runners[job.job_id]
+                async_runner.close()
+                self._add_stats(job, before)
+
+        return runner, run
 
     def _add_stats(self, job: JobState, before: dict[str, dict[str, Any]]) -> None:
         """Add what this run did to each routine's counters to its running total."""
@@ -707,6 +812,17 @@ def _flow_id(flow_id: Any) -> str:
     if flow_id is None:
         return f"flow-{uuid.uuid4().hex[:12]}"
     return check_flow_id(flow_id)
+
+
+def _deadline(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise DefinitionTypeError(
+            f"deadline must be a number of seconds > 0 or None, got {type(value).__name__} "
+            f"{value!r}. Write deadline=30."
+        )
+    return float(value)
 
 
 def _max_activations(value: Any) -> int | None:

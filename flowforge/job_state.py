@@ -258,6 +258,8 @@ class JobState:
     reason: str | None = None
     #: The error that failed the job, if one did.
     error: ErrorInfo | None = None
+    #: A live job started with ``keep_open``: it takes input until closed.
+    open: bool = False
     #: Where the job started: ``{"routine_id", "slot", "params"}``.
     entry: dict[str, Any] | None = None
     retention: int = DEFAULT_RETENTION
@@ -653,6 +655,7 @@ _SAVED = (
     "history_total",
     "errors_total",
     "skipped_total",
+    "open",
 )
 
 
@@ -744,6 +747,7 @@ class _JobDoc:
     history_total: int = 0
     errors_total: int = 0
     skipped_total: int = 0
+    open: bool = False
     history: list[tuple[str, str, dict[str, Any], float]] = attrs.field(factory=list)
     errors: list[ErrorInfo] = attrs.field(factory=list)
     skipped: list[SkippedWork] = attrs.field(factory=list)

@@ -147,6 +147,7 @@ class Routine:
         name: str,
         handler: Callable[..., Any] | None = None,
         merge_strategy: MergeStrategy = "override",
+        capacity: int | None = None,
     ) -> Slot:
         """Declare an input slot.
 
@@ -155,9 +156,12 @@ class Routine:
             handler: Called for each activation (see the module docs).
             merge_strategy: ``"override"``, ``"append"``, ``"join"`` or a
                 callable ``(accumulated, new) -> dict``.
+            capacity: At most this many undelivered messages wait for the
+                slot within one job; while it is full, ``submit`` blocks and
+                no new call of a routine feeding it starts (``None``: no bound).
         """
         self._check_new_name(name, self._slots, "slot")
-        slot = Slot(name, self, handler, merge_strategy)
+        slot = Slot(name, self, handler, merge_strategy, capacity)
         self._slots[name] = slot
         self._changed()
         return slot

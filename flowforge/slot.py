@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._handlers import is_async_callable, make_invoker
 from .connection import Connection
-from .errors import DefinitionError
+from .errors import DefinitionError, DefinitionTypeError
 
 if TYPE_CHECKING:
     from .event import Event
@@ -60,6 +60,7 @@ class Slot:
     """
 
     __slots__ = (
+        "_capacity",
         "_connections",
         "_source_keys",
         "_standalone_state",
@@ -80,6 +81,7 @@ class Slot:
         routine: Routine,
         handler: Callable[..., Any] | None = None,
         merge_strategy: MergeStrategy = "override",
+        capacity: int | None = None,
     ) -> None:
         if handler is not None and not callable(handler):
             raise DefinitionError(
@@ -103,6 +105,7 @@ class Slot:
         self._source_keys: tuple[str, ...] | None = None
         self._wires_made = 0
         self._standalone_state: Any = None
+        self._capacity = _capacity(capacity, routine, name)
 
     def __getstate__(self) -> dict[str, Any]:
         # Shipped to another process with its routine: no wiring, no closures.
@@ -111,12 +114,29 @@ class Slot:
             "routine": self.routine,
             "handler": self.handler,
             "merge_strategy": self.merge_strategy,
+            "capacity": self._capacity,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         Slot.__init__(
-            self, state["name"], state["routine"], state["handler"], state["merge_strategy"]
+            self,
+            state["name"],
+            state["routine"],
+            state["handler"],
+            state["merge_strategy"],
+            state.get("capacity"),
         )
+
+    @property
+    def capacity(self) -> int | None:
+        """At most this many undelivered messages wait for the slot within one job
+        (``None``: no bound). See :doc:`/guide/live`."""
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: int | None) -> None:
+        self._capacity = _capacity(value, self.routine, self.name)
+        self.routine._changed()
 
     @property
     def connections(self) -> list[Connection]:
@@ -266,3 +286,19 @@ def combine_round(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _drop_empty(queues: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     return {k: v for k, v in queues.items() if v}
+
+
+def _capacity(value: Any, routine: Routine, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DefinitionTypeError(
+            f"Slot '{name}' of routine '{routine.routine_label()}': capacity must be an int "
+            f">= 1 or None, got {type(value).__name__} {value!r}. Write capacity=100."
+        )
+    if value < 1:
+        raise DefinitionError(
+            f"Slot '{name}' of routine '{routine.routine_label()}': capacity must be >= 1, got "
+            f"{value}. Use None for no bound."
+        )
+    return value

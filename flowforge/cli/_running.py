@@ -1,7 +1,9 @@
 """Running a job from the command line: live progress, Ctrl-C, the final report.
 
 The job runs on a worker thread; the main thread draws progress and turns
-Ctrl-C into a pause, so a handler is never interrupted. Progress is drawn in
+Ctrl-C (SIGINT) or SIGTERM into a pause, so a handler is never interrupted
+and the job is never left ``running``; a second signal stops at once, and
+the job resumes from its last checkpoint. Progress is drawn in
 place with rich on a terminal (a bar of the work done so far, each routine's
 calls and failures), as one plain line a second when stderr is piped, and
 not at all with ``--quiet``.
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 
 #: Why a job paused when Ctrl-C paused it.
 CTRL_C_REASON = "interrupted by Ctrl-C"
+SIGTERM_REASON = "interrupted by SIGTERM"
 
 
 class Progress:
@@ -170,22 +173,27 @@ def progress_mode(stream: IO[str], quiet: bool) -> str:
 
 
 class Interrupts:
-    """Ctrl-C while a job runs: the first pauses it, a second stops the process at once."""
+    """Ctrl-C or SIGTERM while a job runs: the first pauses it, a second stops the
+    process at once."""
 
     def __init__(self, flow: Flow, job: JobState, say: Callable[[str], None]) -> None:
         self.flow = flow
         self.job = job
         self.say = say
         self.count = 0
+        self.reason = CTRL_C_REASON
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         if self.count > 1:
             self.say("Stopping now. The job resumes from its last checkpoint.")
             os._exit(EXIT_INTERRUPTED)
+        what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        if signum == signal.SIGTERM:
+            self.reason = SIGTERM_REASON
         self.say(
-            f"Pausing job {self.job.job_id}: running calls finish first "
-            "(Ctrl-C again to stop at once)."
+            f"Pausing job {self.job.job_id} ({what}): running calls finish first "
+            f"({what} again to stop at once)."
         )
         self._pause()
 
@@ -198,20 +206,24 @@ class Interrupts:
         # Before the job has started, pause() finds no running job: on_started
         # pauses it then.
         with contextlib.suppress(JobStateError):
-            self.flow.pause(self.job, reason=CTRL_C_REASON)
+            self.flow.pause(self.job, reason=self.reason)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        """Handle SIGINT (from the main thread only) while the block runs."""
+        """Handle SIGINT and SIGTERM (from the main thread only) while the block runs."""
         job_started.connect(self.on_started, sender=self.flow, weak=False)
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, self) if main else None
+        previous = {sig: signal.signal(sig, self) for sig in _PAUSING} if main else {}
         try:
             yield
         finally:
-            if main:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             job_started.disconnect(self.on_started, sender=self.flow)
+
+
+#: The signals that pause a job run from the command line.
+_PAUSING = (signal.SIGINT, signal.SIGTERM)
 
 
 @attrs.frozen

@@ -97,11 +97,12 @@ def run(
 
     The job starts at the flow file's entry (or --entry) with its params,
     overridden by --params-file and then --param. It is checkpointed in the
-    store as it runs. Ctrl-C pauses it (running calls finish first), saves it
-    and prints the command that resumes it.
+    store as it runs. Ctrl-C or SIGTERM pauses it (running calls finish
+    first), saves it and prints the command that resumes it; a second signal
+    stops at once, and the job resumes from its last checkpoint.
 
     Exit status: 0 completed, 1 failed or cancelled, 2 bad usage or an
-    invalid flow, 3 the job paused itself, 130 paused with Ctrl-C.
+    invalid flow, 3 the job paused itself, 130 paused with Ctrl-C or SIGTERM.
     """
     loaded = open_flow(flow_file, allow)
     flow = loaded.flow

@@ -6,7 +6,7 @@ handler and merge deliveries, a connection knows its target routine and slot
 (``target_id``, ``slot_name``), its parameter mapping and its source key. A
 :class:`Plan` adds the few whole-flow facts: which routines sit on a loop
 (they get the flow's activation cap), which slots are joins, each routine's
-error handler. A flow keeps its plan until its wiring or policies change, so
+error handler, which slots have a capacity and which routines feed them. A flow keeps its plan until its wiring or policies change, so
 starting a job costs nothing per routine.
 """
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "handlers", "joins", "routines")
+    __slots__ = ("capacities", "caps", "feeds", "handlers", "joins", "routines")
 
     def __init__(
         self,
@@ -50,6 +50,23 @@ class Plan:
             if cap is not None:
                 self.caps[rid] = cap
             self.handlers[rid] = policy.error_handler or error_handler
+        #: Slot key ("rid.slot") -> capacity, for slots that have one.
+        self.capacities: dict[str, int] = {
+            f"{rid}.{slot.name}": slot.capacity
+            for rid, routine in routines.items()
+            for slot in routine._slots.values()
+            if slot.capacity is not None
+        }
+        #: Routine id -> the slot keys with a capacity its events feed.
+        self.feeds: dict[str, tuple[str, ...]] = {}
+
+    def add_feeds(self, edges: Iterable[tuple[str, str]]) -> None:
+        """Record which routines feed slots with a capacity (``(source, slot key)``)."""
+        feeds: dict[str, set[str]] = {}
+        for source, key in edges:
+            if key in self.capacities:
+                feeds.setdefault(source, set()).add(key)
+        self.feeds = {rid: tuple(sorted(keys)) for rid, keys in feeds.items()}
 
 
 def compile_plan(
@@ -60,13 +77,20 @@ def compile_plan(
 ) -> Plan:
     """Build the :class:`Plan` of a flow's routines and connections."""
     ids = {id(r): rid for rid, r in routines.items()}
+    connections = list(connections)
     edges = [(ids[id(c.event.routine)], ids[id(c.slot.routine)]) for c in connections]
     joins = [
         (rid, slot) for rid, r in routines.items() for slot in r._slots.values() if slot.is_join
     ]
-    return Plan(
+    plan = Plan(
         dict(routines), routines_on_loops(routines, edges), joins, default_handler, default_cap
     )
+    if plan.capacities:
+        plan.add_feeds(
+            (ids[id(c.event.routine)], f"{ids[id(c.slot.routine)]}.{c.slot.name}")
+            for c in connections
+        )
+    return plan
 
 
 def routines_on_loops(routines: Iterable[str], edges: list[tuple[str, str]]) -> set[str]:

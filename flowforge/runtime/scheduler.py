@@ -29,9 +29,11 @@ ends.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import functools
 import logging
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -39,7 +41,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._activation import JobControl
 from ..error_handler import ErrorStrategy
-from ..errors import ActivationLimitError, UnstorableDataError
+from ..routine import lookup
+from ..errors import (
+    ActivationLimitError,
+    DeadlineExceededError,
+    JobStateError,
+    UnstorableDataError,
+)
 from ..job_state import ErrorInfo, JobState, JobStatus, Message, RoutineRun
 from ..signals import (
     event_emitted,
@@ -65,6 +73,7 @@ from .activation import (
     invoke,
 )
 from .executors import Executor, Session, WorkerLost
+from .live import Capacities, Inbox, Submission
 from .plan import Plan
 from .remote import ShippingError
 
@@ -154,6 +163,8 @@ class JobRunner:
         executor: Executor,
         async_runner: AsyncRunner,
         journal: Journal | None = None,
+        inbox: Inbox | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.sender = sender
         self.plan = plan
@@ -180,6 +191,18 @@ class JobRunner:
         #: Timed-out calls still running in their threads, per routine (inline runs).
         self._abandoned: dict[str, list[Running]] = {}
         self._done: Done | None = None
+        #: Live jobs: input from other threads, and slot capacities (None: none).
+        self._inbox = inbox
+        self.deadline = deadline
+        self._expired = False
+        self._feeds = plan.feeds
+        self.capacities: Capacities | None = (
+            Capacities(plan.capacities, job.pending) if plan.capacities else None
+        )
+        self._held: dict[str, deque[Message]] = {}
+        self._force = False
+        if inbox is not None:
+            inbox.wake = self._wake
 
     # -- control from other threads or handlers -----------------------------
 
@@ -196,10 +219,36 @@ class JobRunner:
         self.cancelled.set()
         self._wake()
 
+    @property
+    def stopping(self) -> bool:
+        """True once the job was asked to pause or cancel (or must stop)."""
+        return self._halt
+
+    def _expire(self) -> None:
+        """The job's deadline passed (a timer thread): stop at once, failed."""
+        self._expired = True
+        self._halt = True
+        self.cancelled.set()
+        self._wake()
+
     def _wake(self) -> None:
         done = self._done
         if done is not None:
             done.put((None, None))
+        if self._inbox is not None:
+            self._inbox.notify()
+
+    def entry_slot(self, routine_id: str, slot: str | None) -> str | None:
+        """Check that ``routine_id`` has ``slot`` (its only slot when None); the slot."""
+        routine = self._routines.get(routine_id)
+        if routine is None:
+            lookup("routine", "submit()", routine_id, self._routines)
+            raise AssertionError("unreachable")
+        if slot is None and len(routine._slots) == 1:
+            return next(iter(routine._slots))
+        if slot is None or slot not in routine._slots:
+            lookup("slot", f"submit() to routine '{routine_id}'", slot or "", routine.slots)
+        return slot
 
     def held_count(self) -> int:
         """Messages taken off the pending queue and held back per routine until it is free."""
@@ -225,20 +274,36 @@ class JobRunner:
                 raise
         job.tracker.start_run()
         send(job_started, self.sender, job_state=job)
+        timer = self._start_deadline()
         try:
             if session is None:
                 self._run_inline()
             else:
                 self._run_pooled(session)
         finally:
+            if timer is not None:
+                timer.cancel()
             self._finish()
         return job
+
+    def _start_deadline(self) -> threading.Timer | None:
+        if self.deadline is None:
+            return None
+        timer = threading.Timer(self.deadline, self._expire)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _run_inline(self) -> None:
         pending = self.job.pending
         prepare, complete = self._prepare, self._complete
+        inbox, feeds = self._inbox, self._feeds
         while True:
             while pending and not self._halt:
+                if inbox is not None and inbox.ready:
+                    self._take_input()
+                if feeds and self._gated():
+                    continue
                 msg = pending.popleft()
                 if self._abandoned and not self._await_abandoned(msg.routine_id):
                     pending.appendleft(msg)
@@ -251,10 +316,13 @@ class JobRunner:
                 except BaseException:  # KeyboardInterrupt, SystemExit: the message stays
                     pending.appendleft(msg)
                     raise
+                if self._expired:  # past the deadline: dropped as for a timeout
+                    pending.appendleft(msg)
+                    return
                 if outcome.running is not None:
                     self._abandoned.setdefault(act.routine_id, []).append(outcome.running)
                 complete(act, outcome)
-            if self._halt or not self._resolve_joins():
+            if self._halt or (not self._resolve_joins() and not self._more_work()):
                 return
 
     def _await_abandoned(self, rid: str) -> bool:
@@ -283,8 +351,15 @@ class JobRunner:
 
     def _pump(self, session: Session, done: Done) -> None:
         pending = self.job.pending
+        inbox, feeds = self._inbox, self._feeds
         while True:
+            if feeds and self._held and self.capacities.freed:  # type: ignore[union-attr]
+                self._release_held()
             while pending and not self._halt:
+                if inbox is not None and inbox.ready:
+                    self._take_input()
+                if feeds and self._gated():
+                    continue
                 msg = pending.popleft()
                 if self._must_wait(msg):
                     self._waiting.setdefault(msg.routine_id, deque()).append(msg)
@@ -295,12 +370,18 @@ class JobRunner:
             # With nothing in flight, messages still waiting wait for abandoned calls.
             if not self._in_flight and (self._halt or not self._any_waiting()):
                 self._release_all_waiting()
-                if self._halt or (not pending and not self._resolve_joins()):
+                if self._halt or (
+                    not pending and not self._resolve_joins() and not self._more_work()
+                ):
                     return
                 continue
             session.flush()
             act, future = done.get()
             if act is None:
+                if self._expired:
+                    return
+                if inbox is not None and inbox.ready:
+                    self._take_input()
                 if future is not None:
                     self._release_abandoned(session, future, done)
                 continue
@@ -407,6 +488,134 @@ class JobRunner:
             self.job.pending.extendleft(reversed(waiting))
             waiting.clear()
 
+    # -- live jobs: capacities and input -----------------------------------------
+
+    def _gated(self) -> bool:
+        """Hold back the next message if its routine feeds a full slot; True if held."""
+        counts = self.capacities
+        assert counts is not None
+        if counts.freed and self._held:
+            self._release_held()
+        msg = self.job.pending[0]
+        rid = msg.routine_id
+        keys = self._feeds.get(rid)
+        if keys is None:
+            return False
+        held = self._held.get(rid)
+        if self._force:
+            self._force = False
+            return False
+        if held or counts.full(keys):
+            self._held.setdefault(rid, deque()).append(self.job.pending.popleft())
+            return True
+        return False
+
+    def _release_held(self, everything: bool = False) -> None:
+        """Put held-back messages of routines whose fed slots have room back in front."""
+        counts = self.capacities
+        if counts is None or not self._held:
+            return
+        counts.freed = False
+        pending = self.job.pending
+        for rid in list(self._held):
+            if everything or not counts.full(self._feeds[rid]):
+                pending.extendleft(reversed(self._held.pop(rid)))
+
+    def _more_work(self) -> bool:
+        """At quiescence: held-back messages to force on, or input to wait for."""
+        if self._held:
+            # Nothing runs and nothing else is pending: the full slots cannot drain
+            # (a loop of capacities), so one held message goes on regardless.
+            self._release_held(everything=True)
+            self._force = True
+            return True
+        inbox = self._inbox
+        if inbox is None:
+            return False
+        while inbox.wait_for_input(lambda: self._halt):
+            self._take_input()
+            if self.job.pending:
+                return True
+        if not self._halt:
+            self.job.open = False
+        return False
+
+    def _take_input(self) -> None:
+        """Queue what was submitted (journaled and committed first with a store)."""
+        assert self._inbox is not None
+        items, snapshots = self._inbox.take()
+        if items:
+            self._accept(items)
+        for future in snapshots:
+            future.set_result(copy.deepcopy(self.job))
+
+    def _accept(self, items: list[Submission]) -> None:
+        job = self.job
+        produced = [job.queue(item.routine_id, item.slot, item.data) for item in items]
+        error = None
+        if self.journal is not None:
+            self._journal_step((), produced, None, None)
+            error = self._flush()
+        for item in items:
+            item.settle(error)
+
+    def _flush(self) -> JobStateError | None:
+        """Make the store commit now; the error to give submitters if it could not."""
+        flush = getattr(self.journal, "flush", None)
+        if flush is not None and self.job.error is None:
+            try:
+                flush(self.job)
+            except Exception as exc:
+                self._stop_job(self._store_failure(exc, None, "submitted input"))
+        if self.job.error is None:
+            return None
+        return JobStateError(
+            f"Job {self.job.job_id}: the store could not record the submitted item, so the "
+            f"job stops: {self.job.error.message}",
+            job_id=self.job.job_id,
+            status="failed",
+        )
+
+    def _count_emits(self, routine: Any, emits: list[tuple[str, Any]]) -> None:
+        counts = self.capacities
+        assert counts is not None
+        events = routine._events
+        for event_name, _ in emits:
+            for route in events[event_name]._connections:
+                counts.added(f"{route.target_id}.{route.slot_name}")
+
+    def _end_input(self) -> list[Submission]:
+        """The job stops: input still in the inbox joins the job (unless cancelled)."""
+        inbox = self._inbox
+        if self.capacities is not None:
+            self.capacities.stop()
+        if inbox is None:
+            return []
+        items = inbox.end(str(self._final_status()[0]))
+        if self._cancel_reason is not None and not self._expired:
+            refused = JobStateError(
+                f"Job {self.job.job_id} was cancelled before the item was taken.",
+                job_id=self.job.job_id,
+                status="cancelled",
+            )
+            for item in items:
+                item.settle(refused)
+            return []
+        for item in items:
+            self.job.queue(item.routine_id, item.slot, item.data)
+        return items
+
+    def _deadline_failure(self) -> ErrorInfo:
+        job_id = self.job.job_id
+        error = DeadlineExceededError(
+            f"Job {job_id} ran past its deadline of {self.deadline} s, so it stops failed; "
+            "calls still running were dropped and their messages stay pending. Resume it "
+            "with a later deadline, or start it with a longer one.",
+            job_id=job_id,
+            deadline=self.deadline or 0.0,
+        )
+        return ErrorInfo("", None, type(error).__name__, str(error), "", "stop", 0)
+
     # -- one activation: prepare, then complete --------------------------------
 
     def _prepare(self, msg: Message) -> Activation | None:
@@ -415,6 +624,11 @@ class JobRunner:
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
         state = self.job.runs[rid]
+        counts = self.capacities
+        if counts is not None and slot is not None:
+            key = slot_key(rid, slot.name)
+            if key in counts.counts:
+                counts.delivered(key)
         if rid in self._caps:
             cap = self._caps[rid]
             if state.activations + self._running.get(rid, 0) >= cap:
@@ -477,6 +691,8 @@ class JobRunner:
         produced = self._commit_success(
             act.routine, rid, job.runs[rid], act.base_stats, outcome.stats, outcome.emits
         )
+        if self._feeds and rid in self._feeds:
+            self._count_emits(act.routine, outcome.emits)
         if self.journal is not None:
             self._journal_step((act.message,), produced, rid, key)
         if routine_finished.receivers:
@@ -686,14 +902,20 @@ class JobRunner:
 
     def _partial_message(self, rid: str, slot: Slot, combined: dict[str, Any]) -> Message:
         # Addressed to the join with no source, so it fires as it is.
+        if self.capacities is not None:
+            self.capacities.added(slot_key(rid, slot.name))
         return self.job.queue(rid, slot.name, combined)
 
     # -- the end -------------------------------------------------------------------
 
     def _finish(self) -> None:
         job = self.job
+        taken: list[Submission] = []
         try:
+            if self._expired:
+                job.fail(self._deadline_failure())
             self._release_all_waiting()
+            self._release_held(everything=True)
             if self._in_flight:  # only after an unexpected error in the scheduler itself
                 job.pending.extend(self._in_flight.values())
                 self._in_flight.clear()
@@ -701,12 +923,15 @@ class JobRunner:
                 # Parallel runs hold messages back per routine; what is left goes back in
                 # the order it was sent, so a resumed job sees every stream in order.
                 job.pending = deque(sorted(job.pending, key=lambda m: m.seq))
+            taken = self._end_input()
         finally:
             # Whatever went wrong above, the job must not stay running.
             job.tracker.stop_run()
             job.end_run(*self._final_status())
         if self.journal is not None:
             self._end_journal()
+        for item in taken:
+            item.settle()
         send(job_finished, self.sender, job_state=job)
 
     def _end_journal(self) -> None:
@@ -726,7 +951,7 @@ class JobRunner:
             return JobStatus.FAILED, f"{error.error_type}: {error.message}"
         if self._cancel_reason is not None:
             return JobStatus.CANCELLED, self._cancel_reason
-        if self._pause_reason is not None and self._work_left():
+        if self._pause_reason is not None and (self._work_left() or self.job.open):
             return JobStatus.PAUSED, self._pause_reason
         if self.job.pending:
             return JobStatus.PAUSED, "interrupted"

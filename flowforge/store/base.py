@@ -261,6 +261,13 @@ class Store(abc.ABC):
             return
         self._commit(group)
 
+    def flush(self, job: JobState) -> None:
+        """Commit the job's open group now (called by the scheduler, on the job's
+        thread, before ``submit`` to a live job returns)."""
+        group = self._jobs.get(job.job_id)
+        if group is not None and group.steps:
+            self._commit(group)
+
     def end(self, job: JobState) -> None:
         """The job stopped running (any status): store it whole.
 
