@@ -11,6 +11,7 @@ running policy (``max_concurrency``, ``timeout``, retries, slot
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from .errors import DefinitionError, quoted
@@ -25,7 +26,7 @@ def build_pipeline(flow: Flow, stages: Sequence[Routine | tuple[str, Routine]]) 
     named = [_stage(i, stage) for i, stage in enumerate(_check_stages(stages))]
     ids = [flow.add_routine(routine, name) for name, routine in named]
     placed = [(rid, routine) for rid, (_, routine) in zip(ids, named, strict=True)]
-    for (source_id, source), (target_id, target) in zip(placed, placed[1:], strict=False):
+    for (source_id, source), (target_id, target) in pairwise(placed):
         flow.connect(source_id, _only(source, "event"), target_id, _only(target, "slot"))
     first = named[0][1]
     slot = next(iter(first.slots)) if len(first.slots) == 1 else None

@@ -46,6 +46,7 @@ from typing import Any, NoReturn, cast
 from ._activation import CURRENT, merge_stats
 from ._checks import check_flow_id, check_int, check_name
 from ._flowfile import LoadedFlow, dump_flow, load_flow
+from ._pipeline import build_pipeline
 from .connection import Connection
 from .error_handler import ErrorHandler
 from .errors import (
@@ -62,7 +63,6 @@ from .routine import Routine, lookup
 from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
 from .runtime.live import Inbox, JobHandle
-from ._pipeline import build_pipeline
 from .runtime.plan import Plan, compile_plan
 from .runtime.scheduler import JobRunner, Journal
 from .serialization import MAX_FILE_BYTES, dump_file, load_file, module_names

@@ -280,7 +280,7 @@ def test_a_flow_file_capacity_for_an_unknown_slot_is_a_problem() -> None:
 
     data = three_stage().serialize()
     data["routines"]["b"]["capacity"] = {"nope": 3}
-    with pytest.raises(SerializationError, match="capacity.nope"):
+    with pytest.raises(SerializationError, match=r"capacity\.nope"):
         Flow.from_dict(data, allowed_modules=__name__)
 
 

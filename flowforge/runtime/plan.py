@@ -6,8 +6,9 @@ handler and merge deliveries, a connection knows its target routine and slot
 (``target_id``, ``slot_name``), its parameter mapping and its source key. A
 :class:`Plan` adds the few whole-flow facts: which routines sit on a loop
 (they get the flow's activation cap), which slots are joins, each routine's
-error handler, which slots have a capacity and which routines feed them. A flow keeps its plan until its wiring or policies change, so
-starting a job costs nothing per routine.
+error handler, which slots have a capacity and which routines feed them. A
+flow keeps its plan until its wiring or policies change, so starting a job
+costs nothing per routine.
 """
 
 from __future__ import annotations

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._activation import JobControl
 from ..error_handler import ErrorStrategy
-from ..routine import lookup
 from ..errors import (
     ActivationLimitError,
     DeadlineExceededError,
@@ -49,6 +48,7 @@ from ..errors import (
     UnstorableDataError,
 )
 from ..job_state import ErrorInfo, JobState, JobStatus, Message, RoutineRun
+from ..routine import lookup
 from ..signals import (
     event_emitted,
     job_finished,
@@ -626,9 +626,9 @@ class JobRunner:
         state = self.job.runs[rid]
         counts = self.capacities
         if counts is not None and slot is not None:
-            key = slot_key(rid, slot.name)
-            if key in counts.counts:
-                counts.delivered(key)
+            counted = slot_key(rid, slot.name)
+            if counted in counts.counts:
+                counts.delivered(counted)
         if rid in self._caps:
             cap = self._caps[rid]
             if state.activations + self._running.get(rid, 0) >= cap:
