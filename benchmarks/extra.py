@@ -1,6 +1,6 @@
 """Registers the durable-store and CPU-bound workloads with the runner.
 
-Their modules (``store_bench``, ``cpu_bench``) measure and return rows; this
+Their modules (``store_bench``, ``cpu_bench``, ``live_bench``) measure and return rows; this
 module only names them for ``run.py`` and ``--only``.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import cpu_bench, store_bench
+from benchmarks import cpu_bench, live_bench, store_bench
 from benchmarks.harness import Settings, benchmark
 
 
@@ -16,6 +16,12 @@ from benchmarks.harness import Settings, benchmark
 def store(settings: Settings) -> list[dict[str, Any]]:
     """Stream throughput with and without the SQLite store."""
     return store_bench.rows(settings.quick)
+
+
+@benchmark("live", "submit throughput into an open job vs queue.Queue; submit latency")
+def live(settings: Settings) -> list[dict[str, Any]]:
+    """Live jobs: submit rate, latency and bounded memory."""
+    return live_bench.rows(settings.quick)
 
 
 @benchmark(

@@ -31,6 +31,11 @@ EXPECTED: dict[str, list[str]] = {
         "flow: 2 of 2 calls succeeded",
         "processor1.output -> processor2.input",
     ],
+    "live_pipeline.py": [
+        "paused: paused, signal SIGTERM; open: True",
+        "resumed: completed, 120 lines submitted",
+        "120 lines written; each exactly once: True",
+    ],
     "data_pipeline.py": [
         "  totals: {'alice': 1900, 'bob': 450, 'carol': 500} from 5 record(s)",
         "  rejected: {3: \"amount 'oops' is not a number\", 5: 'negative amount', "
