@@ -376,6 +376,38 @@ def test_ctrl_c_pauses_then_resume_finishes_without_repeating_work(tmp_path: Pat
     assert final.get_routine_state("note")["stats"] == {"noted": 40}
 
 
+def test_sigterm_pauses_like_ctrl_c_then_resume_delivers_everything_once(tmp_path: Path) -> None:
+    """SIGTERM pauses the job (never left running); resume writes every value once."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write(flows, "slow_notes.py", SLOW_ROUTINES)
+    bounded = SLOW_FLOW.replace(
+        '{class: "slow_notes:Note",', '{class: "slow_notes:Note", capacity: {in: 2},'
+    )
+    write(flows, "slow.yaml", bounded % list(range(40)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowforge.cli", "run", "flows/slow.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_lines(flows / "seen.txt", 3)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Pausing job" in stderr and "SIGTERM" in stderr
+    assert "paused (interrupted by SIGTERM)" in stdout
+    [job] = stored_jobs(tmp_path)
+    assert job.status == "paused"
+
+    resumed = cli("resume", job.job_id, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    seen = [int(line) for line in (flows / "seen.txt").read_text().splitlines()]
+    assert seen == list(range(40))
+    assert load_job(tmp_path, job.job_id).status == JobStatus.COMPLETED
+
+
 def test_a_job_killed_with_sigkill_resumes_without_path(tmp_path: Path) -> None:
     """kill -9 mid-run: status suggests a bare resume, which finishes the job from elsewhere."""
     flows = tmp_path / "flows"

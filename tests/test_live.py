@@ -239,7 +239,7 @@ def test_an_endless_stream_stays_bounded_by_the_capacities() -> None:
 
     def slow(n: int) -> None:
         runner = next(iter(flow._runners.values()))
-        peak[0] = max(peak[0], len(runner.job.pending) + runner.held_count() + len(runner._held))
+        peak[0] = max(peak[0], flow.pending_count(runner.job))
         if n % 1000 == 0:
             time.sleep(0.001)
         original(n)
@@ -377,7 +377,7 @@ def test_a_crashed_open_job_resumes_open_and_delivers_each_item_once(tmp_path: P
     handle.wait()
 
     again = Flow.pipeline("crash", [("a", Stage()), ("c", Sink())])
-    crashed.status = JobStatus.PAUSED
+    assert crashed.status is JobStatus.RUNNING and crashed.open
     with again.start(job_state=crashed, store=MemoryStore()) as resumed:
         resumed.submit({"n": 30})
     assert resumed.status is JobStatus.COMPLETED

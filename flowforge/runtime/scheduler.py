@@ -251,8 +251,10 @@ class JobRunner:
         return slot
 
     def held_count(self) -> int:
-        """Messages taken off the pending queue and held back per routine until it is free."""
-        return sum(len(w) for w in list(self._waiting.values()))
+        """Messages taken off the pending queue and held back per routine until it is
+        free, or until the slots it feeds have room."""
+        held = sum(len(h) for h in list(self._held.values()))
+        return held + sum(len(w) for w in list(self._waiting.values()))
 
     # -- running ---------------------------------------------------------------
 
