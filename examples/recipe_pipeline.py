@@ -1,13 +1,13 @@
 """Recipe: a stage pipeline with per-stage concurrency and graceful shutdown.
 
-Many items go through three stages::
+Many items go through three stages, built with ``Flow.pipeline``::
 
     source -> fetch -> enrich -> write
 
 ``fetch`` waits on a (simulated) remote service, so it runs 8 calls at once;
 ``enrich`` runs 4; ``write`` appends to one file, so it runs one at a time.
 The thread executor runs the calls; each routine's ``max_concurrency`` is its
-stage's limit.
+stage's limit. ``Flow.start`` runs the job in the background.
 
 Half-way through, the process receives SIGTERM, as it would from a
 supervisor or ``kill``. The job pauses gracefully: no new call starts, the
@@ -28,12 +28,12 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from flowforge import Flow, JobState, JobStateError, Routine, signals
+from flowforge import Flow, JobHandle, JobState, Routine, signals
 
 ITEMS = 200
 
@@ -124,16 +124,10 @@ LIMITS = {"fetch": 8, "enrich": 4, "write": 1}
 
 def build_flow(path: Path) -> Flow:
     """The pipeline on a pool of 16 threads, each stage with its own limit."""
-    flow = Flow(flow_id="pipeline", executor="thread", max_workers=16)
-    flow.add_routine(Source(), "source")
-    flow.add_routine(Fetch(), "fetch")
-    flow.add_routine(Enrich(), "enrich")
-    flow.add_routine(Write(), "write")
-    flow.connect("source", "item", "fetch", "input")
-    flow.connect("fetch", "record", "enrich", "input")
-    flow.connect("enrich", "record", "write", "input")
-    for stage, limit in LIMITS.items():
-        flow.get_routine(stage).max_concurrency = limit
+    stages = [("source", Source()), ("fetch", Fetch()), ("enrich", Enrich()), ("write", Write())]
+    for name, routine in stages:
+        routine.max_concurrency = LIMITS.get(name, 1)
+    flow = Flow.pipeline("pipeline", stages, executor="thread", max_workers=16)
     flow.get_routine("write").set_config(path=str(path))
     return flow
 
@@ -142,50 +136,25 @@ def build_flow(path: Path) -> Flow:
 
 
 # [shutdown]
-def run_gracefully(flow: Flow, job: JobState, start: Callable[[], JobState]) -> JobState:
-    """Run ``start()`` (which runs ``job``) so that SIGTERM or Ctrl-C pauses the job.
+def run_gracefully(handle: JobHandle) -> JobState:
+    """Wait for the job ``handle`` runs in the background; SIGTERM or Ctrl-C pauses it.
 
-    The job runs on a worker thread; the main thread, where Python runs signal
-    handlers, only waits. A signal asks the flow to pause the job: no new call
+    Python runs signal handlers on the main thread, which here only waits: the
+    job runs in the handle's own thread. A signal pauses the job: no new call
     starts, the calls in flight finish, the rest stays in the job.
     """
-    requested: list[str] = []
-
-    def pause(reason: str) -> None:
-        with contextlib.suppress(JobStateError):  # the job is not running (yet)
-            flow.pause(job, reason=reason)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        requested.append(f"{signal.Signals(signum).name} received")
-        pause(requested[0])
+        handle.pause(f"{signal.Signals(signum).name} received")
 
-    def on_started(sender: Flow, job_state: JobState) -> None:
-        if requested and job_state is job:  # the signal came before the job started
-            pause(requested[0])
-
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["job"] = start()
-        except BaseException as error:  # raised again below, on the caller's thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=work, name="job")
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    signals.job_started.connect(on_started, sender=flow)
     try:
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.05)
+        while not handle.done():
+            handle.wait(0.05)
     finally:
-        signals.job_started.disconnect(on_started, sender=flow)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if "error" in outcome:
-        raise outcome["error"]
-    finished: JobState = outcome["job"]
-    return finished
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return handle.wait()
 
 
 # [/shutdown]
@@ -209,8 +178,7 @@ def main(workdir: Path) -> None:
     # [run]
     flow = build_flow(output)
     send_sigterm_after(flow, written=50)
-    job = JobState(flow_id=flow.flow_id)
-    job = run_gracefully(flow, job, lambda: flow.execute("source", {"count": ITEMS}, job_state=job))
+    job = run_gracefully(flow.start("source", {"count": ITEMS}))
     written = job.get_routine_state("write")["stats"]["written"]
     print(f"{job.status} ({job.reason}): {written} written, {len(job.pending)} message(s) pending")
     peaks = {stage: flow.get_routine(stage).peak for stage in LIMITS}
@@ -222,7 +190,7 @@ def main(workdir: Path) -> None:
     # After a restart: a new flow, the job from its file.
     flow = build_flow(output)
     job = JobState.from_dict(json.loads(job_file.read_text()))
-    job = run_gracefully(flow, job, lambda: flow.resume(job))
+    job = run_gracefully(flow.start(job_state=job))
     flow.close()
     print(f"resumed: {job.status}, {job.get_routine_state('write')['stats']['written']} written")
     lines = [json.loads(line) for line in output.read_text().splitlines()]
