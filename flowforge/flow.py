@@ -479,7 +479,8 @@ class Flow:
         """How many messages of ``job_state`` are waiting to be processed.
 
         Its pending queue, plus, while the job runs on a parallel executor,
-        the messages held back per routine until the routine may take them.
+        the messages held back per routine until the routine may take them
+        or until the slots it feeds have room.
         Safe to call from another thread while the job runs.
         """
         runner = self._runners.get(job_state.job_id)

@@ -21,7 +21,7 @@ from flowforge import (
     current_activation,
 )
 from flowforge.store import MemoryStore, SQLiteStore
-from flowforge.testing import Collect, Double
+from flowforge.testing import Collect, Double, Relay
 
 EXECUTORS = ["sequential", "thread", "process"]
 
@@ -106,6 +106,20 @@ def test_an_open_job_takes_every_submitted_item_until_closed(executor: str) -> N
     if executor != "process":
         assert sorted(flow.get_routine("c").seen) == list(range(50))
     assert handle.job_state.runs["c"].activations == 50
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_capacities_deliver_every_item_once_on_every_executor(executor: str) -> None:
+    """With small capacities every submitted item reaches the last stage once."""
+    flow = three_stage(capacity=2, executor=executor)
+    with flow.start(keep_open=True) as handle:
+        for n in range(100):
+            handle.submit({"n": n}, timeout=30)
+    job = handle.job_state
+    assert job.status is JobStatus.COMPLETED and not job.pending
+    assert job.runs["c"].activations == 100
+    if executor != "process":
+        assert sorted(flow.get_routine("c").seen) == list(range(100))
 
 
 def test_the_sequential_executor_keeps_every_stage_in_order() -> None:
@@ -315,17 +329,26 @@ def test_stopping_lets_a_handler_end_early_on_pause() -> None:
 
 @pytest.mark.parametrize("executor", [*EXECUTORS, "dask"])
 def test_a_deadline_fails_the_job_on_every_executor(executor: str) -> None:
-    """deadline= ends the job failed with DeadlineExceededError naming the deadline."""
+    """deadline= ends the job failed with DeadlineExceededError; the running call is dropped."""
     if executor == "dask":
         pytest.importorskip("distributed")
-    flow = Flow.pipeline("late", [("slow", Stage()), ("sink", Sink())], executor=executor)
-    flow.get_routine("slow").timeout = None
-    handle = flow.start("slow", keep_open=True, deadline=0.5)
+    flow = Flow.pipeline("late", [("slow", Slow()), ("sink", Relay())], executor=executor)
+    handle = flow.start("slow", {"seconds": 2}, deadline=0.3)
     job = handle.wait(60)
     assert job.status is JobStatus.FAILED
     assert job.error is not None and job.error.error_type == DeadlineExceededError.__name__
-    assert "0.5 s" in job.error.message
+    assert "deadline of 0.3 s" in job.error.message
+    assert [m.routine_id for m in job.pending] == ["slow"]
+    assert job.runs["sink"].activations == 0
     flow.close()
+
+
+def test_a_deadline_ends_an_idle_open_job() -> None:
+    """An open job waiting for input fails once its deadline passes."""
+    handle = three_stage().start("a", keep_open=True, deadline=0.2)
+    job = handle.wait(30)
+    assert job.status is JobStatus.FAILED and job.open
+    assert job.error is not None and "deadline" in job.error.message
 
 
 def test_a_deadline_on_execute_drops_the_running_call() -> None:

@@ -914,13 +914,14 @@ class JobRunner:
         job = self.job
         taken: list[Submission] = []
         try:
-            if self._expired:
-                job.fail(self._deadline_failure())
             self._release_all_waiting()
             self._release_held(everything=True)
-            if self._in_flight:  # only after an unexpected error in the scheduler itself
+            if self._in_flight:  # after a deadline, or an unexpected error in the scheduler
                 job.pending.extend(self._in_flight.values())
                 self._in_flight.clear()
+            # A deadline that passed as the work ran out changes nothing.
+            if self._expired and (self._work_left() or job.open):
+                job.fail(self._deadline_failure())
             if not self.executor.inline:
                 # Parallel runs hold messages back per routine; what is left goes back in
                 # the order it was sent, so a resumed job sees every stream in order.
