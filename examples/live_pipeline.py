@@ -91,9 +91,15 @@ def build(path: Path) -> Flow:
     return flow
 
 
-def produce(handle: JobHandle, lines: list[str], sent: list[int]) -> None:
-    """Submit lines from ``sent[0]`` on until done or the job stops taking input."""
+def produce(handle: JobHandle, lines: list[str], sent: list[int], stop_at: int | None) -> None:
+    """Submit lines from ``sent[0]`` on until done or the job stops taking input.
+
+    At line ``stop_at`` it sends this process SIGTERM, as a supervisor would.
+    """
     while sent[0] < len(lines):
+        if sent[0] == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+            handle.wait(10)  # the signal pauses the job
         try:
             handle.submit({"line": lines[sent[0]]})
         except JobStateError:
@@ -102,21 +108,18 @@ def produce(handle: JobHandle, lines: list[str], sent: list[int]) -> None:
     handle.close()
 
 
-def run(handle: JobHandle, sent: list[int], stop_after: int | None) -> None:
+def run(handle: JobHandle, sent: list[int], stop_at: int | None) -> None:
     """Feed the job from a thread; pause it on SIGTERM or Ctrl-C; wait, showing progress."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         handle.pause(f"signal {signal.Signals(signum).name}")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    producer = threading.Thread(target=produce, args=(handle, LINES, sent))
+    producer = threading.Thread(target=produce, args=(handle, LINES, sent, stop_at))
     producer.start()
     try:
         while not handle.done():
             handle.wait(0.05)
-            if stop_after is not None and sent[0] >= stop_after:
-                stop_after = None
-                os.kill(os.getpid(), signal.SIGTERM)
     finally:
         producer.join()
         for sig, old in previous.items():
@@ -129,13 +132,13 @@ def main() -> None:
         sent = [0]
         with SQLiteStore(db) as store:
             handle = build(out).start(keep_open=True, store=store)
-            run(handle, sent, stop_after=len(LINES) // 2)
+            run(handle, sent, stop_at=len(LINES) // 2)
             job = handle.job_state
             print(f"paused: {job.status}, {job.reason}; open: {job.open}")
         with SQLiteStore(db) as store:
             saved = store.load(job.job_id)
             handle = build(out).start(job_state=saved, store=store)
-            run(handle, sent, stop_after=None)
+            run(handle, sent, stop_at=None)
             print(f"resumed: {handle.status}, {sent[0]} lines submitted")
         written = out.read_text().splitlines()
         names = sorted(line.split()[0] for line in written)
