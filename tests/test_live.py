@@ -428,3 +428,15 @@ def test_execute_async_takes_a_deadline() -> None:
     flow = Flow.pipeline("late", [("slow", Slow()), ("sink", Collect())])
     job = asyncio.run(flow.execute_async("slow", {"seconds": 30}, deadline=0.2))
     assert job.status is JobStatus.FAILED
+
+
+def test_submit_names_an_unknown_routine() -> None:
+    """submit(routine=...) to a routine the flow lacks lists the routines it has."""
+    from flowforge import UnknownNameError
+
+    handle = three_stage().start("a", keep_open=True)
+    with pytest.raises(UnknownNameError, match="routines are: 'a', 'b', 'c'"):
+        handle.submit({"n": 1}, routine="nope")
+    handle.submit({"n": 1}, routine="c")
+    handle.close()
+    assert handle.wait().runs["c"].activations == 1

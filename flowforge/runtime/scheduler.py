@@ -23,7 +23,19 @@ job's status is final (never ``running``) before the store is told
 
 When the queue runs dry with nothing running, joins still waiting for
 sources are resolved (see :meth:`JobRunner._resolve_joins`), and the job
-ends.
+ends -- unless it is a live job (:mod:`flowforge.runtime.live`) that is open:
+then the runner waits on its inbox for submitted input until it is closed.
+Input handed in from other threads is taken between two calls; with a store
+it is journaled and committed before ``submit`` is told it was taken.
+
+Slots with a ``capacity`` are counted per job (:class:`Capacities`): a
+message counts from when it is queued until it is delivered to its slot. A
+message of a routine that feeds a full slot is held back, in order, until
+the slot has room. Flows without capacities pay one falsy check per message.
+
+A ``deadline`` starts a timer; when it fires, the job stops at once: calls
+still running are dropped as for a timeout (their messages stay pending),
+and the job ends ``failed`` with a ``DeadlineExceededError``.
 """
 
 from __future__ import annotations
@@ -44,8 +56,10 @@ from ..error_handler import ErrorStrategy
 from ..errors import (
     ActivationLimitError,
     DeadlineExceededError,
+    DefinitionError,
     JobStateError,
     UnstorableDataError,
+    quoted,
 )
 from ..job_state import ErrorInfo, JobState, JobStatus, Message, RoutineRun
 from ..routine import lookup
@@ -240,15 +254,17 @@ class JobRunner:
 
     def entry_slot(self, routine_id: str, slot: str | None) -> str | None:
         """Check that ``routine_id`` has ``slot`` (its only slot when None); the slot."""
-        routine = self._routines.get(routine_id)
-        if routine is None:
-            lookup("routine", "submit()", routine_id, self._routines)
-            raise AssertionError("unreachable")
-        if slot is None and len(routine._slots) == 1:
-            return next(iter(routine._slots))
-        if slot is None or slot not in routine._slots:
-            lookup("slot", f"submit() to routine '{routine_id}'", slot or "", routine.slots)
-        return slot
+        routine = lookup("routine", "submit()", routine_id, self._routines)
+        if slot is not None:
+            lookup("slot", f"submit(): routine '{routine_id}'", slot, routine.slots)
+            return slot
+        if len(routine._slots) != 1:
+            raise DefinitionError(
+                f"submit(): routine '{routine_id}' has {len(routine._slots)} slots "
+                f"({quoted(routine.slots)}); name the one to deliver to with slot=..."
+            )
+        only: str = next(iter(routine._slots))
+        return only
 
     def held_count(self) -> int:
         """Messages taken off the pending queue and held back per routine until it is
