@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +269,46 @@ def test_an_endless_stream_stays_bounded_by_the_capacities() -> None:
     print(f"peak pending messages: {peak[0]}")
     assert peak[0] <= 50 + 100 + 50 + 1
     assert flow.get_routine("c").seen == list(range(100_000))
+
+
+def traced_peak(count: int) -> float:
+    """Peak traced memory (bytes) of ``count`` items through a bounded 3-stage pipeline."""
+
+    class Count(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("in", handler=self.count, capacity=100)
+            self.total = 0
+
+        def count(self, n: int) -> None:
+            self.total += 1
+
+    flow = Flow.pipeline("mem", [("a", Stage(100)), ("b", Stage(100)), ("c", Count())])
+    for stage in ("a", "b"):
+        flow.get_routine(stage).seen = _Discard()
+    tracemalloc.start()
+    try:
+        with flow.start(keep_open=True) as handle:
+            for n in range(count):
+                handle.submit({"n": n})
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+class _Discard(list):  # type: ignore[type-arg]
+    """A list that keeps nothing, so the test stages do not grow."""
+
+    def append(self, item: object) -> None:
+        pass
+
+
+def test_memory_stays_flat_as_the_stream_grows() -> None:
+    """Five times the items through bounded slots take about the same peak memory."""
+    small, large = traced_peak(2_000), traced_peak(10_000)
+    print(f"tracemalloc peak: {small / 2**20:.2f} MiB (2,000), {large / 2**20:.2f} MiB (10,000)")
+    assert large < small * 1.5
+    assert large < 16 * 2**20
 
 
 def test_capacity_is_saved_with_the_flow() -> None:
