@@ -27,11 +27,20 @@ from .errors import (
 from .event import Event
 from .execution_tracker import EventFlowRecord, ExecutionTracker
 from .flow import Flow
-from .job_state import ErrorInfo, ExecutionRecord, JobState, JobStatus, Message, SkippedWork
+from .job_state import (
+    ErrorInfo,
+    ExecutionRecord,
+    JobState,
+    JobStatus,
+    Message,
+    SkippedWork,
+    TaskRun,
+)
 from .routine import Policy, Routine
 from .runtime.executors import Executor, SequentialExecutor, ThreadExecutor
 from .serialization import allow_modules
 from .slot import Slot
+from .task import Skip, Task
 from .validation import Problem
 
 __version__ = "0.1.0"
@@ -63,8 +72,11 @@ __all__ = [
     "Routine",
     "SequentialExecutor",
     "SerializationError",
+    "Skip",
     "SkippedWork",
     "Slot",
+    "Task",
+    "TaskRun",
     "ThreadExecutor",
     "UnknownNameError",
     "ValidationError",

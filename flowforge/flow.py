@@ -13,14 +13,14 @@ import asyncio
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NoReturn
 
 from ._activation import CURRENT
 from ._flowfile import dump_flow, load_flow
 from .connection import Connection
-from .error_handler import ErrorHandler
+from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import (
     DefinitionError,
     JobStateError,
@@ -35,7 +35,10 @@ from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
 from .runtime.plan import Plan, compile_plan
 from .runtime.scheduler import JobRunner, Journal
+from .runtime import tasks as task_hooks
 from .serialization import dump_file, load_file
+from .task import PARAMS_SOURCE, Task, add_task, check_runnable, covered_by_tasks, task_problems
+from .task import tasks_of as _tasks_of
 from .validation import Problem, find_problems
 
 #: Default cap on calls per job of a routine that sits on a loop.
@@ -235,9 +238,85 @@ class Flow:
         """
         entry = entry or (self.entry or {}).get("routine_id")
         problems = find_problems(self._routines, self.connections, entry)
+        tasks = _tasks_of(self._routines)
+        if tasks:
+            problems = [p for p in problems if not covered_by_tasks(p, tasks)]
+            problems += task_problems(
+                self._routines, self.connections, (self.entry or {}).get("params")
+            )
         if strict and any(p.severity == "error" for p in problems):
             raise ValidationError(problems)
         return problems
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        depends_on: Iterable[Task | str] = (),
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        timeout: float | None = None,
+        max_concurrency: int = 1,
+        error_strategy: ErrorStrategy | str | None = None,
+    ) -> Any:
+        """Add a function as a :class:`~flowforge.Task`; a decorator, bare or with arguments.
+
+        The task runs once per job, when every dependency has succeeded, with
+        each dependency's result bound to the parameter of its name, then the
+        job's params by name (see :mod:`flowforge.task`).
+
+        Args:
+            fn: The function (given when used bare, ``@flow.task``).
+            name: The task's name (default: the function's).
+            depends_on: Tasks or task names, including tasks defined later.
+            retries: How many more attempts after a failed first one.
+            retry_delay: Seconds before the first retry.
+            retry_backoff: Factor applied to the delay for each further retry.
+            timeout: Seconds one attempt may take, or ``None``.
+            max_concurrency: The routine policy of the same name.
+            error_strategy: What a failure does once retries are used up:
+                ``"stop"``, ``"continue"`` or ``"skip"`` (default: the flow's).
+
+        Returns:
+            The :class:`~flowforge.Task`, still callable as the plain function
+            (or, with no ``fn``, a decorator that returns it).
+
+        Raises:
+            DefinitionError: the task closes a dependency cycle, or its name
+                is taken.
+
+        Example:
+            >>> from flowforge import Flow
+            >>> flow = Flow(flow_id="numbers")
+            >>> @flow.task
+            ... def base(n):
+            ...     return n * 10
+            >>> @flow.task(depends_on=[base])
+            ... def plus_one(base):
+            ...     return base + 1
+            >>> flow.execute(entry_params={"n": 4}).outputs
+            {'base': 40, 'plus_one': 41}
+            >>> plus_one(1)
+            2
+        """
+
+        def make(fn: Callable[..., Any]) -> Task:
+            options = {"retry_delay": retry_delay, "retry_backoff": retry_backoff}
+            task = Task(
+                fn,
+                name=name,
+                depends_on=depends_on,
+                retries=retries,
+                timeout=timeout,
+                max_concurrency=max_concurrency,
+                error_strategy=error_strategy,
+                **options,
+            )
+            return add_task(self, task)
+
+        return make if fn is None else make(fn)
 
     # -- running -------------------------------------------------------------
 
@@ -328,7 +407,8 @@ class Flow:
     ) -> JobState:
         defaults = self.entry or {}
         rid = entry_routine_id or defaults.get("routine_id")
-        if rid is None:
+        tasks = _tasks_of(self._routines)
+        if rid is None and not tasks:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' has no entry: pass the routine to start at, e.g. "
                 f"flow.execute({next(iter(self._routines), 'routine_id')!r}, {{...}})."
@@ -338,7 +418,10 @@ class Flow:
         if entry_slot is None and entry_routine_id is None:
             entry_slot = defaults.get("slot")
         params = _check_params(entry_params)
-        slot = self._entry_slot(rid, entry_slot)
+        if tasks:
+            check_runnable(self.flow_id, self._routines, self.connections, params)
+            rid = None if rid in tasks else rid
+        slot = None if rid is None else self._entry_slot(rid, entry_slot)
         job = (
             job_state
             if job_state is not None
@@ -353,8 +436,12 @@ class Flow:
             )
         job.flow_id = self.flow_id
         job.entry = {"routine_id": rid, "slot": slot, "params": params}
-        job.pending.append(Message(job.next_seq, rid, slot, params, None))
-        job.next_seq += 1
+        if rid is not None:
+            job.pending.append(Message(job.next_seq, rid, slot, params, None))
+            job.next_seq += 1
+        for tid in tasks:  # every task's join waits for the job params too
+            job.pending.append(Message(job.next_seq, tid, "input", params, PARAMS_SOURCE))
+            job.next_seq += 1
         return job
 
     def _entry_slot(self, rid: str, entry_slot: str | None) -> str | None:
@@ -438,6 +525,7 @@ class Flow:
                     "stats": routine._own_stats,
                     **states[rid],
                 }
+        task_hooks.begin(job, self._routines)
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)

@@ -117,6 +117,22 @@ class SkippedWork:
     timestamp: float = attrs.field(factory=time.time)
 
 
+@attrs.frozen
+class TaskRun:
+    """What became of one task in a job (see :mod:`flowforge.task`).
+
+    Attributes:
+        status: ``"pending"``, ``"running"``, ``"succeeded"``, ``"failed"``,
+            ``"skipped"`` or ``"cancelled"``.
+        reason: Why it was skipped, failed or cancelled, in words.
+        result: The task's return value, once it succeeded.
+    """
+
+    status: str = "pending"
+    reason: str | None = None
+    result: Any = None
+
+
 @attrs.define(on_setattr=attrs.setters.NO_OP)
 class JobState:
     """The state of one job; see the module documentation.
@@ -159,6 +175,8 @@ class JobState:
             takes_self=True,
         )
     )
+    #: Each task's :class:`TaskRun`, by name (empty for flows without tasks).
+    task_runs: dict[str, TaskRun] = attrs.field(factory=dict)
     _history: deque[tuple[str, str, dict[str, Any], float]] = attrs.field(
         init=False, default=attrs.Factory(lambda self: deque(maxlen=self.retention), True)
     )
@@ -225,6 +243,42 @@ class JobState:
         """The latest skipped work, oldest first."""
         return list(self._skipped)
 
+    # -- tasks -------------------------------------------------------------
+
+    def task_status(self, name: str) -> str:
+        """The status of task ``name``: ``"pending"``, ``"running"``, ``"succeeded"``,
+        ``"failed"``, ``"skipped"`` or ``"cancelled"``.
+
+        Raises:
+            KeyError: the job has no task of that name.
+        """
+        return self._task_run(name).status
+
+    def output(self, name: str) -> Any:
+        """The return value of task ``name``.
+
+        Raises:
+            KeyError: the task has no result (the message says its status), or
+                the job has no task of that name.
+        """
+        run = self._task_run(name)
+        if run.status != "succeeded":
+            why = f" ({run.reason})" if run.reason else ""
+            raise KeyError(f"Task '{name}' has no result: it is {run.status}{why}.")
+        return run.result
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The results of the tasks that succeeded, by name."""
+        return {n: run.result for n, run in self.task_runs.items() if run.status == "succeeded"}
+
+    def _task_run(self, name: str) -> TaskRun:
+        run = self.task_runs.get(name)
+        if run is None:
+            known = ", ".join(f"'{n}'" for n in self.task_runs) or "(none)"
+            raise KeyError(f"Job {self.job_id} has no task '{name}'. Its tasks are: {known}.")
+        return run
+
     # -- saving ------------------------------------------------------------
 
     def serialize(self) -> dict[str, Any]:
@@ -267,6 +321,7 @@ _SAVED = (
     "history_total",
     "errors_total",
     "skipped_total",
+    "task_runs",
 )
 
 
@@ -315,6 +370,7 @@ class _JobDoc:
     errors: list[ErrorInfo] = attrs.field(factory=list)
     skipped: list[SkippedWork] = attrs.field(factory=list)
     tracker: ExecutionTracker | None = None
+    task_runs: dict[str, TaskRun] = attrs.field(factory=dict)
 
 
 def _structure_job(data: Any, _: Any) -> JobState:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..error_handler import ErrorHandler
+from .tasks import task_dependents
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "guarded", "handlers", "joins", "routines")
+    __slots__ = ("caps", "guarded", "handlers", "joins", "routines", "tasks")
 
     def __init__(
         self,
@@ -44,6 +45,8 @@ class Plan:
         self.handlers: dict[str, ErrorHandler] = {}
         #: Routines whose calls need the general path: a cap or a timeout.
         self.guarded: set[str] = set()
+        #: Each task's id, with the tasks its results feed (see :mod:`flowforge.runtime.tasks`).
+        self.tasks: dict[str, tuple[str, ...]] = {}
         for rid, routine in routines.items():
             policy = routine._policy
             cap = policy.max_activations
@@ -68,9 +71,11 @@ def compile_plan(
     joins = [
         (rid, slot) for rid, r in routines.items() for slot in r._slots.values() if slot.is_join
     ]
-    return Plan(
+    plan = Plan(
         dict(routines), routines_on_loops(routines, edges), joins, default_handler, default_cap
     )
+    plan.tasks = task_dependents(routines)
+    return plan
 
 
 def routines_on_loops(routines: Iterable[str], edges: list[tuple[str, str]]) -> set[str]:

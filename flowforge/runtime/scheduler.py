@@ -45,6 +45,7 @@ from .activation import (
     format_exception,
     run_activation,
 )
+from . import tasks as task_hooks
 from .executors import Executor, Session, WorkerLost
 from .plan import Plan
 from .remote import ShippingError
@@ -364,6 +365,8 @@ class JobRunner:
                 self._journal_step((msg,), (), None, key)
                 return None
             data = fire
+        if rid in self.plan.tasks:
+            task_hooks.started(self.job, rid)
         act = Activation(
             routine, rid, slot, msg, data, new_state, key, state["stats"], self.plan.handlers[rid]
         )
@@ -381,6 +384,8 @@ class JobRunner:
 
     def _complete(self, act: Activation, outcome: Outcome) -> None:
         rid = act.routine_id
+        if rid in self.plan.tasks:
+            outcome = task_hooks.before_commit(self, act, outcome)
         record = self.job.tracker.record_call
         for seconds in outcome.durations[:-1]:
             record(rid, False, seconds)
@@ -407,6 +412,8 @@ class JobRunner:
             act.routine, rid, state, act.base_stats, outcome.stats, outcome.emits
         )
         self._journal_step((act.message,), produced, rid, act.slot_key)
+        if rid in self.plan.tasks:
+            task_hooks.after_commit(self, rid)
         if routine_finished.receivers:
             self._send_finished(rid, act.slot_name, act.message, outcome.durations[-1])
 
@@ -532,6 +539,8 @@ class JobRunner:
             self._journal_step((), (), rid, None)
         else:
             self._consume_failed(act, strategy, state)
+        if rid in self.plan.tasks:
+            task_hooks.after_failure(self, rid, strategy, info)
         send(
             routine_failed,
             self.sender,
@@ -679,6 +688,8 @@ class JobRunner:
             job.status = JobStatus.COMPLETED
         if job.status.finished:
             job.finished_at = time.time()
+        if self.plan.tasks:
+            task_hooks.at_end(self)
         if self.journal is not None:
             self.journal.end(job)
         send(job_finished, self.sender, job_state=job)

@@ -89,6 +89,8 @@ class Batch:
     keep_from: dict[str, int] = attrs.field(factory=dict)
     #: ``(flow_id, definition)`` to save with the job, if any.
     flow: tuple[str, str] | None = None
+    #: ``(name, run)`` of each task run the batch changed.
+    tasks: list[tuple[str, str]] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -103,6 +105,8 @@ class JobRecord:
     slots: list[tuple[str, str]]
     #: Tail segments ordered by kind, then by ``first``.
     tails: list[TailRow]
+    #: ``(name, run)`` of each task.
+    tasks: list[tuple[str, str]] = attrs.field(factory=list)
 
 
 class Segment:
@@ -138,6 +142,7 @@ def shell(job: JobState) -> dict[str, Any]:
         entry=None,
         routine_states={},
         slot_states={},
+        task_runs={},
         pending=deque(),
         tracker=_figures(job.tracker),
     )
@@ -266,6 +271,16 @@ def state_row(job: JobState, routine_id: str) -> tuple[str, str]:
     )
 
 
+def task_rows(job: JobState, names: Iterable[str]) -> list[tuple[str, str]]:
+    """The runs of the tasks among ``names`` (results included), as rows."""
+    runs = job.task_runs
+    return [
+        (name, dumps(converter.unstructure(runs[name]), f"the result of task '{name}'"))
+        for name in names
+        if name in runs
+    ]
+
+
 def slot_row(job: JobState, key: str) -> tuple[str, str | None]:
     """The slot's merge state as a row; ``None`` when the slot has none any more."""
     state = job.slot_states.get(key)
@@ -339,6 +354,7 @@ def whole(
     batch.segments = [row for _, row in parts]
     batch.routines = [state_row(job, rid) for rid in job.routine_states]
     batch.slots = [slot_row(job, key) for key in job.slot_states]
+    batch.tasks = task_rows(job, job.task_runs)
     add_tails(batch, job, None)
     batch.flow = flow
     return batch, [segment for segment, _ in parts]
@@ -355,6 +371,7 @@ def assemble(record: JobRecord) -> JobState:
     data["pending"] = _pending(record.segments)
     data["routine_states"] = {rid: loads(state) for rid, state in record.routines}
     data["slot_states"] = {key: loads(state) for key, state in record.slots}
+    data["task_runs"] = {name: loads(run) for name, run in record.tasks}
     tails: dict[str, list[Any]] = {kind: [] for kind in TAIL_KINDS}
     for kind, _first, count, entries, stamps in record.tails:
         rows = loads(entries)
