@@ -27,6 +27,7 @@ problem with its place in the file.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,7 +38,15 @@ from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import SerializationError, quoted
 from .routine import Routine
 from .runtime.executors import EXECUTORS, make_executor
-from .serialization import converter, import_path, problems_of, resolve
+from .serialization import (
+    _import_allowed,
+    allowed_modules,
+    converter,
+    import_path,
+    problems_of,
+    resolve,
+)
+from .task import Task, dependency_wire, tasks_of
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -106,6 +115,20 @@ class EntryDoc:
 
 
 @attrs.frozen
+class TaskDoc:
+    """A task in a flow file: its function's import path and its options."""
+
+    function: str
+    depends_on: list[str] = attrs.field(factory=list)
+    retries: int = 0
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    timeout: float | None = None
+    max_concurrency: int = 1
+    error_strategy: ErrorStrategy | None = None
+
+
+@attrs.frozen
 class FlowDoc:
     """A whole flow file."""
 
@@ -119,6 +142,7 @@ class FlowDoc:
     retention: int = 1000
     max_activations: int | None = 1_000_000
     entry: EntryDoc | None = None
+    tasks: dict[str, TaskDoc] = attrs.field(factory=dict)
 
 
 def _structure_connection(data: Any, _: Any) -> ConnectionDoc:
@@ -150,6 +174,9 @@ converter.register_structure_hook(
 converter.register_unstructure_hook(
     RoutineDoc, make_dict_unstructure_fn(RoutineDoc, converter, class_=override(rename="class"))
 )
+converter.register_structure_hook(
+    TaskDoc, make_dict_structure_fn(TaskDoc, converter, _cattrs_forbid_extra_keys=True)
+)
 
 
 # -- writing -------------------------------------------------------------------
@@ -157,9 +184,11 @@ converter.register_unstructure_hook(
 
 def dump_flow(flow: Flow) -> dict[str, Any]:
     """The flow as plain data."""
+    tasks = tasks_of(flow.routines)
     doc = FlowDoc(
         flow_id=flow.flow_id,
-        routines={rid: _routine_doc(r) for rid, r in flow.routines.items()},
+        routines={rid: _routine_doc(r) for rid, r in flow.routines.items() if rid not in tasks},
+        tasks={rid: _task_doc(t) for rid, t in tasks.items()},
         connections=[
             ConnectionDoc(
                 f"{c.event.routine_label()}.{c.event.name}",
@@ -167,6 +196,7 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
                 c.param_mapping,
             )
             for c in flow.connections
+            if not dependency_wire(c)
         ],
         executor=ExecutorDoc(**flow.executor.settings()),
         error_handler=_handler_doc(flow.error_handler),
@@ -179,7 +209,79 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
         ),
     )
     data: dict[str, Any] = converter.unstructure(doc)
+    if not tasks:
+        del data["tasks"]
     return {"format": data.pop("format"), "version": data.pop("version"), **data}
+
+
+def _task_doc(task: Task) -> TaskDoc:
+    return TaskDoc(
+        import_path(task.fn),
+        list(task.depends_on),
+        task.retries,
+        task.retry_delay,
+        task.retry_backoff,
+        task.policy.timeout,
+        task.policy.max_concurrency,
+        task.error_strategy,
+    )
+
+
+def _task_docs(raw: Any, problems: list[str]) -> dict[str, TaskDoc]:
+    if not isinstance(raw, Mapping):
+        problems.append(f"flow.tasks: expected a mapping of task names to tasks, got {raw!r}")
+        return {}
+    docs: dict[str, TaskDoc] = {}
+    for name, entry in raw.items():
+        doc, found = problems_of(entry, TaskDoc, f"flow.tasks.{name}")
+        problems += found
+        if doc is not None:
+            docs[str(name)] = doc
+    return docs
+
+
+def _build_task(
+    flow: Flow, name: str, doc: TaskDoc, allowed: tuple[str, ...], problems: list[str]
+) -> None:
+    where = f"flow.tasks.{name}"
+    try:
+        fn = _function(doc.function, f"{where}.function", allowed)
+        flow.task(
+            fn,
+            name=name,
+            depends_on=doc.depends_on,
+            retries=doc.retries,
+            retry_delay=doc.retry_delay,
+            retry_backoff=doc.retry_backoff,
+            timeout=doc.timeout,
+            max_concurrency=doc.max_concurrency,
+            error_strategy=doc.error_strategy,
+        )
+    except SerializationError as exc:
+        problems.append(str(exc))
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{where}: {exc}")
+
+
+def _function(path: str, where: str, allowed: tuple[str, ...]) -> Any:
+    module_name, _, qualname = path.partition(":")
+    if not module_name or not qualname:
+        raise SerializationError(
+            f"{where}: expected an import path 'package.module:function', got {path!r}.",
+            path=where,
+        )
+    obj: Any = sys.modules.get(module_name) or _import_allowed(
+        module_name, where, {*allowed, *allowed_modules()}
+    )
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if isinstance(obj, Task):
+        return obj.fn
+    if not callable(obj) or isinstance(obj, type):
+        raise SerializationError(
+            f"{where}: {path!r} does not name a function (found {obj!r}).", path=where
+        )
+    return obj
 
 
 def _routine_doc(routine: Routine) -> RoutineDoc:
@@ -225,11 +327,15 @@ def load_flow(data: Mapping[str, Any], flow_cls: type[F], allowed: tuple[str, ..
     header = dict(data)
     raw_routines = header.pop("routines", None)
     raw_connections = header.pop("connections", [])
+    raw_tasks = header.pop("tasks", {})
+    if raw_routines is None and raw_tasks:
+        raw_routines = {}
     doc, problems = problems_of({**header, "routines": {}}, FlowDoc, "flow")
     if doc is not None:
         _check_format(doc)
     routines = _routine_docs(raw_routines, problems)
     connections = _connection_docs(raw_connections, problems)
+    tasks = _task_docs(raw_tasks, problems)
     if doc is None:
         doc = FlowDoc(routines={})  # the header's problems are listed; check the rest too
     if doc.retention < 1:
@@ -249,6 +355,9 @@ def load_flow(data: Mapping[str, Any], flow_cls: type[F], allowed: tuple[str, ..
         routine = _build_routine(rid, rdoc, allowed, problems)
         if routine is not None:
             _add(flow, rid, routine, problems)
+    for name, tdoc in tasks.items():
+        _build_task(flow, name, tdoc, allowed, problems)
+    broken |= {str(name) for name in raw_tasks} if isinstance(raw_tasks, Mapping) else set()
     broken -= set(flow.routines)
     for where, cdoc in connections:
         # A connection to a routine that could not be built would only repeat its problem.
