@@ -215,6 +215,13 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
 
 
 def _task_doc(task: Task) -> TaskDoc:
+    qualname = getattr(task.fn, "__qualname__", "<locals>")
+    if "<" in qualname:  # a lambda, a nested function, a partial: nothing to import
+        raise SerializationError(
+            f"Task '{task.name}' cannot be saved: its function {task.fn!r} has no import path. "
+            "A saved task needs a module-level function.",
+            path=f"flow.tasks.{task.name}.function",
+        )
     return TaskDoc(
         import_path(task.fn),
         list(task.depends_on),

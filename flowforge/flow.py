@@ -31,11 +31,11 @@ from .errors import (
 from .execution_tracker import ExecutionTracker
 from .job_state import DEFAULT_RETENTION, JobState, JobStatus, Message
 from .routine import Routine, lookup
+from .runtime import tasks as task_hooks
 from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
 from .runtime.plan import Plan, compile_plan
 from .runtime.scheduler import JobRunner, Journal
-from .runtime import tasks as task_hooks
 from .serialization import dump_file, load_file
 from .task import PARAMS_SOURCE, Task, add_task, check_runnable, covered_by_tasks, task_problems
 from .task import tasks_of as _tasks_of

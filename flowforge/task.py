@@ -165,10 +165,12 @@ class Task(Routine):
             raise TypeError(f"@flow.task decorates a function, got {fn!r}.")
         super().__init__()
         self.fn = fn
-        self.name: str = name or getattr(fn, "__name__", "")
+        self.name: str = name or str(getattr(fn, "__name__", ""))
         self.depends_on: tuple[str, ...] = _dependency_names(self.name, depends_on)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise DefinitionError(f"Task '{self.name}': retries must be an int >= 0, got {retries!r}.")
+            raise DefinitionError(
+                f"Task '{self.name}': retries must be an int >= 0, got {retries!r}."
+            )
         self.retries = retries
         self.retry_delay = retry_delay
         self.retry_backoff = retry_backoff
@@ -180,7 +182,7 @@ class Task(Routine):
         self.set_policy(
             max_concurrency=max_concurrency, timeout=timeout, error_handler=self._error_handler()
         )
-        functools.update_wrapper(self, fn, updated=())  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn, updated=())
 
     def _error_handler(self) -> ErrorHandler | None:
         if self.retries:

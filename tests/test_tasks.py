@@ -704,9 +704,9 @@ def test_a_flow_of_tasks_saves_and_loads(tmp_path: Path) -> None:
     flow.save(path)
     loaded = Flow.load(path, allowed_modules=("task_catalogue",))
     assert isinstance(loaded.get_routine("combine"), Task)
-    assert loaded.execute(entry_params={"n": 3}).outputs == flow.execute(
-        entry_params={"n": 3}
-    ).outputs
+    assert (
+        loaded.execute(entry_params={"n": 3}).outputs == flow.execute(entry_params={"n": 3}).outputs
+    )
 
 
 def test_a_flow_file_declares_tasks(tmp_path: Path) -> None:

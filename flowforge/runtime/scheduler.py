@@ -36,6 +36,7 @@ from ..signals import (
     send,
 )
 from ..slot import join_partial
+from . import tasks as task_hooks
 from ._async import AsyncRunner
 from .activation import (
     NO_STATE,
@@ -45,7 +46,6 @@ from .activation import (
     format_exception,
     run_activation,
 )
-from . import tasks as task_hooks
 from .executors import Executor, Session, WorkerLost
 from .plan import Plan
 from .remote import ShippingError

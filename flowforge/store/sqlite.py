@@ -84,9 +84,15 @@ _SCHEMA = (
 )
 
 #: Upgrades: ``MIGRATIONS[n]`` brings a version ``n`` schema to ``n + 1``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: lambda conn: conn.execute(_TASK_RUNS),  # version 2 keeps task runs
-}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+def _add_task_runs(conn: sqlite3.Connection) -> None:
+    """Version 2 keeps each task's run (status and result) of a job."""
+    conn.execute(_TASK_RUNS)
+
+
+MIGRATIONS[1] = _add_task_runs
 
 # SQLite's primary result codes, which sqlite3 exposes on its exceptions.
 _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
