@@ -9,6 +9,7 @@ runs on the sequential, thread and process executors must all agree with it.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import tempfile
 import threading
@@ -61,7 +62,7 @@ class Dag:
     how: list[str]
 
     def build(self, flow: Flow) -> None:
-        """Add the tasks to ``flow``, in a shuffled-looking but fixed order (names defined later)."""
+        """Add the tasks to ``flow``, last first (so dependencies are named before defined)."""
         strategies = {"stop": "stop", "continue": "continue", "skip-on-error": "skip"}
         for i in reversed(range(len(self.deps))):
             how = self.how[i]
@@ -223,7 +224,7 @@ def test_cycles_are_always_detected(case: tuple[Dag, int, int]) -> None:
     cycle = str(raised.value).split("cycle: ")[1].split(". ")[0].split(" -> ")
     edges = {(f"t{d}", f"t{i}") for i, deps in enumerate(dag.deps) for d in deps}
     edges.add((f"t{descendant}", f"t{ancestor}"))
-    assert cycle[0] == cycle[-1] and all(pair in edges for pair in zip(cycle, cycle[1:]))
+    assert cycle[0] == cycle[-1] and all(pair in edges for pair in itertools.pairwise(cycle))
     looped = Flow()
     dag.deps[ancestor] = [*dag.deps[ancestor], descendant]
     with pytest.raises(DefinitionError, match="closes a dependency cycle"):
