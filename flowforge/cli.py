@@ -68,6 +68,7 @@ from .runtime.executors import make_executor
 from .serialization import load_file
 from .signals import job_started, routine_failed, routine_finished
 from .store import JobSummary, SQLiteStore, StoreError
+from .task import Task
 from .validation import Problem
 
 try:
@@ -265,6 +266,10 @@ def resolve_entry(flow: Flow, entry: str | None) -> tuple[str, str | None]:
     """``(routine_id, slot)`` from ``--entry ROUTINE[.SLOT]`` or the flow file's entry."""
     if entry is None:
         defaults = flow.entry or {}
+        if defaults.get("routine_id") is None and any(
+            isinstance(r, Task) for r in flow.routines.values()
+        ):
+            return "", None  # a flow of tasks: every job starts every task
         if defaults.get("routine_id") is None:
             raise CommandError(
                 f"Flow '{flow.flow_id}' has no entry. Name the routine to start at with "
@@ -789,6 +794,10 @@ def _entry_text(entry: Mapping[str, Any]) -> str:
 def _routine_lines(rid: str, routine: Routine) -> list[str]:
     cls = type(routine)
     lines = ["", f"  {rid}  ({cls.__module__}:{cls.__qualname__})"]
+    if isinstance(routine, Task):
+        after = ", ".join(routine.depends_on) or "nothing"
+        fn = f"{routine.fn.__module__}:{getattr(routine.fn, '__qualname__', routine.fn)}"
+        lines[1] = f"  {rid}  (task {fn}, after {after}, retries={routine.retries})"
     for name, slot in routine.slots.items():
         lines.append(f"    slot   {name} ({_strategy_text(slot.merge_strategy)})")
     for name, event in routine.events.items():

@@ -34,7 +34,9 @@ Dependency cycles are found here (:func:`task_cycles`) and reported by
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -236,8 +238,43 @@ class Task(Routine):
             filled.update(mapping.get(p, p) for p in params)
         return [name for name in self._names if name not in filled]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A function decorated at module level is shadowed there by its Task, so
+        # pickle cannot find it by name; ship its name and look it up again.
+        state = super().__getstate__()
+        module, qualname = getattr(self.fn, "__module__", ""), getattr(self.fn, "__qualname__", "")
+        found = _module_attribute(module, qualname) if module and qualname else None
+        if isinstance(found, Task) and found.fn is self.fn:
+            state["fn"] = state["__wrapped__"] = _ShadowedFunction(module, qualname)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["fn"], _ShadowedFunction):
+            state["fn"] = state["__wrapped__"] = state["fn"].resolve()
+        self.__dict__.update(state)
+
     def __repr__(self) -> str:
         return f"<Task {self.name!r}>"
+
+
+@attrs.frozen
+class _ShadowedFunction:
+    """A task's function named by module and qualified name, for pickling."""
+
+    module: str
+    qualname: str
+
+    def resolve(self) -> Callable[..., Any]:
+        found = _module_attribute(self.module, self.qualname, load=True)
+        fn: Callable[..., Any] = found.fn if isinstance(found, Task) else found
+        return fn
+
+
+def _module_attribute(module: str, qualname: str, load: bool = False) -> Any:
+    obj: Any = importlib.import_module(module) if load else sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj
 
 
 def _dependency_names(name: str, depends_on: Iterable[Task | str]) -> tuple[str, ...]:

@@ -117,6 +117,22 @@ EXPECTED: dict[str, list[str]] = {
         "  link ran with {'artifact': ['lib.o', 'app.o']}",
         "  package ran with {'artifact': ['app', 'html/']}",
     ],
+    # docs/guide/tasks.rst shows these lines; etl_tasks.yaml imports the module.
+    "etl_tasks.py": [
+        "completed",
+        "extracted 5000, kept 4995",
+        "by region: {'central': 104153.74, 'east': 101119.23, 'north': 114156.5, "
+        "'south': 100902.19, 'west': 102790.93}",
+        "top products: [['doohickey', 158130.0], ['thingamajig', 115581.23], ['gadget', 77937.6]]",
+        "report: skipped - no output file given (param 'out')",
+        "['by_region', 'clean', 'extract', 'report', 'top_products']",
+        "top: doohickey 158130.00",
+        "failed {'extract': 'failed', 'clean': 'cancelled', 'by_region': 'cancelled', "
+        "'top_products': 'cancelled', 'report': 'cancelled'}",
+        "Task 'clean' has no result: it is cancelled (the job failed before it started).",
+        "stored: True",
+        "on processes: completed doohickey",
+    ],
     "recipe_pipeline.py": [
         "every stage within its limit: True",
         "resumed: completed, 200 written",

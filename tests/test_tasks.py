@@ -786,3 +786,66 @@ def test_catalogue_on_dask(dask_executor: DaskExecutor) -> None:
         flow = Flow(executor=dask_executor)
         case.build(flow)
         task_catalogue.check(case, flow.execute(entry_params=case.params))
+
+
+# -- the command line ---------------------------------------------------------------------
+
+ETL_FLOW = Path(__file__).resolve().parents[1] / "examples" / "etl_tasks.yaml"
+ORDERS = ETL_FLOW.parent / "data" / "orders.csv"
+
+
+def invoke(*args: str) -> Any:
+    """Run ``flowforge ARGS`` in this process, through click's runner."""
+    from click.testing import CliRunner
+
+    from flowforge.cli import build_cli
+
+    return CliRunner().invoke(build_cli(), list(args), prog_name="flowforge")
+
+
+def test_cli_validate_show_and_graph_handle_tasks() -> None:
+    """validate, show and graph read a flow file of tasks."""
+    validated = invoke("validate", str(ETL_FLOW))
+    assert validated.exit_code == 0 and "needs job param(s) 'path'" in validated.output
+    shown = invoke("show", str(ETL_FLOW))
+    assert "report  (task etl_tasks:report, after by_region, top_products" in shown.output
+    graph = invoke("graph", str(ETL_FLOW))
+    assert "r_clean -- " in graph.output and "--> r_report" in graph.output
+
+
+def test_cli_runs_a_flow_of_tasks_without_an_entry(tmp_path: Path) -> None:
+    """``flowforge run`` starts every task with the --param values."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "jobs.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "flowforge.cli", "run", str(ETL_FLOW), "--store", str(store)]
+        + ["--param", f"path={ORDERS}", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    with SQLiteStore(store) as jobs:
+        (job,) = jobs.list_jobs()
+        assert jobs.load(job.job_id).output("by_region")["north"] == 114156.5
+
+
+def test_a_task_decorated_at_module_level_runs_on_processes() -> None:
+    """A module-level ``@flow.task`` function (shadowed by its Task) still ships to workers."""
+    import sys
+
+    from flowforge.runtime.executors import ProcessExecutor
+
+    sys.path.insert(0, str(ETL_FLOW.parent))  # before the workers start: they import it too
+    flow = Flow.load(ETL_FLOW)
+    flow.executor = ProcessExecutor(max_workers=1)
+    try:
+        job = flow.execute(entry_params={"path": str(ORDERS), "top": 1})
+    finally:
+        flow.close()
+        sys.path.remove(str(ETL_FLOW.parent))
+    assert job.output("top_products") == [["doohickey", 158130.0]]
+    assert isinstance(sys.modules["etl_tasks"].clean, Task)
