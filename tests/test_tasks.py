@@ -819,9 +819,9 @@ def test_cli_runs_a_flow_of_tasks_without_an_entry(tmp_path: Path) -> None:
     import sys
 
     store = tmp_path / "jobs.db"
+    command = ["run", str(ETL_FLOW), "--store", str(store), "--param", f"path={ORDERS}"]
     result = subprocess.run(
-        [sys.executable, "-m", "flowforge.cli", "run", str(ETL_FLOW), "--store", str(store)]
-        + ["--param", f"path={ORDERS}", "--quiet"],
+        [sys.executable, "-m", "flowforge.cli", *command, "--quiet"],
         capture_output=True,
         text=True,
         timeout=50,
