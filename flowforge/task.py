@@ -127,7 +127,7 @@ def merge_task(
     queues: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in (state or {}).items()}
     key = PARAMS_SOURCE if source is None or source not in sources else source
     queues.setdefault(key, []).append(data)
-    if not all(queues.get(s) for s in (*sources, PARAMS_SOURCE)):
+    if len(queues) <= len(sources):  # a queue per source and the params, none emptied yet
         return None, queues
     combined = combine_round([queues[s][0] for s in sources])
     for name, value in queues[PARAMS_SOURCE][0].items():
@@ -343,8 +343,8 @@ def wire_task(routines: Mapping[str, Routine], task: Task) -> list[tuple[str, st
                 f"'{task.name}', 'input')."
             )
         wires.append((dep, task.name))
-    for rid, other in tasks_of(routines).items():
-        if task.name in other.depends_on:
+    for rid, other in routines.items():
+        if isinstance(other, Task) and task.name in other.depends_on:
             wires.append((task.name, rid))
     return wires
 
@@ -357,7 +357,8 @@ def task_cycles(
     """Dependency cycles that pass through a task, each as ``[a, b, ..., a]``.
 
     Loops of plain routines (a guarded loop) are not cycles here; a loop
-    through a task's input is, since a task waits for all its sources.
+    through a task's input is, since a task waits for all its sources. Takes
+    time linear in the size of the graph when there is no cycle.
     """
     graph: dict[str, list[str]] = {rid: [] for rid in routines}
     ids = {id(r): rid for rid, r in routines.items()}
@@ -365,17 +366,40 @@ def task_cycles(
     for source, target in [*edges, *extra]:
         graph.setdefault(source, []).append(target)
         graph.setdefault(target, [])
-    tasks = [rid for rid in graph if isinstance(routines.get(rid), Task) or rid not in routines]
+    looping = _on_cycles(graph)
     cycles: list[list[str]] = []
     covered: set[str] = set()
-    for start in tasks:
-        if start in covered:
-            continue
-        path = _path_back(graph, start)
-        if path is not None:
-            cycles.append(path)
-            covered.update(path)
+    for start in graph:
+        is_task = isinstance(routines.get(start), Task) or start not in routines
+        if start in looping and is_task and start not in covered:
+            path = _path_back(graph, start)
+            if path is not None:
+                cycles.append(path)
+                covered.update(path)
     return cycles
+
+
+def _on_cycles(graph: Mapping[str, list[str]]) -> set[str]:
+    """The nodes left once those with no way in (or out) are stripped repeatedly."""
+    remaining = set(graph)
+    for forward in (True, False):
+        degree = dict.fromkeys(remaining, 0)
+        outgoing: dict[str, list[str]] = {node: [] for node in remaining}
+        for source in remaining:
+            for target in graph[source]:
+                if target in remaining:
+                    a, b = (source, target) if forward else (target, source)
+                    degree[b] += 1
+                    outgoing[a].append(b)
+        ready = [node for node, d in degree.items() if d == 0]
+        while ready:
+            node = ready.pop()
+            remaining.discard(node)
+            for nxt in outgoing[node]:
+                degree[nxt] -= 1
+                if degree[nxt] == 0:
+                    ready.append(nxt)
+    return remaining
 
 
 def _path_back(graph: Mapping[str, list[str]], start: str) -> list[str] | None:
@@ -461,16 +485,48 @@ def add_task(flow: Flow, task: Task) -> Task:
             on a routine that is not a task.
     """
     wires = wire_task(flow.routines, task)
-    cycles = task_cycles({**flow.routines, task.name: task}, flow.connections, wires)
-    if cycles:
+    cycle = _closed_cycle(flow.routines, task.name, wires)
+    if cycle is not None:
         raise DefinitionError(
-            f"Task '{task.name}' closes a dependency cycle: {cycle_text(cycles[0])}. Remove one "
+            f"Task '{task.name}' closes a dependency cycle: {cycle_text(cycle)}. Remove one "
             "of these dependencies."
         )
     flow.add_routine(task, task.name)
     for source, target in wires:
         flow.connect(source, "done", target, "input", {"result": source})
     return task
+
+
+def _closed_cycle(
+    routines: Mapping[str, Routine], name: str, wires: list[tuple[str, str]]
+) -> list[str] | None:
+    """The cycle that adding task ``name`` with ``wires`` would close, or None.
+
+    Only a path from a task waiting for ``name`` back to one of its
+    dependencies can close one, so only that is searched (usually nothing:
+    dependencies are mostly defined first).
+    """
+    deps = {source for source, target in wires if target == name}
+    parents = {target: name for source, target in wires if source == name}
+    frontier = list(parents)
+    while frontier and deps:
+        node = frontier.pop(0)
+        if node in deps:
+            path = [node]
+            while path[-1] != name:
+                path.append(parents[path[-1]])
+            order = {rid: i for i, rid in enumerate(routines)}
+            cycle = path[::-1]  # name -> ... -> node
+            first = min(range(len(cycle)), key=lambda i: order.get(cycle[i], len(order)))
+            cycle = cycle[first:] + cycle[:first]
+            return [*cycle, cycle[0]]
+        for event in routines[node]._events.values():
+            for connection in event._connections:
+                target = connection.target_id
+                if target not in parents and target in routines:
+                    parents[target] = node
+                    frontier.append(target)
+    return None
 
 
 def covered_by_tasks(problem: Problem, tasks: Mapping[str, Task]) -> bool:

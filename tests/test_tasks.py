@@ -621,6 +621,22 @@ def test_a_result_the_store_cannot_keep_fails_the_task() -> None:
     assert "Task 'ids' returned a set" in job.errors[0].message
 
 
+def test_a_version_1_store_gains_task_runs_when_opened(tmp_path: Path) -> None:
+    """A store file of schema version 1 (no task runs) is migrated and keeps results."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE task_runs")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with SQLiteStore(path) as store:
+        job = etl(store=store).execute(entry_params={"path": "p"})
+        assert store.load(job.job_id).output("load") == "1 row(s) to p"
+
+
 def test_without_a_store_any_result_is_kept() -> None:
     """Without a store a task may return anything."""
     flow = Flow()
