@@ -100,7 +100,6 @@ def run_job(store_path: str, warehouse_path: str) -> None:
     """The worker: run the nightly job, checkpointed in the store."""
     with SQLiteStore(store_path) as store:
         flow = build_flow(warehouse_path)
-        store.save_flow(flow)  # so that a restarted worker can rebuild it
         flow.execute("extract", {"count": ROWS}, job_state=JobState(job_id=JOB_ID), store=store)
 
 

@@ -48,24 +48,18 @@ class ReadOrders(Routine):
 
 
 class Meter(Routine):
-    """Passes orders on and pauses the job after every ``batch`` of them (config).
-
-    ``flow`` is the flow to pause. It is not saved with the routine, so it is
-    set again after the flow is loaded.
-    """
+    """Passes orders on and pauses the job after every ``batch`` of them (config)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.flow: Flow | None = None
         self.define_slot("input", handler=self.meter)
         self.define_event("order", ["order_id", "amount"])
 
     def meter(self, order_id: str, amount: int) -> None:
         self._stats["passed"] = self._stats.get("passed", 0) + 1
         self.emit("order", order_id=order_id, amount=amount)
-        batch = self.get_config("batch", 3)
-        if self.flow is not None and self._stats["passed"] % batch == 0:
-            self.flow.pause(reason=f"{self._stats['passed']} orders metered")
+        if self._stats["passed"] % self.get_config("batch", 3) == 0:
+            self.pause_job(f"{self._stats['passed']} orders metered")
 
 
 class Ledger(Routine):
@@ -84,7 +78,7 @@ class Ledger(Routine):
 
 
 def build_flow() -> Flow:
-    """The flow, with ``meter`` wired to pause it."""
+    """The flow ``source -> meter -> ledger``."""
     flow = Flow(flow_id="ledger")
     flow.add_routine(ReadOrders(), "source")
     flow.add_routine(Meter(), "meter")
@@ -95,30 +89,18 @@ def build_flow() -> Flow:
     return flow
 
 
-# [open]
-def open_flow(path: Path) -> Flow:
-    """Load the flow from ``path`` and give ``meter`` the flow to pause."""
-    flow = Flow.load(path)
-    flow.get_routine("meter").flow = flow
-    return flow
-
-
-# [/open]
-
-
 def run(workdir: Path) -> None:
     flow_file, job_file = workdir / "ledger.json", workdir / "job.json"
     # [run]
     flow = build_flow()
     flow.save(flow_file)
-    flow.get_routine("meter").flow = flow
     job = flow.execute("source", {"orders": ORDERS})
 
     while job.status == JobStatus.PAUSED:
         print(f"{job.status} ({job.reason}): {len(job.pending)} message(s) pending")
         job_file.write_text(json.dumps(job.serialize()))
         # From here on only the two files are used, as a later run of this script would.
-        flow = open_flow(flow_file)
+        flow = Flow.load(flow_file)
         job = flow.resume(JobState.from_dict(json.loads(job_file.read_text())))
 
     ledger = job.get_routine_state("ledger")

@@ -38,7 +38,10 @@ from ._errors import (
     StoreBusyError,
     StoreClosedError,
     StoreError,
+    StoreReadOnlyError,
+    StoreTypeError,
     StoreUsageError,
+    StoreVanishedError,
     StoreVersionError,
 )
 from .base import FINISHED, Durability, JobSummary, Store
@@ -61,6 +64,9 @@ __all__ = [
     "StoreBusyError",
     "StoreClosedError",
     "StoreError",
+    "StoreReadOnlyError",
+    "StoreTypeError",
     "StoreUsageError",
+    "StoreVanishedError",
     "StoreVersionError",
 ]

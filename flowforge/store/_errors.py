@@ -63,6 +63,22 @@ class StoreAccessError(StoreError, OSError):
     __module__ = "flowforge.store"
 
 
+class StoreReadOnlyError(StoreAccessError):
+    """A write to a store opened with ``readonly=True``."""
+
+    __module__ = "flowforge.store"
+
+
+class StoreVanishedError(StoreAccessError):
+    """The store's file was removed or replaced while the store was open.
+
+    What was committed since cannot be found again under the store's path, so
+    the store refuses to go on rather than lose commits without notice.
+    """
+
+    __module__ = "flowforge.store"
+
+
 class StoreBusyError(StoreError, TimeoutError):
     """The database stayed locked by another connection for longer than the timeout.
 
@@ -84,7 +100,33 @@ class StoreClosedError(StoreError, ValueError):
 
 
 class StoreUsageError(StoreError, ValueError):
-    """A store method got an argument it cannot use (an unknown status, a negative age)."""
+    """A store method got an argument it cannot use (an unknown status, a negative age).
+
+    Attributes:
+        argument: The argument's name (``""`` when not given).
+        expected: What it must be, in words.
+        got: The value that was given.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        argument: str = "",
+        expected: str = "",
+        got: object = None,
+    ) -> None:
+        super().__init__(message, path=path)
+        self.argument = argument
+        self.expected = expected
+        self.got = got
+
+
+class StoreTypeError(StoreUsageError, TypeError):
+    """A store method got an argument of the wrong type (also a ``ValueError``)."""
 
     __module__ = "flowforge.store"
 

@@ -28,6 +28,7 @@ import abc
 import datetime
 import json
 import logging
+import numbers
 import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -39,12 +40,13 @@ import attrs
 from ..errors import FlowForgeError, JobStateError, SerializationError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus, Message
-from . import _records
+from . import _checks, _records
 from ._errors import (
     CorruptStoreError,
     FlowNotFoundError,
     JobNotFoundError,
     StoreClosedError,
+    StoreTypeError,
     StoreUsageError,
 )
 from ._journal import OpenJob
@@ -109,17 +111,12 @@ class Store(abc.ABC):
         group_max: int = 10_000,
         group_seconds: float = 0.05,
     ) -> None:
-        if durability not in DURABILITIES:
-            raise StoreUsageError(
-                f"durability must be 'grouped' or 'activation', got {durability!r}."
-            )
-        if isinstance(group_max, bool) or not isinstance(group_max, int) or group_max < 1:
-            raise StoreUsageError(f"group_max must be an int >= 1, got {group_max!r}.")
-        if not isinstance(group_seconds, int | float) or group_seconds < 0:
-            raise StoreUsageError(f"group_seconds must be a number >= 0, got {group_seconds!r}.")
+        _checks.choice("durability", durability, DURABILITIES)
         self.durability: Durability = durability
-        self.group_max = 1 if durability == "activation" else group_max
-        self.group_seconds = float(group_seconds)
+        self.group_max = _checks.count("group_max", group_max, minimum=1)
+        if durability == "activation":
+            self.group_max = 1
+        self.group_seconds = _checks.seconds("group_seconds", group_seconds)
         self._jobs: dict[str, OpenJob] = {}
         self._jobs_lock = threading.Lock()
         self._closed = False
@@ -138,6 +135,9 @@ class Store(abc.ABC):
             SerializationError: The job holds data that is not JSON.
         """
         self._check_open()
+        _checks.instance("job", job, JobState, "begin")
+        if flow is not None:
+            _checks.instance("flow", flow, Flow, "begin")
         entry = OpenJob(job)
         with self._jobs_lock:
             if job.job_id in self._jobs:
@@ -199,6 +199,7 @@ class Store(abc.ABC):
         this store, ``end`` with another JobState of the same id is ignored
         (logged), so a stray copy cannot overwrite the running job.
         """
+        _checks.instance("job", job, JobState, "end")
         with self._jobs_lock:
             group = self._jobs.get(job.job_id)
             if group is not None and group.job is not job:
@@ -231,6 +232,7 @@ class Store(abc.ABC):
             status: Only jobs with this status (or any of these statuses).
         """
         self._check_open()
+        flow_id = _checks.optional_identifier("flow_id", flow_id)
         statuses = None if status is None else _statuses(status)
         return self._summaries(flow_id, statuses)
 
@@ -242,7 +244,7 @@ class Store(abc.ABC):
             CorruptStoreError: The stored job cannot be read back.
         """
         self._check_open()
-        _check_id(job_id, "job_id")
+        _checks.identifier("job_id", job_id)
         record = self._read(job_id)
         if record is None:
             raise JobNotFoundError(
@@ -269,8 +271,7 @@ class Store(abc.ABC):
             SerializationError: The job holds data that is not JSON.
         """
         self._check_open()
-        if not isinstance(job, JobState):
-            raise TypeError(f"save() takes a JobState, got {type(job).__name__}.")
+        _checks.instance("job", job, JobState, "save")
         self._refuse_running(job.job_id, "save")
         self._apply(_records.whole(job, time.time())[0])
 
@@ -282,7 +283,7 @@ class Store(abc.ABC):
             JobStateError: The job is running against this store now.
         """
         self._check_open()
-        _check_id(job_id, "job_id")
+        _checks.identifier("job_id", job_id)
         self._refuse_running(job_id, "delete")
         if not self._remove(job_id):
             raise JobNotFoundError(
@@ -304,6 +305,12 @@ class Store(abc.ABC):
 
         Returns:
             How many jobs were deleted.
+
+        Raises:
+            StoreUsageError: ``older_than`` is negative or not finite, or a
+                status is unknown.
+            StoreTypeError: ``older_than`` is not seconds or a timedelta, or
+                ``statuses`` is not a list of strings.
         """
         self._check_open()
         seconds = _seconds(older_than)
@@ -319,8 +326,7 @@ class Store(abc.ABC):
         needed for a flow none of whose jobs ran against the store yet.
         """
         self._check_open()
-        if not isinstance(flow, Flow):
-            raise TypeError(f"save_flow() takes a Flow, got {type(flow).__name__}.")
+        _checks.instance("flow", flow, Flow, "save_flow")
         self._put_flow(
             flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'"), time.time()
         )
@@ -337,7 +343,8 @@ class Store(abc.ABC):
             FlowNotFoundError: No definition of that flow was saved.
         """
         self._check_open()
-        _check_id(flow_id, "flow_id")
+        _checks.identifier("flow_id", flow_id)
+        allowed = _checks.names("allowed_modules", allowed_modules)
         text = self._get_flow(flow_id)
         if text is None:
             raise FlowNotFoundError(
@@ -346,7 +353,14 @@ class Store(abc.ABC):
                 path=self._path(),
                 flow_id=flow_id,
             )
-        return Flow.from_dict(json.loads(text), allowed_modules=tuple(allowed_modules))
+        try:
+            definition = json.loads(text)
+        except ValueError as exc:
+            raise CorruptStoreError(
+                f"The saved definition of flow '{flow_id}' in {self._name()} is not JSON: {exc}",
+                path=self._path(),
+            ) from exc
+        return Flow.from_dict(definition, allowed_modules=allowed)
 
     def close(self) -> None:
         """Release the store's resources; closing twice is harmless.
@@ -451,32 +465,31 @@ class Store(abc.ABC):
         """Free resources (called once, by :meth:`close`)."""
 
 
-def _statuses(status: str | Iterable[str]) -> list[str]:
-    names = [status] if isinstance(status, str) else list(status)
+def _statuses(status: object) -> list[str]:
+    names = [status] if isinstance(status, str) else list(_checks.names("status", status))
     known = [str(s) for s in JobStatus]
     bad = [name for name in names if name not in known]
     if bad or not names:
         raise StoreUsageError(
             f"Unknown job status {', '.join(map(repr, bad)) or '(none given)'}; expected some of "
-            f"{', '.join(map(repr, known))}."
+            f"{', '.join(map(repr, known))}.",
+            argument="status",
+            expected=f"some of {', '.join(map(repr, known))}",
+            got=status,
         )
     return [str(JobStatus(name)) for name in names]
 
 
-def _seconds(older_than: float | datetime.timedelta) -> float:
+def _seconds(older_than: object) -> float:
     if isinstance(older_than, datetime.timedelta):
-        seconds = older_than.total_seconds()
-    elif isinstance(older_than, int | float) and not isinstance(older_than, bool):
-        seconds = float(older_than)
-    else:
-        raise TypeError(
-            f"older_than must be seconds or a datetime.timedelta, got {type(older_than).__name__}."
+        return _checks.seconds("older_than", older_than.total_seconds())
+    if isinstance(older_than, bool) or not isinstance(older_than, numbers.Real):
+        raise StoreTypeError(
+            f"older_than must be seconds or a datetime.timedelta, got {older_than!r} "
+            f"({type(older_than).__name__}). Pass older_than=3600 or "
+            "older_than=datetime.timedelta(hours=1).",
+            argument="older_than",
+            expected="seconds or a datetime.timedelta",
+            got=older_than,
         )
-    if seconds < 0:
-        raise StoreUsageError(f"older_than must not be negative, got {older_than!r}.")
-    return seconds
-
-
-def _check_id(value: object, name: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{name} must be a non-empty string, got {value!r}.")
+    return _checks.seconds("older_than", older_than)

@@ -13,9 +13,19 @@ transaction); anything else raises and the file is left exactly as it was:
 another SQLite database or a file that is no database at all
 (:class:`NotAStoreError`), a store from a newer FlowForge
 (:class:`StoreVersionError`), a truncated or damaged file
-(:class:`CorruptStoreError`). The file carries an SQLite ``application_id``,
+(:class:`CorruptStoreError`). Files up to :data:`CHECK_LIMIT` bytes are also
+read whole by SQLite's ``quick_check``, so damage is found before a job
+relies on the store; damage met later, while reading or writing, raises
+:class:`CorruptStoreError` too. The file carries an SQLite ``application_id``,
 the schema version in ``user_version``, and a ``meta`` table naming its
 format.
+
+With ``readonly=True`` the file is opened read-only (``mode=ro``) and never
+written: no creation, migration or checkpoint; writes raise
+:class:`StoreReadOnlyError`. After every transaction the store checks (one
+``stat``) that its path still names the file it opened; a file deleted or
+replaced while open raises :class:`StoreVanishedError` rather than let
+commits go to an orphaned file.
 """
 
 from __future__ import annotations
@@ -29,6 +39,9 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import attrs
+
+from . import _checks
 from ._errors import (
     CorruptStoreError,
     JobNotFoundError,
@@ -37,7 +50,10 @@ from ._errors import (
     StoreBusyError,
     StoreClosedError,
     StoreError,
+    StoreReadOnlyError,
+    StoreTypeError,
     StoreUsageError,
+    StoreVanishedError,
     StoreVersionError,
 )
 from ._records import Batch, JobRecord
@@ -49,6 +65,9 @@ T = TypeVar("T")
 APPLICATION_ID = 0x466C4667
 #: The schema version this FlowForge writes (``PRAGMA user_version``).
 SCHEMA_VERSION = 2
+#: Files up to this size (bytes) are checked for damage when opened (``check=None``).
+#: SQLite's ``quick_check`` reads the whole file: about 0.1 to 0.3 s per 100 MB.
+CHECK_LIMIT = 64 * 1024 * 1024
 FORMAT = "flowforge/store"
 _MAGIC = b"SQLite format 3\x00"
 _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails", "task_runs")
@@ -98,6 +117,10 @@ MIGRATIONS[1] = _add_task_runs
 _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _ACCESS = {3, 8, 10, 13, 14}  # PERM, READONLY, IOERR, FULL, CANTOPEN
+_READONLY = 8
+_CANTOPEN = 14
+# sqlite3 hands the busy timeout to SQLite in milliseconds, as a C int.
+_MAX_BUSY_TIMEOUT = 2_000_000.0
 
 
 class SQLiteStore(Store):
@@ -116,6 +139,15 @@ class SQLiteStore(Store):
             and keeps the file consistent through a power cut; ``"full"``
             also makes every commit survive a power cut, at the cost of an
             fsync per commit.
+        readonly: Open an existing store to read it only: nothing is written
+            to the file (no migration, no checkpoint), it may sit on a
+            read-only filesystem, and every write raises
+            :class:`StoreReadOnlyError`.
+        check: Run SQLite's ``quick_check`` over the whole file when opening
+            it, to find damage before any job relies on it. ``None`` (the
+            default) checks files up to :data:`CHECK_LIMIT` bytes, where the
+            check takes a fraction of a second; ``True`` checks any size,
+            ``False`` none.
 
     Example:
         >>> import tempfile, os
@@ -135,20 +167,26 @@ class SQLiteStore(Store):
         group_seconds: float = 0.05,
         timeout: float = 30.0,
         synchronous: Literal["normal", "full"] = "normal",
+        readonly: bool = False,
+        check: bool | None = None,
     ) -> None:
         super().__init__(durability=durability, group_max=group_max, group_seconds=group_seconds)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise StoreUsageError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
-        if synchronous not in ("normal", "full"):
-            raise StoreUsageError(f"synchronous must be 'normal' or 'full', got {synchronous!r}.")
-        self.path = os.fspath(path)
-        self.timeout = float(timeout)
+        self.path = _store_path(path, readonly)
+        self.timeout = _checks.seconds("timeout", timeout, positive=True)
+        _checks.choice("synchronous", synchronous, ("normal", "full"))
+        #: Whether the store was opened with ``readonly=True``.
+        self.readonly = _checks.flag("readonly", readonly)
+        if check is not None:
+            _checks.flag("check", check)
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._conn = _open(self.path, self.timeout, synchronous)
+        self._conn, self._identity = _open(
+            self.path, _Opening(self.timeout, synchronous, self.readonly, check)
+        )
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({self.path!r}, durability={self.durability!r})"
+        mode = ", readonly=True" if self.readonly else ""
+        return f"SQLiteStore({self.path!r}, durability={self.durability!r}{mode})"
 
     def _name(self) -> str:
         return f"the store {self.path}"
@@ -172,20 +210,47 @@ class SQLiteStore(Store):
         return self._conn
 
     def _transact(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
-        """Run ``work`` in one transaction, retrying while the database is locked."""
+        """Run ``work`` in one transaction, retrying while the database is locked.
+
+        After it, the file at ``path`` must still be the one opened: a store
+        whose file was deleted or replaced keeps working on the orphaned file,
+        and every commit would be lost without notice.
+        """
+        if write and self.readonly:
+            raise StoreReadOnlyError(
+                f"Cannot write to {self._name()}: it was opened read-only (readonly=True). "
+                "Open it without readonly=True to run, save or delete jobs.",
+                path=self.path,
+            )
         deadline = time.monotonic() + self.timeout
         pause = 0.002
         while True:
             try:
                 with self._lock:
-                    return _in_transaction(self._connection(), work, write)
+                    result = _in_transaction(self._connection(), work, write)
+                    self._check_kept()
+                    return result
             except sqlite3.Error as exc:
                 if _code(exc) not in _BUSY or time.monotonic() >= deadline:
                     raise self._translate(exc) from exc
             time.sleep(pause * random.uniform(0.5, 1.5))
             pause = min(pause * 2, 0.1)
 
+    def _check_kept(self) -> None:
+        """Raise :class:`StoreVanishedError` if the file is no longer the one opened."""
+        if self._identity is None:
+            return
+        try:
+            found = os.stat(self._identity.path)
+        except OSError:
+            found = None
+        if found is None or (found.st_dev, found.st_ino) != self._identity.inode:
+            message = _vanished(self.path, replaced=found is not None)
+            raise StoreVanishedError(message, path=self.path)
+
     def _translate(self, exc: sqlite3.Error) -> StoreError:
+        if _bad_text(exc):
+            return _damaged(self.path, exc)
         code = _code(exc)
         if code in _BUSY:
             return StoreBusyError(
@@ -198,7 +263,10 @@ class SQLiteStore(Store):
         if code in _DAMAGED:
             return _damaged(self.path, exc)
         if code in _ACCESS:
-            return StoreAccessError(f"Cannot use {self._name()}: {exc}.", path=self.path)
+            return StoreAccessError(
+                f"Cannot use {self._name()}: {exc}.{_access_hint(self.path, code)}",
+                path=self.path,
+            )
         return StoreError(f"{self._name()} failed: {exc}.", path=self.path)
 
     # -- storage -----------------------------------------------------------------
@@ -223,7 +291,10 @@ class SQLiteStore(Store):
             params += list(statuses)
         query += " ORDER BY created_at, job_id"
         rows = self._transact(lambda conn: conn.execute(query, params).fetchall(), write=False)
-        return [JobSummary(*row) for row in rows]
+        try:
+            return [JobSummary(*row) for row in rows]
+        except (ValueError, TypeError) as exc:
+            raise _damaged(self.path, exc) from exc
 
     def _remove(self, job_id: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
@@ -268,28 +339,123 @@ class SQLiteStore(Store):
 # -- opening -------------------------------------------------------------------------
 
 
-def _open(path: str, timeout: float, synchronous: str) -> sqlite3.Connection:
-    if path != ":memory:":
-        _check_file(path)
+@attrs.frozen
+class _Opening:
+    """How to open the file (the constructor's options that matter there)."""
+
+    timeout: float
+    synchronous: str
+    readonly: bool
+    check: bool | None
+
+
+@attrs.frozen
+class _Identity:
+    """The opened file, to tell later whether ``path`` still names it."""
+
+    path: str
+    inode: tuple[int, int]
+
+
+def _store_path(path: object, readonly: bool) -> str:
+    if not isinstance(path, str | os.PathLike) or not isinstance(os.fspath(path), str):
+        raise StoreTypeError(
+            f"path must be a file name (a str or os.PathLike), got {path!r}. Pass a name such "
+            "as 'jobs.db'.",
+            argument="path",
+            expected="a file name",
+            got=path,
+        )
+    text = os.fspath(path)
+    if not text or "\x00" in text or (readonly and text == ":memory:"):
+        raise StoreUsageError(
+            f"path must be a file name, got {text!r}. Pass a name such as 'jobs.db'"
+            + (" (a read-only store must be an existing file)." if readonly else "."),
+            argument="path",
+            expected="a file name",
+            got=path,
+        )
+    return text
+
+
+def _open(path: str, how: _Opening) -> tuple[sqlite3.Connection, _Identity | None]:
+    if path == ":memory:":
+        return _connect(path, how, False), None
+    size = _check_file(path, how.readonly)
+    conn = _connect(path, how, False)
     try:
-        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreAccessError(
-            f"Cannot open the store {path}: {exc}. Check that its directory exists and is "
-            "writable.",
-            path=path,
-        ) from exc
-    try:
-        _prepare(conn, path)
-        conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        if how.readonly:
+            conn = _readable(conn, path, how)
+        check = how.check if how.check is not None else 0 < size <= CHECK_LIMIT
+        _prepare(conn, path, how.readonly, check)
+        identity = _Identity(os.path.abspath(path), _inode(path))
+        if not how.readonly:
+            _run_pragma(conn, path, f"PRAGMA synchronous = {how.synchronous.upper()}")
     except BaseException:
         conn.close()
         raise
-    return conn
+    return conn, identity
 
 
-def _check_file(path: str) -> None:
-    """Refuse, before SQLite touches it, a file that is no store or is truncated."""
+def _connect(path: str, how: _Opening, immutable: bool) -> sqlite3.Connection:
+    target: str = path
+    if how.readonly:
+        # mode=ro opens the file read-only and never writes to it (SQLite may
+        # still create the -wal/-shm files beside it, if it can).
+        target = Path(path).absolute().as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+    try:
+        return sqlite3.connect(
+            target,
+            timeout=min(how.timeout, _MAX_BUSY_TIMEOUT),
+            isolation_level=None,
+            check_same_thread=False,
+            uri=how.readonly,
+        )
+    except sqlite3.Error as exc:
+        raise StoreAccessError(
+            f"Cannot open the store {path}: {exc}. Check that its directory exists"
+            + (" and is writable." if not how.readonly else "."),
+            path=path,
+        ) from exc
+
+
+def _readable(conn: sqlite3.Connection, path: str, how: _Opening) -> sqlite3.Connection:
+    """``conn`` if it can read the file, else an ``immutable`` connection when that is safe.
+
+    A WAL-mode file can only be read where SQLite can create the ``-shm``
+    file beside it. Where it cannot (a read-only directory or filesystem) and
+    there is no write-ahead log, the file alone holds every commit; it is
+    read as immutable (without locks). That assumes nobody writes to it
+    meanwhile; only a writer with more rights than this process could.
+    """
+    try:
+        conn.execute("PRAGMA application_id").fetchall()
+        return conn
+    except sqlite3.Error as exc:
+        conn.close()
+        if _code(exc) != _CANTOPEN:
+            raise _opening_error(path, exc, readonly=True) from exc
+        if _has_wal(path):
+            raise StoreAccessError(
+                f"Cannot read the store {path}: its write-ahead log ({path}-wal) holds commits "
+                f"not yet in the file, and SQLite cannot read it without creating {path}-shm "
+                "there. Copy the store with its -wal file to a writable directory and open "
+                "the copy, or open it writable once where it is.",
+                path=path,
+            ) from exc
+    return _connect(path, how, True)
+
+
+def _inode(path: str) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
+def _check_file(path: str, readonly: bool) -> int:
+    """Refuse, before SQLite touches it, a file that is no store or is truncated.
+
+    Returns the file's size.
+    """
     target = Path(path)
     if target.is_dir():
         raise StoreAccessError(
@@ -299,12 +465,15 @@ def _check_file(path: str) -> None:
         )
     try:
         size = target.stat().st_size if target.exists() else 0
-        if size == 0:
-            return
-        with target.open("rb") as handle:
-            head = handle.read(100)
+        head = b""
+        if size:
+            with target.open("rb") as handle:
+                head = handle.read(100)
     except OSError as exc:
         raise StoreAccessError(f"Cannot read the store {path}: {exc.strerror}.", path=path) from exc
+    if size == 0:
+        _check_readonly_exists(path, readonly, target.exists())
+        return 0
     if not head.startswith(_MAGIC):
         raise NotAStoreError(
             f"{path} is not a FlowForge store: it is not an SQLite database at all. It was left "
@@ -315,10 +484,27 @@ def _check_file(path: str) -> None:
     if expected > size and not _has_wal(path):
         raise CorruptStoreError(
             f"The store {path} is truncated: its header promises {expected} bytes, the file "
-            f"has {size}. It was left as it is; restore it from a backup, or start a new store "
-            "under another file name.",
+            f"has {size}. It was left as it is; restore it from a backup, or delete it (its "
+            "jobs are lost) and start a new store.",
             path=path,
         )
+    return size
+
+
+def _check_readonly_exists(path: str, readonly: bool, exists: bool) -> None:
+    if not readonly:
+        return
+    if not exists:
+        raise StoreAccessError(
+            f"There is no store at {path} to open read-only. Check the path; a store is made "
+            "by opening it without readonly=True.",
+            path=path,
+        )
+    raise NotAStoreError(
+        f"{path} is empty: it is not a store yet, and a store opened read-only cannot be made "
+        "one. Open it without readonly=True to make it a store.",
+        path=path,
+    )
 
 
 def _expected_size(head: bytes) -> int:
@@ -339,9 +525,11 @@ def _has_wal(path: str) -> bool:
     return wal.exists() and wal.stat().st_size > 0
 
 
-def _prepare(conn: sqlite3.Connection, path: str) -> None:
+def _prepare(conn: sqlite3.Connection, path: str, readonly: bool, check: bool) -> None:
     app, version, tables = _identify(conn, path)
     if app == 0 and version == 0 and not tables:
+        if readonly:
+            _check_readonly_exists(path, True, True)
         if _create(conn, path):
             return
         app, version, tables = _identify(conn, path)
@@ -352,18 +540,37 @@ def _prepare(conn: sqlite3.Connection, path: str) -> None:
             "It was left untouched; give the store a new file name.",
             path=path,
         )
-    if version > SCHEMA_VERSION:
+    _check_version(path, version, readonly)
+    if check:  # before anything is written to a file that may be damaged
+        _quick_check(conn, path)
+    if not readonly:
+        _run_pragma(conn, path, "PRAGMA journal_mode = WAL")
+        if version < SCHEMA_VERSION:
+            _migrate(conn, path)
+    _check_meta(conn, path)
+
+
+def _check_version(path: str, version: int, readonly: bool) -> None:
+    if version < 1:
+        raise CorruptStoreError(
+            f"The store {path} has no schema version; it was left as it is. Start a new "
+            "store under another file name.",
+            path=path,
+        )
+    if version > SCHEMA_VERSION or (readonly and version < SCHEMA_VERSION):
+        newer = version > SCHEMA_VERSION
         raise StoreVersionError(
-            f"The store {path} has schema version {version}, newer than this FlowForge "
-            f"reads ({SCHEMA_VERSION}). Upgrade FlowForge to open it.",
+            f"The store {path} has schema version {version}, "
+            + (
+                f"newer than this FlowForge reads ({SCHEMA_VERSION}). Upgrade FlowForge to open it."
+                if newer
+                else f"older than this FlowForge reads ({SCHEMA_VERSION}), and a store opened "
+                "read-only is not migrated. Open it once without readonly=True to migrate it."
+            ),
             path=path,
             found=version,
             supported=SCHEMA_VERSION,
         )
-    _run_pragma(conn, path, "PRAGMA journal_mode = WAL")
-    if version < SCHEMA_VERSION:
-        _migrate(conn, path)
-    _check_meta(conn, path)
 
 
 def _identify(conn: sqlite3.Connection, path: str) -> tuple[int, int, list[str]]:
@@ -409,12 +616,6 @@ def _create(conn: sqlite3.Connection, path: str) -> bool:
 def _migrate(conn: sqlite3.Connection, path: str) -> None:
     def work(conn: sqlite3.Connection) -> None:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version < 1:
-            raise CorruptStoreError(
-                f"The store {path} has no schema version; it was left as it is. Start a new "
-                "store under another file name.",
-                path=path,
-            )
         while version < SCHEMA_VERSION:
             MIGRATIONS[version](conn)
             version += 1
@@ -455,7 +656,16 @@ def _run_pragma(conn: sqlite3.Connection, path: str, pragma: str) -> None:
         raise _opening_error(path, exc) from exc
 
 
-def _opening_error(path: str, exc: sqlite3.Error) -> StoreError:
+def _quick_check(conn: sqlite3.Connection, path: str) -> None:
+    try:
+        found = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)").fetchall()]
+    except sqlite3.Error as exc:
+        raise _opening_error(path, exc) from exc
+    if found != ["ok"]:
+        raise _damaged(path, "; ".join(found))
+
+
+def _opening_error(path: str, exc: sqlite3.Error, *, readonly: bool = False) -> StoreError:
     code = _code(exc)
     if code in _DAMAGED:
         return _damaged(path, exc)
@@ -463,14 +673,51 @@ def _opening_error(path: str, exc: sqlite3.Error) -> StoreError:
         return StoreBusyError(
             f"The store {path} stayed locked while opening it ({exc}).", path=path, timeout=0.0
         )
-    return StoreAccessError(f"Cannot open the store {path}: {exc}.", path=path)
+    hint = "" if readonly else _access_hint(path, code)
+    return StoreAccessError(f"Cannot open the store {path}: {exc}.{hint}", path=path)
 
 
-def _damaged(path: str, exc: BaseException) -> CorruptStoreError:
+def _access_hint(path: str, code: int) -> str:
+    """What to do when SQLite could not open or write the file, if it is read-only."""
+    if code not in (_CANTOPEN, _READONLY) or _writable(path):
+        return ""
+    return (
+        " The file or its directory is read-only (or on a read-only filesystem). To only read "
+        "the jobs, open it with SQLiteStore(path, readonly=True); to run jobs, make it writable "
+        "or use a store elsewhere."
+    )
+
+
+def _writable(path: str) -> bool:
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.access(folder, os.W_OK) and (not os.path.exists(path) or os.access(path, os.W_OK))
+
+
+def _damaged(path: str, exc: BaseException | str) -> CorruptStoreError:
     return CorruptStoreError(
         f"The store {path} is damaged ({exc}). It was left as it is; restore it from a "
-        "backup, or start a new store under another file name.",
+        "backup, or delete it (its jobs are lost) and start a new store.",
         path=path,
+    )
+
+
+def _bad_text(exc: sqlite3.Error) -> bool:
+    # sqlite3 raises this (with no SQLite error code) for text that is not
+    # UTF-8, which FlowForge never writes.
+    return "Could not decode to UTF-8" in str(exc)
+
+
+def _vanished(path: str, *, replaced: bool) -> str:
+    if replaced:
+        return (
+            f"The file {path} is no longer the store that was opened: it was replaced or moved "
+            "while the store was open, so what is committed now would not be found there. Keep "
+            "a store's file in place while it is open; open the store again to use the new file."
+        )
+    return (
+        f"The store {path} was deleted (or its directory was) while it was open, so what was "
+        "committed since is lost and nothing more can be stored. Keep a store's file in place "
+        "while jobs run against it."
     )
 
 
