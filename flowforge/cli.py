@@ -756,7 +756,9 @@ def describe_flow(flow_file: FlowFile) -> str:
     lines += [
         f"  executor       {_executor_text(flow)}",
         f"  error handler  {_handler_text(flow.error_handler)}",
-        f"  entry          {_entry_text(entry)}",
+        f"  entry          {_entry_text(entry)}"
+        if entry.get("routine_id") or not any(isinstance(r, Task) for r in flow.routines.values())
+        else "  entry          (none needed: every job starts every task; --param gives params)",
         "",
         f"Routines ({len(flow.routines)})",
     ]
@@ -914,7 +916,7 @@ def run_command(
     apply_executor(flow, executor, workers)
     routine_id, slot = resolve_entry(flow, entry)
     params = entry_params(flow, routine_id, param, params_file)
-    problems = flow.validate(routine_id)
+    problems = flow.validate(routine_id, params=params)
     errors = [p for p in problems if p.severity == "error"]
     if dry_run:
         _dry_run(loaded, routine_id, slot, params, problems, store, as_json)

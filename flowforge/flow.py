@@ -227,7 +227,13 @@ class Flow:
         self._max_activations = value
         self._invalidate()
 
-    def validate(self, entry: str | None = None, *, strict: bool = False) -> list[Problem]:
+    def validate(
+        self,
+        entry: str | None = None,
+        *,
+        strict: bool = False,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[Problem]:
         """Every problem of the flow at once, each with a hint.
 
         Args:
@@ -235,15 +241,16 @@ class Flow:
                 for the reachability check.
             strict: Raise :class:`~flowforge.errors.ValidationError` if any
                 problem is an error.
+            params: The job params a run will have (default: the flow's
+                entry params); tasks' parameters they fill are not listed.
         """
         entry = entry or (self.entry or {}).get("routine_id")
         problems = find_problems(self._routines, self.connections, entry)
         tasks = _tasks_of(self._routines)
         if tasks:
             problems = [p for p in problems if not covered_by_tasks(p, tasks)]
-            problems += task_problems(
-                self._routines, self.connections, (self.entry or {}).get("params")
-            )
+            given = params if params is not None else (self.entry or {}).get("params")
+            problems += task_problems(self._routines, self.connections, given)
         if strict and any(p.severity == "error" for p in problems):
             raise ValidationError(problems)
         return problems
