@@ -421,6 +421,59 @@ def test_under_stop_never_started_tasks_are_cancelled(executor: str) -> None:
     assert job.task_status("after_boom") == "cancelled"
 
 
+def test_a_failed_job_resumes_after_the_fix(executor: str) -> None:
+    """Resuming a job failed under STOP reruns the failed task, then the cancelled ones."""
+    flow = Flow(executor=executor)
+    broken = {"clean"}
+    calls_made: list[str] = []
+
+    @flow.task
+    def extract() -> int:
+        calls_made.append("extract")
+        return 1
+
+    @flow.task(depends_on=[extract])
+    def clean(extract: int) -> int:
+        calls_made.append("clean")
+        if "clean" in broken:
+            raise ValueError("bad")
+        return extract + 1
+
+    @flow.task(depends_on=[clean])
+    def load(clean: int) -> int:
+        calls_made.append("load")
+        return clean + 1
+
+    job = flow.execute()
+    assert job.task_status("load") == "cancelled"
+    broken.clear()
+    job = flow.resume(JobState.from_dict(job.serialize()))
+    assert job.status == JobStatus.COMPLETED and job.outputs == {
+        "extract": 1,
+        "clean": 2,
+        "load": 3,
+    }
+    assert calls_made == ["extract", "clean", "clean", "load"]
+
+
+def test_a_cancelled_job_cancels_the_tasks_not_started() -> None:
+    """Cancelling from a task: the rest of the DAG ends ``cancelled``."""
+    flow = Flow()
+
+    @flow.task
+    def first() -> int:
+        flow.cancel(reason="enough")
+        return 1
+
+    @flow.task(depends_on=[first])
+    def second(first: int) -> int:
+        return first
+
+    job = flow.execute()
+    assert job.status == JobStatus.CANCELLED
+    assert job.task_status("first") == "succeeded" and job.task_status("second") == "cancelled"
+
+
 def test_under_stop_running_tasks_finish() -> None:
     """A task running when another fails under STOP still finishes and keeps its result."""
     flow = Flow(executor="thread", max_workers=2)
