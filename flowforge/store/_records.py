@@ -17,7 +17,8 @@ of the job:
   segment (at most :data:`SEGMENT_MAX` messages), and a segment records which
   of its messages were consumed since, as runs of ``seq`` numbers. A segment
   whose messages are all consumed is deleted;
-- one row per routine state and per slot state;
+- one row per routine state, per slot state and per task run (a task's
+  status and result);
 - the *tails* (history, errors, skipped work, event flow), as segments of
   consecutive entries numbered from the job's first entry; a commit adds
   what is new and drops what retention let go. Timestamps of history and
