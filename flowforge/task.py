@@ -92,14 +92,22 @@ class TaskResultError(FlowForgeError, TypeError):
 
 
 @attrs.frozen
-class _RetryThen(ErrorHandler):
-    """RETRY, then ``then`` (not STOP) once the retries are used up."""
+class RetryThen(ErrorHandler):
+    """A task's retries, then ``then`` once they are used up.
 
-    then: ErrorStrategy = attrs.field(default=ErrorStrategy.STOP, converter=ErrorStrategy)
+    ``then=None`` stands for the flow's strategy; a job's plan fills it in
+    (:func:`flowforge.runtime.tasks.task_handlers`), and STOP applies until then.
+    """
+
+    then: ErrorStrategy | None = attrs.field(
+        default=None, converter=attrs.converters.optional(ErrorStrategy)
+    )
 
     def final_strategy(self, error: BaseException) -> ErrorStrategy:
         """``then`` once no retry is left."""
-        return self.then if self.strategy is ErrorStrategy.RETRY else self.strategy
+        if self.strategy is not ErrorStrategy.RETRY:
+            return self.strategy
+        return self.then or ErrorStrategy.STOP
 
 
 class TaskInput(Slot):
@@ -188,12 +196,12 @@ class Task(Routine):
 
     def _error_handler(self) -> ErrorHandler | None:
         if self.retries:
-            return _RetryThen(
+            return RetryThen(
                 ErrorStrategy.RETRY,
                 self.retries,
                 self.retry_delay,
                 self.retry_backoff,
-                then=self.error_strategy or ErrorStrategy.STOP,
+                then=self.error_strategy,
             )
         return None if self.error_strategy is None else ErrorHandler(self.error_strategy)
 

@@ -540,6 +540,17 @@ def test_the_flow_error_handler_applies_to_tasks_without_their_own() -> None:
     assert job.status == JobStatus.COMPLETED and job.task_status("after_boom") == "skipped"
 
 
+def test_retries_then_the_flow_strategy() -> None:
+    """With retries and no error_strategy, the flow's strategy applies after them."""
+    from flowforge import ErrorHandler
+
+    flow, attempts = flaky(5, retries=1)
+    flow.error_handler = ErrorHandler(ErrorStrategy.CONTINUE)
+    job = flow.execute()
+    assert len(attempts) == 2 and job.status == JobStatus.COMPLETED
+    assert job.task_status("fetch") == "failed"
+
+
 def test_error_strategy_skip_skips_the_task_and_its_dependents() -> None:
     """``error_strategy='skip'``: the failed task counts as skipped."""
     flow = Flow()

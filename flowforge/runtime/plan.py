@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..error_handler import ErrorHandler
-from .tasks import task_dependents
+from .tasks import task_dependents, task_handlers
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -75,6 +75,7 @@ def compile_plan(
         dict(routines), routines_on_loops(routines, edges), joins, default_handler, default_cap
     )
     plan.tasks = task_dependents(routines)
+    plan.handlers.update(task_handlers(routines, default_handler))
     return plan
 
 

@@ -25,9 +25,11 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..error_handler import ErrorStrategy
+import attrs
+
+from ..error_handler import ErrorHandler, ErrorStrategy
 from ..job_state import ErrorInfo, JobState, JobStatus, SkippedWork, TaskRun
-from ..task import CLOSED, PARAMS_SOURCE, SKIPPED, Task, TaskResultError
+from ..task import CLOSED, PARAMS_SOURCE, SKIPPED, RetryThen, Task, TaskResultError
 from .activation import Outcome, format_exception
 
 if TYPE_CHECKING:
@@ -50,6 +52,21 @@ def task_dependents(routines: Mapping[str, Routine]) -> dict[str, tuple[str, ...
                 )
             )
     return found
+
+
+def task_handlers(
+    routines: Mapping[str, Routine], default: ErrorHandler
+) -> dict[str, ErrorHandler]:
+    """The handlers of tasks with retries and no ``error_strategy``: retries, then the
+    flow's strategy (STOP when the flow's is RETRY, whose own retries do not apply)."""
+    then = ErrorStrategy.STOP if default.strategy is ErrorStrategy.RETRY else default.strategy
+    return {
+        rid: attrs.evolve(routine.error_handler, then=then)
+        for rid, routine in routines.items()
+        if isinstance(routine, Task)
+        and isinstance(routine.error_handler, RetryThen)
+        and routine.error_handler.then is None
+    }
 
 
 def input_key(task_id: str) -> str:
