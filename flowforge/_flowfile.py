@@ -20,6 +20,8 @@ A flow file (JSON or YAML) is a mapping::
     connections:
       - read.rows -> parse.input                 # "source.event -> target.slot"
       - {from: parse.bad, to: rejects.input, mapping: {row: record}}
+    tasks:                                        # optional: functions run as tasks
+      summary: {function: myapp.tasks:summary, depends_on: [], retries: 0}
 
 Loading checks everything before building anything, and reports every
 problem with its place in the file.
