@@ -2,7 +2,7 @@
 # override with `make test PYTHON=/path/to/python`.
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
-.PHONY: install dev-install test coverage lint typecheck docs bench check
+.PHONY: install dev-install test test-postgres coverage lint typecheck docs bench check
 
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -14,6 +14,11 @@ dev-install: install
 test:
 	$(PYTHON) -m pytest
 	$(MAKE) docs PYTHON=$(PYTHON)
+
+# The tests that need PostgreSQL; they start a throwaway server of their own
+# (tests/pg_server.py), so only the server programs must be installed.
+test-postgres:
+	$(PYTHON) -m pytest -m postgres
 
 coverage:
 	$(PYTHON) -m pytest --cov=flowforge --cov-report=term-missing

@@ -117,6 +117,8 @@ def _number(value: float | None, unit: str) -> str:
 def _target(row: Row) -> str:
     if row.target is None:
         return "-"
+    if row.target.of == "ratio":
+        return f"ratio {row.target.op} {row.target.limit:g}x"
     return f"{row.target.op} {_number(row.target.limit, row.unit)}"
 
 

@@ -15,13 +15,16 @@ from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import (
     ActivationLimitError,
     DefinitionError,
+    DefinitionTypeError,
     EmitError,
     FlowForgeError,
     HandlerParameterError,
     HandlerTimeoutError,
     JobStateError,
+    Problem,
     SerializationError,
     UnknownNameError,
+    UnstorableDataError,
     ValidationError,
 )
 from .event import Event
@@ -33,6 +36,8 @@ from .job_state import (
     JobState,
     JobStatus,
     Message,
+    RoutineRun,
+    RoutineStatus,
     SkippedWork,
     TaskRun,
 )
@@ -41,7 +46,6 @@ from .runtime.executors import Executor, SequentialExecutor, ThreadExecutor
 from .serialization import allow_modules
 from .slot import Slot
 from .task import Skip, Task
-from .validation import Problem
 
 __version__ = "0.1.0"
 
@@ -50,6 +54,7 @@ __all__ = [
     "ActivationLimitError",
     "Connection",
     "DefinitionError",
+    "DefinitionTypeError",
     "EmitError",
     "ErrorHandler",
     "ErrorInfo",
@@ -70,6 +75,8 @@ __all__ = [
     "Policy",
     "Problem",
     "Routine",
+    "RoutineRun",
+    "RoutineStatus",
     "SequentialExecutor",
     "SerializationError",
     "Skip",
@@ -79,6 +86,7 @@ __all__ = [
     "TaskRun",
     "ThreadExecutor",
     "UnknownNameError",
+    "UnstorableDataError",
     "ValidationError",
     "allow_modules",
     "current_activation",

@@ -56,6 +56,25 @@ def make_invoker(handler: Callable[..., Any], describe: Callable[[], tuple[str, 
     return _named_invoker(handler, named, describe)
 
 
+def parameter_names(handler: Callable[..., Any]) -> list[str]:
+    """The names of ``handler``'s parameters (``[]`` when it has no signature)."""
+    return [p.name for p in _parameters(handler) or ()]
+
+
+def missing_parameters(handler: Callable[..., Any], delivered: set[str]) -> list[str]:
+    """The required parameters of ``handler`` that a delivery of the names in
+    ``delivered`` leaves unfilled, by the rules :func:`make_invoker` follows."""
+    params = _parameters(handler)
+    if params is None:
+        return []
+    named = [p for p in params if p.kind in _NAMED or p.kind is inspect.Parameter.POSITIONAL_ONLY]
+    required = [p.name for p in named if p.default is p.empty]
+    is_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    if len(named) == 1 and not is_kwargs:
+        return required if not delivered else []
+    return [name for name in required if name not in delivered]
+
+
 # Signatures by function: every instance of a routine class shares its
 # methods' signatures, so building many routines inspects each method once.
 _signatures: weakref.WeakKeyDictionary[Any, list[inspect.Parameter] | None] = (

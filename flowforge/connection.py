@@ -5,21 +5,26 @@ event's parameters for the slot; unmapped parameters pass through unchanged.
 Connections are made with :meth:`Flow.connect <flowforge.Flow.connect>`,
 :meth:`Event.connect <flowforge.Event.connect>` or by constructing one, and
 removed with :meth:`Connection.disconnect`.
+
+A connection is refused when it is made (:class:`~flowforge.errors.DefinitionError`)
+if its routines belong to two different flows, if the same event is already
+wired to the same slot with the same mapping (every delivery would arrive
+twice; one event wired twice with *different* mappings is allowed, and a
+join counts each wire as a source), or if its mapping is unsound: two names
+mapped to one, a mapped name colliding with a parameter that passes through,
+or a name the event does not declare.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from .errors import DefinitionError, DefinitionTypeError, quoted
 
 if TYPE_CHECKING:
     from .event import Event
     from .slot import Slot
-
-# Connection order decides how a join combines its sources; a process-wide
-# counter keeps that order across flows rebuilt from saved files.
-_serials = itertools.count()
 
 
 class Connection:
@@ -49,27 +54,23 @@ class Connection:
         [42]
     """
 
-    __slots__ = ("_serial", "event", "key", "param_mapping", "slot", "slot_name", "target_id")
+    __slots__ = ("_number", "event", "key", "param_mapping", "slot", "slot_name", "target_id")
 
     def __init__(
         self, event: Event, slot: Slot, param_mapping: Mapping[str, str] | None = None
     ) -> None:
-        mapping = dict(param_mapping) if param_mapping else None
-        if mapping is not None:
-            for source, target in mapping.items():
-                if not isinstance(source, str) or not isinstance(target, str):
-                    raise TypeError(
-                        f"param_mapping must map parameter names to names (str -> str), "
-                        f"got {source!r} -> {target!r}."
-                    )
+        mapping = check_mapping(event, slot, param_mapping)
+        flow = _common_flow(event, slot)
+        _check_not_wired(event, slot, mapping)
         self.event = event
         self.slot = slot
         self.param_mapping: dict[str, str] | None = mapping
-        self._serial = next(_serials)
+        self._number = slot._attach(self)
         self.slot_name = slot.name
         event._attach(self)
-        slot._attach(self)
         self.refresh()
+        if flow is not None:
+            flow._wired(self)
         event.routine._changed()
         slot.routine._changed()
 
@@ -85,7 +86,7 @@ class Connection:
         self.key: str = f"{event.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
         if event.routine.routine_id is None or slot.routine.routine_id is None:
             # Outside a flow two routines of one class share a label.
-            self.key += f"#{self._serial}"
+            self.key += f"#{self._number}"
             return
         twins = [c for c in slot._connections if c.event is event]
         if len(twins) > 1 and twins[0] is not self:
@@ -109,7 +110,10 @@ class Connection:
         self.slot.receive(self.map(data), source=self.key)
 
     def disconnect(self) -> None:
-        """Remove this connection from its event and slot."""
+        """Remove this connection from its event and slot (and its flow)."""
+        flow = self.event.routine._flow
+        if flow is not None and flow is self.slot.routine._flow:
+            flow._unwired(self)
         self.event._detach(self)
         self.slot._detach(self)
         self.event.routine._changed()
@@ -118,3 +122,78 @@ class Connection:
     def __repr__(self) -> str:
         mapping = f", param_mapping={self.param_mapping!r}" if self.param_mapping else ""
         return f"Connection({self.key!r}{mapping})"
+
+
+def check_mapping(
+    event: Event, slot: Slot, param_mapping: Mapping[str, str] | None
+) -> dict[str, str] | None:
+    """``param_mapping`` as a dict, if it is sound for ``event`` -> ``slot``.
+
+    Raises:
+        DefinitionTypeError: it is not a mapping of names to names.
+        DefinitionError: it names a parameter the event does not declare, or
+            two parameters would arrive under one name (one value lost).
+    """
+    if not param_mapping:
+        return None
+    label = f"Connection {event.routine_label()}.{event.name} -> {slot.routine_label()}.{slot.name}"
+    if not isinstance(param_mapping, Mapping):
+        raise DefinitionTypeError(
+            f"{label}: param_mapping must be a mapping of names to names (str -> str), got "
+            f"{type(param_mapping).__name__}. Write {{'source_name': 'slot_name'}}."
+        )
+    mapping = dict(param_mapping)
+    for source, target in mapping.items():
+        if not (isinstance(source, str) and isinstance(target, str) and source and target):
+            raise DefinitionTypeError(
+                f"{label}: param_mapping must map parameter names to names (str -> str), "
+                f"got {source!r} -> {target!r}."
+            )
+    declared = event.params
+    if declared is not None:
+        unknown = sorted(set(mapping) - set(declared))
+        if unknown:
+            raise DefinitionError(
+                f"{label}: param_mapping renames {quoted(unknown)}, which event "
+                f"'{event.name}' does not carry. It carries: {quoted(declared)}."
+            )
+    _check_collisions(label, mapping, declared)
+    return mapping
+
+
+def _check_collisions(
+    label: str, mapping: dict[str, str], declared: tuple[str, ...] | None
+) -> None:
+    arriving: dict[str, list[str]] = {}
+    for source in [*mapping, *(p for p in declared or () if p not in mapping)]:
+        arriving.setdefault(mapping.get(source, source), []).append(source)
+    clashes = {name: sources for name, sources in arriving.items() if len(sources) > 1}
+    if clashes:
+        name, sources = next(iter(clashes.items()))
+        raise DefinitionError(
+            f"{label}: param_mapping delivers {quoted(sources)} all as '{name}', so only one "
+            "value would arrive. Map each to its own name."
+        )
+
+
+def _common_flow(event: Event, slot: Slot) -> Any:
+    source, target = event.routine, slot.routine
+    if source._flow is not None and target._flow is not None and source._flow is not target._flow:
+        raise DefinitionError(
+            f"Cannot connect '{source.routine_label()}' (flow '{source._flow.flow_id}') to "
+            f"'{target.routine_label()}' (flow '{target._flow.flow_id}'): a connection joins "
+            "routines of one flow. Add both routines to the same flow."
+        )
+    return source._flow if source._flow is target._flow else None
+
+
+def _check_not_wired(event: Event, slot: Slot, mapping: dict[str, str] | None) -> None:
+    for existing in slot._connections:
+        if existing.event is event and existing.param_mapping == mapping:
+            raise DefinitionError(
+                f"{event.routine_label()}.{event.name} is already connected to "
+                f"{slot.routine_label()}.{slot.name}"
+                + (f" with param_mapping={mapping!r}" if mapping else "")
+                + "; a second identical wire would deliver everything twice. Connect it once "
+                "(to send the same event twice, use different param_mappings)."
+            )

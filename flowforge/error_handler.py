@@ -18,14 +18,25 @@ RETRY    the call runs again up to ``max_retries`` more times, sleeping  as STOP
          ``retry_delay * retry_backoff ** (attempt - 1)`` in between,    retries run out
          for exceptions in ``retryable_exceptions``
 ======== ============================================================== ==================
+
+The settings are checked when the handler is made: ``max_retries`` is an
+int >= 0, ``retry_delay`` and ``retry_backoff`` are finite numbers >= 0, and
+the longest wait (before the last retry) is at most :data:`MAX_RETRY_WAIT`,
+so computing a delay can never overflow. A bad value raises
+:class:`~flowforge.errors.DefinitionTypeError` or
+:class:`~flowforge.errors.DefinitionError`.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any
 
 import attrs
+
+from ._checks import check_int, check_number
+from .errors import DefinitionError, DefinitionTypeError, quoted
 
 
 class ErrorStrategy(enum.StrEnum):
@@ -37,20 +48,37 @@ class ErrorStrategy(enum.StrEnum):
     SKIP = "skip"
 
 
+#: The longest wait before a retry that an ErrorHandler accepts, in seconds (a week).
+MAX_RETRY_WAIT = 7 * 24 * 3600.0
+
+
+def _strategy(value: Any) -> ErrorStrategy:
+    try:
+        return ErrorStrategy(value)
+    except ValueError:
+        raise DefinitionError(
+            f"ErrorHandler.strategy must be one of {quoted(m.value for m in ErrorStrategy)}, "
+            f"got {value!r}. Use ErrorStrategy.RETRY, for example."
+        ) from None
+
+
 def _exception_types(value: Any) -> tuple[type[BaseException], ...]:
     items = value if isinstance(value, (tuple, list)) else (value,)
     for item in items:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
-            raise TypeError(
+            raise DefinitionTypeError(
                 f"retryable_exceptions must be exception classes, got {item!r}. "
                 "Pass for example (ConnectionError, TimeoutError)."
             )
     return tuple(items)
 
 
-def _non_negative(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"ErrorHandler.{attribute.name} must be >= 0, got {value!r}.")
+def _retries(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_int(value, f"ErrorHandler.{attribute.name}", minimum=0)
+
+
+def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_number(value, f"ErrorHandler.{attribute.name}")
 
 
 @attrs.frozen
@@ -72,13 +100,31 @@ class ErrorHandler:
         [0.5, 1.0]
     """
 
-    strategy: ErrorStrategy = attrs.field(default=ErrorStrategy.STOP, converter=ErrorStrategy)
-    max_retries: int = attrs.field(default=3, validator=_non_negative)
-    retry_delay: float = attrs.field(default=1.0, validator=_non_negative)
-    retry_backoff: float = attrs.field(default=2.0, validator=_non_negative)
+    strategy: ErrorStrategy = attrs.field(default=ErrorStrategy.STOP, converter=_strategy)
+    max_retries: int = attrs.field(default=3, validator=_retries)
+    retry_delay: float = attrs.field(default=1.0, validator=_seconds)
+    retry_backoff: float = attrs.field(default=2.0, validator=_seconds)
     retryable_exceptions: tuple[type[BaseException], ...] = attrs.field(
         default=(Exception,), converter=_exception_types
     )
+
+    def __attrs_post_init__(self) -> None:
+        longest = self._longest_wait()
+        if longest > MAX_RETRY_WAIT:
+            raise DefinitionError(
+                f"ErrorHandler: the last retry would wait retry_delay * retry_backoff ** "
+                f"(max_retries - 1) = {self.retry_delay!r} * {self.retry_backoff!r} ** "
+                f"{self.max_retries - 1} = {longest:.3g} s, more than the {MAX_RETRY_WAIT:.0f} s "
+                "(a week) allowed. Lower retry_backoff, retry_delay or max_retries."
+            )
+
+    def _longest_wait(self) -> float:
+        if self.max_retries == 0:
+            return 0.0
+        try:
+            return self.delay(max(self.max_retries, 1))
+        except OverflowError:
+            return math.inf
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1 for the first)."""

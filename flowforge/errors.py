@@ -10,14 +10,41 @@ message says what was expected, what was given, and how to fix it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import attrs
 
 
 def quoted(names: Iterable[str]) -> str:
     """Format names as ``'a', 'b'`` for messages, or ``(none)``."""
     items = [f"'{name}'" for name in sorted(names)]
     return ", ".join(items) if items else "(none)"
+
+
+@attrs.frozen
+class Problem:
+    """One problem in a flow: found by :meth:`Flow.validate <flowforge.Flow.validate>`,
+    or met while loading a flow file (:attr:`SerializationError.problems`).
+
+    Attributes:
+        severity: ``"error"`` (the flow will not work as meant) or ``"warning"``.
+            Loading problems are always errors.
+        where: What it is about: ``"parse"``, ``"parse.input"``, ``"fetch.data"``
+            for :meth:`~flowforge.Flow.validate`; a place in the file such as
+            ``"flow.routines.parse.class"`` or ``"flow.connections[2]"`` (or the
+            file's name, for the file as a whole) for loading.
+        message: What is wrong.
+        hint: How to fix it (may be ``""`` when there is nothing to add).
+    """
+
+    severity: Literal["error", "warning"]
+    where: str
+    message: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.where}: {self.message} Hint: {self.hint}"
 
 
 class FlowForgeError(Exception):
@@ -37,7 +64,16 @@ def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, A
 
 
 class DefinitionError(FlowForgeError, ValueError):
-    """A routine, slot, event or connection was declared inconsistently."""
+    """A routine, slot, event, connection or flow was declared inconsistently,
+    or given a value out of range."""
+
+
+class DefinitionTypeError(DefinitionError, TypeError):
+    """A flow, routine or connection was given a value of the wrong type.
+
+    It is also a :class:`DefinitionError` (and so a :class:`ValueError`), so
+    code catching either keeps working.
+    """
 
 
 class UnknownNameError(FlowForgeError, LookupError):
@@ -147,13 +183,55 @@ class SerializationError(FlowForgeError, ValueError):
     """Saved data could not be read or written.
 
     Attributes:
-        path: Where in the document the problem is (``routines.parse.config``),
-            or ``""`` for the whole document.
+        path: Where in the document the (first) problem is
+            (``flow.routines.parse.config``), or ``""`` for the whole document.
+        problems: Every problem found, each a :class:`Problem` (severity
+            ``"error"``) with its place, message and hint; a loader reports
+            all of a file's problems at once. An error raised with a message
+            only has one problem made from it.
     """
 
-    def __init__(self, message: str, *, path: str = "") -> None:
+    def __init__(
+        self, message: str, *, path: str = "", problems: Sequence[Problem] | None = None
+    ) -> None:
         super().__init__(message)
         self.path = path
+        self.problems: list[Problem] = (
+            list(problems) if problems else [Problem("error", path or "flow", message, "")]
+        )
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem]) -> SerializationError:
+        """One error listing ``problems`` (at least one), each on its own line."""
+        lines = "\n".join(f"  - {_line(p)}" for p in problems)
+        return cls(
+            f"The flow has {len(problems)} problem(s):\n{lines}",
+            path=problems[0].where if len(problems) == 1 else "flow",
+            problems=problems,
+        )
+
+
+def _line(problem: Problem) -> str:
+    """``where: message hint`` for one problem (no severity)."""
+    hint = f" {problem.hint}" if problem.hint else ""
+    return f"{problem.where}: {problem.message}{hint}"
+
+
+class UnstorableDataError(SerializationError):
+    """A call produced data its job's store cannot keep (for example a ``datetime``).
+
+    The call fails with this error and the job stops ``failed`` at it,
+    whatever the error strategy: retrying would produce the same data.
+
+    Attributes:
+        routine_id: The routine whose call produced the data.
+        event: The event it emitted, or ``None`` when its counters are the problem.
+    """
+
+    def __init__(self, message: str, *, routine_id: str, event: str | None) -> None:
+        super().__init__(message, path=routine_id if event is None else f"{routine_id}.{event}")
+        self.routine_id = routine_id
+        self.event = event
 
 
 class ValidationError(FlowForgeError, ValueError):
@@ -167,3 +245,17 @@ class ValidationError(FlowForgeError, ValueError):
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"The flow has {len(problems)} problem(s):\n{lines}")
         self.problems = problems
+
+
+class MissingExtraError(FlowForgeError, ModuleNotFoundError):
+    """A feature needs an optional extra of FlowForge that is not installed.
+
+    Attributes:
+        extra: The extra to install (``pip install "flowforge[<extra>]"``).
+        module: The module that could not be imported.
+    """
+
+    def __init__(self, message: str, *, extra: str, module: str) -> None:
+        super().__init__(message, name=module)
+        self.extra = extra
+        self.module = module

@@ -5,11 +5,19 @@ Every job has an :class:`ExecutionTracker`, saved with its
 is a call) and keeps the latest ``retention`` event deliveries; older
 deliveries are counted in ``event_flow_dropped`` rather than kept, so a
 million-message job stays small.
+
+``elapsed`` is the time the job has spent running, over all of its runs:
+while a run goes on (between :meth:`ExecutionTracker.start_run` and
+:meth:`ExecutionTracker.stop_run`) it includes the time so far, so a store
+that saves the tracker mid-run saves the time spent, and a job whose process
+died shows the time it ran until its last commit.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import attrs
@@ -40,20 +48,43 @@ class ExecutionTracker:
         flow_id: The job's flow.
         job_id: The job.
         retention: How many event deliveries are kept.
-        elapsed: Seconds the job has been running, over all of its runs
-            (a paused and resumed job adds up).
     """
 
     flow_id: str | None = None
     job_id: str | None = None
     retention: int = 1000
-    elapsed: float = 0.0
+    _elapsed: float = attrs.field(default=0.0, alias="elapsed")
     event_flow_total: int = 0
     _routines: dict[str, list[float]] = attrs.field(factory=dict, alias="routines")
     _flow: deque[tuple[float, str | None, str | None, str, str | None]] = attrs.field(init=False)
+    _run_start: float | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         self._flow = deque(maxlen=self.retention)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds the job has been running, over all of its runs, this one included."""
+        if self._run_start is None:
+            return self._elapsed
+        return self._elapsed + (time.perf_counter() - self._run_start)
+
+    @elapsed.setter
+    def elapsed(self, value: float) -> None:
+        self._elapsed = value
+        if self._run_start is not None:
+            self._run_start = time.perf_counter()
+
+    def start_run(self) -> None:
+        """A run of the job starts: ``elapsed`` counts from now."""
+        if self._run_start is None:
+            self._run_start = time.perf_counter()
+
+    def stop_run(self) -> None:
+        """The run stopped: its time is added to ``elapsed`` for good."""
+        if self._run_start is not None:
+            self._elapsed += time.perf_counter() - self._run_start
+            self._run_start = None
 
     # -- recording (called by the scheduler) --------------------------------
 
@@ -111,15 +142,28 @@ class ExecutionTracker:
         """The latest ``retention`` deliveries, oldest first."""
         return [EventFlowRecord(*row) for row in self._flow]
 
+    def event_flow_since(
+        self, total: int
+    ) -> list[tuple[float, str | None, str | None, str, str | None]]:
+        """The kept deliveries made after the first ``total`` ones, oldest first.
+
+        Each is a ``(timestamp, source, event, target, slot)`` tuple, as saved.
+        """
+        count = min(self.event_flow_total - total, len(self._flow))
+        if count <= 0:
+            return []
+        if count == len(self._flow):
+            return list(self._flow)
+        return list(islice(reversed(self._flow), count))[::-1]
+
     @property
     def event_flow_dropped(self) -> int:
         """How many older deliveries were dropped by retention."""
         return self.event_flow_total - len(self._flow)
 
-    def serialize(self) -> dict[str, Any]:
-        """Plain data for JSON/YAML."""
-        data: dict[str, Any] = converter.unstructure(self)
-        return data
+    def serialize(self, *, event_flow: bool = True) -> dict[str, Any]:
+        """Plain data for JSON/YAML; without the event flow if ``event_flow`` is false."""
+        return _unstructure(self, event_flow)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionTracker:
@@ -141,8 +185,8 @@ def _performance(
     }
 
 
-def _unstructure(tracker: ExecutionTracker) -> dict[str, Any]:
-    return {
+def _unstructure(tracker: ExecutionTracker, event_flow: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "flow_id": tracker.flow_id,
         "job_id": tracker.job_id,
         "retention": tracker.retention,
@@ -158,8 +202,10 @@ def _unstructure(tracker: ExecutionTracker) -> dict[str, Any]:
             )
             for rid, row in tracker._routines.items()
         },
-        "event_flow": [list(row) for row in tracker._flow],
     }
+    if event_flow:
+        data["event_flow"] = [list(row) for row in tracker._flow]
+    return data
 
 
 @attrs.frozen
@@ -191,6 +237,19 @@ def _structure(data: Any, _: Any) -> ExecutionTracker:
     doc = converter.structure(data, _TrackerDoc)
     if doc.retention < 1:
         raise ValueError(f"retention: expected an int >= 1, got {doc.retention!r}")
+    negative = [
+        f"{rid}.{name}"
+        for rid, row in doc.routines.items()
+        for name, value in attrs.asdict(row).items()
+        if value < 0
+    ]
+    if negative:
+        raise ValueError(f"routines: {', '.join(negative)} must not be negative")
+    if doc.elapsed < 0 or doc.event_flow_total < len(doc.event_flow):
+        raise ValueError(
+            f"elapsed {doc.elapsed!r} or event_flow_total {doc.event_flow_total!r} is impossible "
+            f"(expected >= 0 and >= the {len(doc.event_flow)} deliveries kept)"
+        )
     tracker = ExecutionTracker(
         flow_id=doc.flow_id,
         job_id=doc.job_id,

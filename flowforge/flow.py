@@ -1,10 +1,35 @@
 """Flows: a reusable definition of routines and connections, and how jobs run.
 
-A :class:`Flow` is a definition only. Every job it runs gets its own
+A :class:`Flow` is a definition only: routines under ids and the ordered
+list of connections between them, which the flow keeps itself (a connection
+made by hand between two of its routines joins it; one reaching into another
+flow is refused). Its options and names are checked when given. A flow built
+from saved data is checked whole first (every problem listed in
+:attr:`SerializationError.problems <flowforge.errors.SerializationError.problems>`) and
+then built through the same ``add_routine``/``connect`` calls as by hand.
+A flow whose join slot sits on a loop refuses to start. Every job it runs gets its own
 :class:`~flowforge.JobState` (pending messages, slot merge state, statuses,
 history, tracker), so jobs of one flow can run at the same time from
 several threads without mixing. See :mod:`flowforge.runtime.executors` for
 the order in which the sequential executor runs handlers.
+
+Routine counters
+    A routine's :meth:`~flowforge.Routine.stats` is its running total over
+    every job run through that routine object (and what it was loaded
+    with). A job's copy, ``job.runs[rid].stats``, is what that job did; it
+    starts empty. When a run of a job (``execute`` or ``resume``) stops, the
+    changes *that run* made to the job's copy are added to the routine's
+    total, under a lock, as deltas (numbers add up, other values are
+    replaced). So the total is exact when jobs overlap, and resuming a job
+    (in this process or in a fresh one, whose routines were loaded with
+    their saved stats) adds only the work done after the resume point:
+    work done before it was added by the run that did it.
+
+Resuming
+    :meth:`Flow.resume` checks the JobState against the flow first and
+    refuses, listing every problem, one it cannot run: a job that never
+    started, routines, slots or slot states the flow does not have, or
+    pending messages whose ``seq`` is repeated or not below ``next_seq``.
 """
 
 from __future__ import annotations
@@ -12,56 +37,66 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
-from ._activation import CURRENT
-from ._flowfile import dump_flow, load_flow
+from ._activation import CURRENT, merge_stats
+from ._checks import check_flow_id, check_int, check_name
+from ._flowfile import LoadedFlow, dump_flow, load_flow
 from .connection import Connection
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import (
     DefinitionError,
+    DefinitionTypeError,
     JobStateError,
     UnknownNameError,
     ValidationError,
     quoted,
 )
 from .execution_tracker import ExecutionTracker
-from .job_state import DEFAULT_RETENTION, JobState, JobStatus, Message
+from .job_state import DEFAULT_RETENTION, JobState, JobStatus
 from .routine import Routine, lookup
 from .runtime import tasks as task_hooks
 from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
 from .runtime.plan import Plan, compile_plan
 from .runtime.scheduler import JobRunner, Journal
-from .serialization import dump_file, load_file
+from .serialization import MAX_FILE_BYTES, dump_file, load_file, module_names
 from .task import PARAMS_SOURCE, Task, add_task, check_runnable, covered_by_tasks, task_problems
 from .task import tasks_of as _tasks_of
-from .validation import Problem, find_problems
+from .validation import Problem, find_problems, join_cycles
 
 #: Default cap on calls per job of a routine that sits on a loop.
 DEFAULT_MAX_ACTIVATIONS = 1_000_000
-_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
 class Flow:
     """Routines wired event-to-slot, and the jobs that run through them.
 
+    Every option is checked here: a wrong type raises
+    :class:`~flowforge.errors.DefinitionTypeError` (also a ``TypeError``), a
+    value out of range :class:`~flowforge.errors.DefinitionError` (also a
+    ``ValueError``).
+
     Args:
-        flow_id: The flow's id; a random one is made when omitted.
+        flow_id: The flow's id (letters, digits, ``_``, ``-``, ``.``); a
+            random one is made when omitted.
         executor: ``"sequential"`` (default), ``"thread"``, ``"process"``,
             ``"dask"`` (the ``flowforge[dask]`` extra), or an
             :class:`~flowforge.runtime.executors.Executor`.
-        max_workers: Pool size for a parallel executor.
+        max_workers: Pool size for a parallel executor (an int >= 1).
         error_handler: The default :class:`~flowforge.ErrorHandler` (STOP).
         retention: How many history entries, errors and event deliveries a
-            job keeps (older ones are counted, not kept).
+            job keeps (an int >= 1; older ones are counted, not kept).
         max_activations: Cap on calls per job of each routine on a loop
-            (``None`` disables it).
-        store: Where jobs are checkpointed (see :mod:`flowforge.store`); a
-            job's own ``store=`` wins.
+            (an int >= 1; ``None`` disables it).
+        store: Where jobs are checkpointed, an open store such as
+            ``flowforge.store.SQLiteStore("jobs.db")`` (a path is refused:
+            stores sit above flows, so a flow does not open one); a job's own
+            ``store=`` wins.
 
     Example:
         >>> from flowforge import Flow
@@ -90,20 +125,23 @@ class Flow:
         max_activations: int | None = DEFAULT_MAX_ACTIVATIONS,
         store: Journal | None = None,
     ) -> None:
-        if retention < 1:
-            raise DefinitionError(f"retention must be >= 1, got {retention!r}.")
-        self.flow_id: str = flow_id or f"flow-{uuid.uuid4().hex[:12]}"
+        self.flow_id: str = _flow_id(flow_id)
+        check_int(max_workers, "Flow max_workers", minimum=1, optional=True)
+        self._retention: int = check_int(retention, "Flow retention", minimum=1)
+        self._max_activations = _max_activations(max_activations)
+        self._error_handler: ErrorHandler = _error_handler(error_handler)
+        self.store = _store(store)
         self.executor: Executor = make_executor(executor, max_workers)
-        self._error_handler: ErrorHandler = error_handler or ErrorHandler()
-        self.retention = retention
-        self._max_activations = max_activations
         self._plan_cache: Plan | None = None
-        self.store = store
+        self._cycle: str | None = None
         #: Default entry for jobs started without one (set from a flow file).
         self.entry: dict[str, Any] | None = None
         self._routines: dict[str, Routine] = {}
+        self._connections: list[Connection] = []
+        self._wired_set: set[Connection] = set()
         self._runners: dict[str, JobRunner] = {}
         self._tracker: ExecutionTracker | None = None
+        self._stats_lock = threading.Lock()
 
     # -- building ------------------------------------------------------------
 
@@ -121,6 +159,11 @@ class Flow:
 
         Returns:
             The routine's id.
+
+        Raises:
+            DefinitionError: the id is taken or not valid (letters, digits,
+                ``_`` and ``-``, starting with a letter or ``_``), the routine
+                is already in a flow, or it is wired to a routine of another flow.
         """
         _check_routine(routine)
         if routine._routine_id is not None:
@@ -128,29 +171,62 @@ class Flow:
                 f"This {type(routine).__name__} is already in a flow as '{routine._routine_id}'. "
                 "A routine belongs to one flow: create another instance."
             )
-        rid = routine_id or self._new_id(routine)
-        if not isinstance(rid, str) or not _ID.match(rid):
-            raise DefinitionError(
-                f"Routine id {rid!r} is not valid: use letters, digits, '_' and '-', "
-                "starting with a letter or '_' (no '.', which separates ids from slot names)."
-            )
+        rid = self._new_id(routine) if routine_id is None else check_name(routine_id, "Routine id")
         if rid in self._routines:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
+        self._check_wired_elsewhere(routine)
         routine._routine_id = rid
-        routine._on_change = self._invalidate
+        routine._flow = self
         self._routines[rid] = routine
         for connection in routine._connections():
             connection.refresh()
+            if connection.event.routine._flow is self and connection.slot.routine._flow is self:
+                self._wired(connection)
         self._invalidate()
         return rid
 
+    def _check_wired_elsewhere(self, routine: Routine) -> None:
+        for connection in routine._connections():
+            for end in (connection.event.routine, connection.slot.routine):
+                if end._flow is not None and end._flow is not self:
+                    raise DefinitionError(
+                        f"Cannot add this {type(routine).__name__} to flow '{self.flow_id}': it "
+                        f"is connected to '{end.routine_label()}' of flow '{end._flow.flow_id}' "
+                        f"({connection.key}), and a connection joins routines of one flow. "
+                        "Disconnect it first, or add it to that flow."
+                    )
+
+    def _wired(self, connection: Connection) -> None:
+        if connection in self._wired_set:
+            return
+        self._wired_set.add(connection)
+        self._invalidate()
+        arriving = connection.slot._connections
+        later = set(arriving[arriving.index(connection) + 1 :])
+        if later:
+            # Wired before its routines were added: keep the slot's order, which
+            # a join combines by and which loading remakes from this list.
+            for i, existing in enumerate(self._connections):
+                if existing in later:
+                    self._connections.insert(i, connection)
+                    return
+        self._connections.append(connection)
+
+    def _unwired(self, connection: Connection) -> None:
+        if connection in self._wired_set:
+            self._wired_set.discard(connection)
+            self._connections.remove(connection)
+        self._invalidate()
+
     def _invalidate(self) -> None:
         self._plan_cache = None
+        self._cycle = None
 
     def _new_id(self, routine: Routine) -> str:
         base = re.sub(r"(?<!^)(?=[A-Z])", "_", type(routine).__name__).lower()
+        base = re.sub(r"[^a-z0-9_]", "_", base.encode("ascii", "replace").decode())
         n = 1
         while f"{base}_{n}" in self._routines:
             n += 1
@@ -190,16 +266,8 @@ class Flow:
 
     @property
     def connections(self) -> list[Connection]:
-        """Every connection between this flow's routines, in the order made."""
-        mine = {id(r) for r in self._routines.values()}
-        found = [
-            c
-            for r in self._routines.values()
-            for e in r.events.values()
-            for c in e.connections
-            if id(c.slot.routine) in mine
-        ]
-        return sorted(found, key=lambda c: c._serial)
+        """Every connection between this flow's routines, in the order made (a copy)."""
+        return list(self._connections)
 
     def set_error_handler(self, error_handler: ErrorHandler) -> None:
         """Set the flow's default error handler (a routine's own wins)."""
@@ -212,10 +280,22 @@ class Flow:
 
     @error_handler.setter
     def error_handler(self, error_handler: ErrorHandler) -> None:
-        if not isinstance(error_handler, ErrorHandler):
-            raise TypeError(f"expected an ErrorHandler, got {type(error_handler).__name__}.")
-        self._error_handler = error_handler
+        if error_handler is None:
+            raise DefinitionTypeError(
+                "Flow error_handler must be an ErrorHandler, got None. To go back to the "
+                "default, set ErrorHandler() (STOP)."
+            )
+        self._error_handler = _error_handler(error_handler)
         self._invalidate()
+
+    @property
+    def retention(self) -> int:
+        """How many history entries, errors and deliveries each job keeps (>= 1)."""
+        return self._retention
+
+    @retention.setter
+    def retention(self, value: int) -> None:
+        self._retention = check_int(value, "Flow retention", minimum=1)
 
     @property
     def max_activations(self) -> int | None:
@@ -224,7 +304,7 @@ class Flow:
 
     @max_activations.setter
     def max_activations(self, value: int | None) -> None:
-        self._max_activations = value
+        self._max_activations = _max_activations(value)
         self._invalidate()
 
     def validate(
@@ -398,6 +478,17 @@ class Flow:
         """The :class:`~flowforge.ExecutionTracker` of the latest job started."""
         return self._tracker
 
+    def pending_count(self, job_state: JobState) -> int:
+        """How many messages of ``job_state`` are waiting to be processed.
+
+        Its pending queue, plus, while the job runs on a parallel executor,
+        the messages held back per routine until the routine may take them.
+        Safe to call from another thread while the job runs.
+        """
+        runner = self._runners.get(job_state.job_id)
+        held = runner.held_count() if runner is not None else 0
+        return len(job_state.pending) + held
+
     @property
     def running_jobs(self) -> list[JobState]:
         """The jobs of this flow running now."""
@@ -412,6 +503,7 @@ class Flow:
         entry_slot: str | None,
         job_state: JobState | None,
     ) -> JobState:
+        self._check_startable()
         defaults = self.entry or {}
         rid = entry_routine_id or defaults.get("routine_id")
         tasks = _tasks_of(self._routines)
@@ -444,11 +536,9 @@ class Flow:
         job.flow_id = self.flow_id
         job.entry = {"routine_id": rid, "slot": slot, "params": params}
         if rid is not None:
-            job.pending.append(Message(job.next_seq, rid, slot, params, None))
-            job.next_seq += 1
+            job.queue(rid, slot, params)
         for tid in tasks:  # every task's join waits for the job params too
-            job.pending.append(Message(job.next_seq, tid, "input", params, PARAMS_SOURCE))
-            job.next_seq += 1
+            job.queue(tid, "input", params, PARAMS_SOURCE)
         return job
 
     def _entry_slot(self, rid: str, entry_slot: str | None) -> str | None:
@@ -473,6 +563,7 @@ class Flow:
     def _check_resumable(self, job: JobState) -> None:
         if not isinstance(job, JobState):
             raise TypeError(f"resume() takes a JobState, got {type(job).__name__}.")
+        self._check_startable()
         if job.flow_id != self.flow_id:
             raise JobStateError(
                 f"Job {job.job_id} belongs to flow '{job.flow_id}', not '{self.flow_id}'. "
@@ -491,23 +582,56 @@ class Flow:
             raise JobStateError(
                 f"Job {job.job_id} is already running.", job_id=job.job_id, status=str(job.status)
             )
-        unknown = sorted(
-            {
-                f"{m.routine_id}.{m.slot}"
-                for m in job.pending
-                if not self._has_target(m.routine_id, m.slot)
-            }
-        )
-        if unknown:
+        problems = self._resume_problems(job)
+        if problems:
             raise JobStateError(
-                f"Job {job.job_id} has pending messages for {quoted(unknown)}, which flow "
-                f"'{self.flow_id}' does not have. Resume it with the flow it was started on.",
+                f"Job {job.job_id} cannot be resumed by flow '{self.flow_id}':\n  - "
+                + "\n  - ".join(problems),
                 job_id=job.job_id,
                 status=str(job.status),
             )
         job.error = None
 
-    def _has_target(self, routine_id: str, slot: str | None) -> bool:
+    def _resume_problems(self, job: JobState) -> list[str]:
+        """Everything in ``job`` that this flow cannot run, each with a hint."""
+        if job.started_at is None and job.entry is None and not job.pending:
+            return [
+                "it never started and has no entry: start it with "
+                "flow.execute(entry_routine_id, params, job_state=job)"
+            ]
+        problems = []
+        targets = sorted(
+            {
+                f"{m.routine_id}.{m.slot}" if m.slot else m.routine_id
+                for m in job.pending
+                if not self._has_target(m.routine_id, m.slot)
+            }
+        )
+        if targets:
+            problems.append(
+                f"it has pending messages for {quoted(targets)}, which the flow does not have; "
+                "resume it with the flow it was started on"
+            )
+        states = sorted(
+            {rid for rid in job.runs if rid not in self._routines}
+            | {key for key in job.slot_states if not self._has_target(*key.split(".", 1))}
+        )
+        if states:
+            problems.append(
+                f"it holds state of {quoted(states)}, which the flow does not have (its "
+                f"routines: {quoted(self._routines)})"
+            )
+        seqs = [m.seq for m in job.pending]
+        if len(set(seqs)) != len(seqs):
+            problems.append("a pending message is there twice (its seq repeats)")
+        if seqs and max(seqs) >= job.next_seq:
+            problems.append(
+                f"pending seq {max(seqs)} is not below next_seq ({job.next_seq}); activation "
+                "ids would repeat"
+            )
+        return problems
+
+    def _has_target(self, routine_id: str, slot: str | None = None) -> bool:
         routine = self._routines.get(routine_id)
         return routine is not None and (slot is None or slot in routine.slots)
 
@@ -518,20 +642,10 @@ class Flow:
         store: Journal | None = None,
     ) -> JobState:
         plan = self._plan()
-        resumed = job.started_at is not None
-        states = job.routine_states
-        for rid, routine in self._routines.items():
-            # The routine's counters dict is shared, not copied: a job replaces
-            # its stats dict on every change and never mutates one in place.
-            if rid not in states:
-                states[rid] = {"status": "pending", "activations": 0, "stats": routine._own_stats}
-            elif "activations" not in states[rid]:
-                states[rid] = {
-                    "status": "pending",
-                    "activations": 0,
-                    "stats": routine._own_stats,
-                    **states[rid],
-                }
+        job.add_routines(self._routines)
+        # A job replaces a run's stats dict on every change, never edits one,
+        # so these references say what the job's counters were when this run began.
+        before = {rid: run.stats for rid, run in job.runs.items()}
         task_hooks.begin(job, self._routines)
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
@@ -544,14 +658,17 @@ class Flow:
         finally:
             del self._runners[job.job_id]
             async_runner.close()
-            # A resumed job brings its counters back to freshly loaded routines too.
-            changed = list(job.routine_states) if resumed else runner.stats_changed
-            for rid in changed:
-                owner = self._routines.get(rid)
-                state = job.routine_states.get(rid)
-                if owner is not None and state is not None and "stats" in state:
-                    owner._own_stats = dict(state["stats"])
+            self._add_stats(job, before)
         return job
+
+    def _add_stats(self, job: JobState, before: dict[str, dict[str, Any]]) -> None:
+        """Add what this run did to each routine's counters to its running total."""
+        with self._stats_lock:
+            for rid, start in before.items():
+                owner = self._routines.get(rid)
+                end = job.runs[rid].stats
+                if owner is not None and end is not start:
+                    owner._own_stats = merge_stats(owner._own_stats, start, end)
 
     def _plan(self) -> Plan:
         plan = self._plan_cache
@@ -585,6 +702,17 @@ class Flow:
             )
         return runners[0]
 
+    def _check_startable(self) -> None:
+        # Once per definition: the result is kept until the wiring changes.
+        if self._cycle is None:
+            found = join_cycles(self._routines, self._connections)
+            self._cycle = "\n".join(f"  - {p.where}: {p.message} {p.hint}" for p in found)
+        if self._cycle:
+            raise DefinitionError(
+                f"Flow '{self.flow_id}' cannot start: a join slot is on a loop, so it would "
+                f"wait forever and the job would end having done nothing:\n{self._cycle}"
+            )
+
     # -- saving --------------------------------------------------------------
 
     def serialize(self) -> dict[str, Any]:
@@ -592,24 +720,50 @@ class Flow:
         return dump_flow(self)
 
     def deserialize(
-        self, data: Mapping[str, Any], *, allowed_modules: tuple[str, ...] = ()
+        self, data: Mapping[str, Any], *, allowed_modules: str | Iterable[str] = ()
     ) -> Flow:
-        """Fill this empty Flow from :meth:`serialize` output; returns ``self``."""
+        """Fill this empty Flow from :meth:`serialize` output; returns ``self``.
+
+        The data is checked whole first (see :doc:`/guide/flow_files`); on any
+        problem a :class:`~flowforge.SerializationError` lists them all and
+        this flow is left as it was.
+
+        Args:
+            data: The flow as plain data.
+            allowed_modules: Module prefixes the data may import routine
+                classes from, besides those allowed process-wide: one name
+                or a list of names.
+        """
         if self._routines:
             raise DefinitionError(
                 f"deserialize() fills an empty Flow; flow '{self.flow_id}' already has "
                 f"routines {quoted(self._routines)}. Use Flow.from_dict(data) instead."
             )
-        loaded = load_flow(data, type(self), allowed_modules)
-        self.__dict__.update(loaded.__dict__)
-        for routine in self._routines.values():
-            routine._on_change = self._invalidate
-        self._invalidate()
+        self._build(load_flow(data, module_names(allowed_modules)))
         return self
 
+    def _build(self, loaded: LoadedFlow) -> None:
+        spec = loaded.spec
+        old_executor, self.executor = self.executor, loaded.executor
+        if old_executor is not loaded.executor:
+            old_executor.close()
+        self.flow_id = spec.flow_id or self.flow_id
+        self.error_handler = spec.error_handler or ErrorHandler()
+        self.retention = spec.retention
+        self.max_activations = spec.max_activations
+        for rid, routine in loaded.routines.items():
+            self.add_routine(routine, rid)
+        for task in loaded.tasks.values():
+            add_task(self, task)
+        for wire in spec.wires:
+            self.connect(wire.source, wire.event, wire.target, wire.slot, wire.mapping)
+        self.entry = None if spec.entry is None else dict(spec.entry)
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, allowed_modules: tuple[str, ...] = ()) -> Flow:
-        """Build a new Flow from :meth:`serialize` output."""
+    def from_dict(
+        cls, data: Mapping[str, Any], *, allowed_modules: str | Iterable[str] = ()
+    ) -> Flow:
+        """Build a new Flow from :meth:`serialize` output (see :meth:`deserialize`)."""
         return cls().deserialize(data, allowed_modules=allowed_modules)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -617,9 +771,19 @@ class Flow:
         dump_file(self.serialize(), path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, allowed_modules: tuple[str, ...] = ()) -> Flow:
-        """Read a flow saved with :meth:`save` (or written by hand)."""
-        return cls.from_dict(load_file(path), allowed_modules=allowed_modules)
+    def load(
+        cls, path: str | os.PathLike[str], *, allowed_modules: str | Iterable[str] = ()
+    ) -> Flow:
+        """Read a flow saved with :meth:`save` (or written by hand).
+
+        Raises:
+            SerializationError: the file cannot be read, is not UTF-8, is
+                larger than :data:`~flowforge.serialization.MAX_FILE_BYTES`, is
+                not valid JSON/YAML, or is not a valid flow; its ``problems``
+                list every problem with its place.
+        """
+        data = load_file(path, max_bytes=MAX_FILE_BYTES)
+        return cls.from_dict(data, allowed_modules=allowed_modules)
 
     def close(self) -> None:
         """Release what the executor keeps between jobs (worker pools, clusters)."""
@@ -633,6 +797,44 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"<Flow {self.flow_id!r}: {len(self._routines)} routines>"
+
+
+def _flow_id(flow_id: Any) -> str:
+    if flow_id is None:
+        return f"flow-{uuid.uuid4().hex[:12]}"
+    return check_flow_id(flow_id)
+
+
+def _max_activations(value: Any) -> int | None:
+    result: int | None = check_int(value, "Flow max_activations", minimum=1, optional=True)
+    return result
+
+
+def _error_handler(error_handler: Any) -> ErrorHandler:
+    if error_handler is None:
+        return ErrorHandler()
+    if not isinstance(error_handler, ErrorHandler):
+        raise DefinitionTypeError(
+            f"Flow error_handler must be an ErrorHandler, got {type(error_handler).__name__} "
+            f"{error_handler!r}. Write error_handler=ErrorHandler(ErrorStrategy.CONTINUE), "
+            "for example."
+        )
+    return error_handler
+
+
+def _store(store: Any) -> Journal | None:
+    if store is None or (callable(getattr(store, "begin", None)) and hasattr(store, "step")):
+        return cast("Journal | None", store)
+    hint = (
+        f"Open it first: Flow(store=SQLiteStore({str(store)!r})) with "
+        "`from flowforge.store import SQLiteStore`."
+        if isinstance(store, (str, os.PathLike))
+        else "Pass a flowforge.store.SQLiteStore or MemoryStore."
+    )
+    raise DefinitionTypeError(
+        f"Flow store must be a store (flowforge.store.Store), got {type(store).__name__} "
+        f"{store!r}. {hint}"
+    )
 
 
 def _check_routine(routine: Any) -> None:

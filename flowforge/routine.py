@@ -6,6 +6,10 @@ Declaring
     :meth:`~Routine.define_event` in ``__init__``. A routine must be
     constructible with no arguments so a saved flow can rebuild it;
     parameters belong in its configuration (:meth:`~Routine.set_config`).
+    Slot and event names are letters, digits, ``_`` and ``-`` starting with
+    a letter or ``_`` (flow files write ``routine.name``), unique per kind;
+    an event's ``params`` are distinct Python identifiers. Anything else is
+    refused when declared.
 
 How a handler is called
     The delivered data is a dict of parameters (after the connection's
@@ -26,11 +30,13 @@ What emit guarantees
 
 State
     ``self._stats`` is the user's own counter dict. Inside a job each call
-    works on the job's counters (kept in its :class:`~flowforge.JobState`);
-    when the job ends they are copied back, so :meth:`~Routine.stats` shows
-    the latest finished job's. Numeric counters changed by calls running at
-    the same time add up. Configuration, stats and policies are saved with
-    the flow and must be JSON/YAML-serializable.
+    works on a copy of that job's own counters (``job.runs[rid].stats`` in
+    its :class:`~flowforge.JobState`, empty when the job starts). Outside a
+    job, :meth:`~Routine.stats` is the running total over every job run
+    through this routine: when a run of a job stops, what it changed is
+    added to it. Numeric counters are merged as deltas, so calls and jobs
+    running at the same time all count. Configuration, stats and policies
+    are saved with the flow and must be JSON/YAML-serializable.
 """
 
 from __future__ import annotations
@@ -42,23 +48,43 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._activation import CURRENT, JobControl
-from .errors import DefinitionError, EmitError, JobStateError, UnknownNameError, quoted
+from ._checks import check_int, check_name, check_number, check_param_name
+from .error_handler import ErrorHandler
+from .errors import (
+    DefinitionError,
+    DefinitionTypeError,
+    EmitError,
+    JobStateError,
+    UnknownNameError,
+    quoted,
+)
 from .event import Event
 from .slot import MergeStrategy, Slot
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .error_handler import ErrorHandler
+    from .flow import Flow
 
 
 def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not value > 0):
-        raise ValueError(f"{attribute.name} must be a positive number or None, got {value!r}.")
+    if value is not None:
+        check_number(value, attribute.name, positive=True)
 
 
 def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}.")
+    check_int(value, attribute.name, minimum=1)
+
+
+def _positive_int_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_int(value, attribute.name, minimum=1, optional=True)
+
+
+def _handler_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, ErrorHandler):
+        raise DefinitionTypeError(
+            f"error_handler must be an ErrorHandler or None, got {type(value).__name__} "
+            f"{value!r}. Write ErrorHandler(ErrorStrategy.RETRY, max_retries=3), for example."
+        )
 
 
 @attrs.frozen
@@ -81,10 +107,8 @@ class Policy:
 
     max_concurrency: int = attrs.field(default=1, validator=_positive_int)
     timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
-    max_activations: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_positive_int)
-    )
-    error_handler: ErrorHandler | None = None
+    max_activations: int | None = attrs.field(default=None, validator=_positive_int_or_none)
+    error_handler: ErrorHandler | None = attrs.field(default=None, validator=_handler_or_none)
 
 
 _DEFAULT_POLICY = Policy()
@@ -113,8 +137,8 @@ class Routine:
         self._own_stats: dict[str, Any] = {}
         self._policy = _DEFAULT_POLICY
         self._routine_id: str | None = None
-        #: Called when the routine's wiring or policy changes (set by its flow).
-        self._on_change: Callable[[], None] | None = None
+        #: The flow this routine belongs to (told when its wiring or policy changes).
+        self._flow: Flow | None = None
 
     # -- declaring -------------------------------------------------------
 
@@ -141,28 +165,35 @@ class Routine:
     def define_event(self, name: str, params: Iterable[str] | None = None) -> Event:
         """Declare an output event carrying ``params`` (``None``: any parameters)."""
         self._check_new_name(name, self._events, "event")
-        if isinstance(params, str):
-            raise DefinitionError(
-                f"Event '{name}' of '{self.routine_label()}': params must be a list of names, "
-                f"got the string {params!r}. Write [{params!r}]."
-            )
-        event = Event(name, self, params)
+        event = Event(name, self, self._check_params(name, params))
         self._events[name] = event
         self._changed()
         return event
 
-    def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
-        if not isinstance(name, str) or not name or "." in name:
-            raise DefinitionError(
-                f"'{self.routine_label()}': a {kind} name must be a non-empty string "
-                f"without '.', got {name!r}."
+    def _check_params(self, name: str, params: Iterable[str] | None) -> list[str] | None:
+        where = f"Event '{name}' of '{self.routine_label()}'"
+        if params is None:
+            return None
+        if isinstance(params, str) or not isinstance(params, Iterable):
+            raise DefinitionTypeError(
+                f"{where}: params must be a list of names or None, got "
+                f"{type(params).__name__} {params!r}. Write [{params!r}]."
             )
+        names = [check_param_name(p, where) for p in params]
+        twice = sorted({p for p in names if names.count(p) > 1})
+        if twice:
+            raise DefinitionError(
+                f"{where}: params lists {quoted(twice)} more than once; name each once."
+            )
+        return names
+
+    def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
+        article = "an" if kind == "event" else "a"
+        check_name(name, f"'{self.routine_label()}': {article} {kind} name")
         if name in existing:
             raise DefinitionError(
-                f"Routine '{self.routine_label()}' already has an {kind} named '{name}'; "
-                if kind == "event"
-                else f"Routine '{self.routine_label()}' already has a {kind} named '{name}'; "
-                f"choose another name."
+                f"Routine '{self.routine_label()}' already has {article} {kind} named '{name}'; "
+                "choose another name."
             )
 
     # -- looking up ------------------------------------------------------
@@ -353,8 +384,8 @@ class Routine:
         ]
 
     def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
+        if self._flow is not None:
+            self._flow._invalidate()
 
     @property
     def max_concurrency(self) -> int:
@@ -395,7 +426,7 @@ class Routine:
     def __getstate__(self) -> dict[str, Any]:
         # A routine is shipped to worker processes on its own, without its flow.
         state = self.__dict__.copy()
-        state["_on_change"] = None
+        state["_flow"] = None
         return state
 
     def __repr__(self) -> str:

@@ -63,6 +63,7 @@ class Slot:
         "_connections",
         "_source_keys",
         "_standalone_state",
+        "_wires_made",
         "handler",
         "invoke",
         "is_async",
@@ -100,6 +101,7 @@ class Slot:
         self.plain = self.merge is None and not self.is_async and self.invoke is not None
         self._connections: list[Connection] = []
         self._source_keys: tuple[str, ...] | None = None
+        self._wires_made = 0
         self._standalone_state: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -167,9 +169,12 @@ class Slot:
         if self.is_async:
             asyncio.run(result)
 
-    def _attach(self, connection: Connection) -> None:
+    def _attach(self, connection: Connection) -> int:
+        """Add ``connection``; returns its number among the wires ever made to this slot."""
         self._connections.append(connection)
         self._source_keys = None
+        self._wires_made += 1
+        return self._wires_made
 
     def _detach(self, connection: Connection) -> None:
         if connection in self._connections:

@@ -44,7 +44,7 @@ import attrs
 
 from ._activation import CURRENT
 from .error_handler import ErrorHandler, ErrorStrategy
-from .errors import DefinitionError, FlowForgeError, quoted
+from .errors import DefinitionError, FlowForgeError, UnstorableDataError, quoted
 from .routine import Routine
 from .slot import Slot, combine_round
 from .validation import Problem
@@ -79,15 +79,19 @@ class Skip(FlowForgeError):
         self.reason = reason
 
 
-class TaskResultError(FlowForgeError, TypeError):
+class TaskResultError(UnstorableDataError):
     """A task returned a result the job's store cannot keep.
+
+    The store's check of what a call emits finds it (the result is the
+    task's ``done`` event), so the task fails and the job stops ``failed``
+    at it, as for any :class:`~flowforge.errors.UnstorableDataError`.
 
     Attributes:
         task: The task's name.
     """
 
     def __init__(self, message: str, *, task: str) -> None:
-        super().__init__(message)
+        super().__init__(message, routine_id=task, event="done")
         self.task = task
 
 

@@ -2,7 +2,8 @@
 
 They are real routines (importable, so saved flows that use them load
 anywhere) with predictable behaviour: counting, failing on cue, collecting
-what they receive.
+what they receive. :class:`StoreConformance` is the test suite every store
+backend passes (it needs pytest, so it is imported only when asked for).
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .errors import DefinitionError
 from .routine import Routine
+
+if TYPE_CHECKING:
+    from ._store_conformance import StoreConformance as StoreConformance
 
 
 class Source(Routine):
@@ -92,7 +97,11 @@ class Flaky(Routine):
 
     Config:
         fail_times: How many calls fail.
-        error: Name of the builtin exception raised (default ``ValueError``).
+        error: Name of the builtin exception class raised (default ``ValueError``).
+
+    Any other ``error`` (a builtin that is not an exception class, such as
+    ``exit``, or an unknown name) is never called: the failing call raises
+    :class:`~flowforge.errors.DefinitionError` instead.
     """
 
     def __init__(self) -> None:
@@ -107,10 +116,21 @@ class Flaky(Routine):
         fail_times = self.get_config("fail_times", 1)
         if fail_times < 0 or self.failures < fail_times:
             self.failures += 1
-            error = getattr(builtins, self.get_config("error", "ValueError"))
-            raise error(f"flaky failure #{self.failures}")
+            raise _builtin_exception(self.get_config("error", "ValueError"))(
+                f"flaky failure #{self.failures}"
+            )
         self._stats["calls"] = self._stats.get("calls", 0) + 1
         self.emit("out", **data)
+
+
+def _builtin_exception(name: Any) -> type[BaseException]:
+    found = getattr(builtins, name, None) if isinstance(name, str) else None
+    if not (isinstance(found, type) and issubclass(found, Exception)):
+        raise DefinitionError(
+            f"Flaky config 'error' must name a builtin exception class such as 'ValueError' "
+            f"or 'KeyError', got {name!r}."
+        )
+    return found
 
 
 class Sleep(Routine):
@@ -138,3 +158,12 @@ class Sleep(Routine):
             with self._lock:
                 self.active -= 1
         self.emit("out", **data)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StoreConformance":
+        # It needs pytest, which using these routines does not.
+        from ._store_conformance import StoreConformance
+
+        return StoreConformance
+    raise AttributeError(f"module 'flowforge.testing' has no attribute {name!r}")

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pg_server
 import pytest
 
 from flowforge import ErrorHandler, Flow, JobState, Routine
 from flowforge.testing import Collect, Double, Relay, Source
+
+# The conformance suite is imported lazily, after this, so its asserts get rewritten.
+pytest.register_assert_rewrite("flowforge._store_conformance")
 
 EXECUTORS = ("sequential", "thread")
 
@@ -204,3 +209,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pg_server.PgServer]:
+    """A throwaway PostgreSQL cluster for the session (``tests/pg_server.py``).
+
+    Skipped only where PostgreSQL is not installed, and never in CI, which
+    installs it.
+    """
+    try:
+        server = pg_server.start()
+    except pg_server.NoPostgres as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
+        pytest.skip(str(exc))
+    yield server
+    server.stop()

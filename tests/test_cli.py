@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_support import (
+    FAILING_FLOW,
+    INVALID_FLOW,
+    QUICK_FLOW,
+    REPORT_FLOW,
+    SLOW_FLOW,
+    SLOW_ROUTINES,
+    cli,
+    enter_workdir,
+    invoke,
+    load_job,
+    stored_jobs,
+    write,
+)
+from click.testing import CliRunner
 from conftest import Pauser
 
 from flowforge import ErrorHandler, ErrorStrategy, Flow, JobState, JobStatus
@@ -31,130 +45,25 @@ from flowforge.cli import Progress, build_cli
 from flowforge.store import SQLiteStore
 from flowforge.testing import Collect, Flaky, Source
 
-REPO = Path(__file__).resolve().parent.parent
-REPORT_FLOW = REPO / "examples" / "report_flow.yaml"
-COMMANDS = ("run", "validate", "show", "graph", "jobs", "status", "history", "resume", "cancel")
-
-SLOW_ROUTINES = '''\
-import time
-from pathlib import Path
-
-from flowforge import Routine
-
-
-class Note(Routine):
-    """Sleeps, appends ``value`` to the file ``path``, counts, and passes it on."""
-
-    def __init__(self):
-        super().__init__()
-        self.define_slot("in", handler=self.note)
-        self.define_event("out", ["value"])
-
-    def note(self, value):
-        time.sleep(self.get_config("seconds", 0.05))
-        with Path(self.get_config("path")).open("a") as handle:
-            handle.write(f"{value}\\n")
-        self._stats["noted"] = self._stats.get("noted", 0) + 1
-        self.emit("out", value=value)
-'''
-
-SLOW_FLOW = """\
-flow_id: slow
-entry: {routine: source, params: {values: %s}}
-routines:
-  source: {class: "flowforge.testing:Source"}
-  note: {class: "slow_notes:Note", config: {seconds: 0.05, path: "${flow_dir}/seen.txt"}}
-  sink: {class: "flowforge.testing:Collect"}
-connections:
-  - source.out -> note.in
-  - note.out -> sink.in
-"""
-
-QUICK_FLOW = """\
-flow_id: quick
-entry: {routine: source, params: {values: [1, 2, 3]}}
-routines:
-  source: {class: "flowforge.testing:Source"}
-  double: {class: "flowforge.testing:Double"}
-  sink: {class: "flowforge.testing:Collect"}
-connections:
-  - source.out -> double.in
-  - double.out -> sink.in
-"""
-
-FAILING_FLOW = """\
-flow_id: failing
-entry: {routine: source, params: {values: [1, 2, 3]}}
-routines:
-  source: {class: "flowforge.testing:Source"}
-  flaky: {class: "flowforge.testing:Flaky", config: {fail_times: -1}}
-  sink: {class: "flowforge.testing:Collect"}
-connections:
-  - source.out -> flaky.in
-  - flaky.out -> sink.in
-"""
-
-INVALID_FLOW = """\
-flow_id: broken
-executor: {kind: turbo}
-routines:
-  parse: {class: "nowhere.to.be.found:Parse"}
-  source: {class: "flowforge.testing:Source"}
-  sink: {class: "flowforge.testing:Collect"}
-connections:
-  - source.out -> sink.inbox
-"""
-
-
-def cli(
-    *args: str,
-    cwd: Path,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``flowforge ARGS`` in a subprocess from ``cwd``."""
-    return subprocess.run(
-        [sys.executable, "-m", "flowforge.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def invoke(*args: str) -> Result:
-    """Run ``flowforge ARGS`` in this process, through click's runner."""
-    return CliRunner().invoke(build_cli(), list(args), prog_name="flowforge")
-
-
-def write(directory: Path, name: str, text: str) -> Path:
-    """Write ``text`` to ``directory/name``; returns the path."""
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def stored_jobs(directory: Path) -> list[Any]:
-    """The summaries of the jobs in ``directory``'s default store."""
-    with SQLiteStore(directory / "flowforge.db") as store:
-        return store.list_jobs()
-
-
-def load_job(directory: Path, job_id: str) -> Any:
-    """A job from ``directory``'s default store."""
-    with SQLiteStore(directory / "flowforge.db") as store:
-        return store.load(job_id)
+COMMANDS = (
+    "run",
+    "validate",
+    "show",
+    "graph",
+    "jobs",
+    "status",
+    "history",
+    "resume",
+    "cancel",
+    "delete",
+    "prune",
+)
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh working directory, also this process's (for click's runner)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delenv("FLOWFORGE_STORE", raising=False)
-    monkeypatch.delenv("FLOWFORGE_ALLOW", raising=False)
-    return tmp_path
+    return enter_workdir(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -416,8 +325,9 @@ def test_progress_as_plain_lines_counts_calls_and_failures() -> None:
 def test_progress_on_a_terminal_redraws_in_place() -> None:
     """On a terminal, the second drawing first moves the cursor up over the first."""
     text = counted_job("tty")
-    assert text.count("\x1b[3F\x1b[J") == 1
-    assert "  sink            0  3 failed" in text
+    first, second = text.split("\r", 1)
+    assert second.startswith("\x1b[2K\x1b[1A") and "counted · job" in second
+    assert "3 failed" in first and "0 pending · 3 error(s)" in first
 
 
 # -- Ctrl-C, then resume -------------------------------------------------------------
@@ -451,10 +361,11 @@ def test_ctrl_c_pauses_then_resume_finishes_without_repeating_work(tmp_path: Pat
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "Pausing job" in stderr
+    assert "paused (interrupted by Ctrl-C)" in stdout
     command = stdout.split("Resume it with:")[1].strip()
     [job] = stored_jobs(tmp_path)
     assert job.status == "paused"
-    assert command == f"flowforge resume {job.job_id} --path flows"
+    assert command == f"flowforge resume {job.job_id}"
 
     resumed = cli(*shlex.split(command)[1:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -465,11 +376,62 @@ def test_ctrl_c_pauses_then_resume_finishes_without_repeating_work(tmp_path: Pat
     assert final.get_routine_state("note")["stats"] == {"noted": 40}
 
 
-def test_resume_needs_the_directory_of_the_flows_modules(paused_elsewhere: str) -> None:
-    """Without --path the stored flow cannot be rebuilt (exit 2, with the hint); with it, it can."""
+def test_a_job_killed_with_sigkill_resumes_without_path(tmp_path: Path) -> None:
+    """kill -9 mid-run: status suggests a bare resume, which finishes the job from elsewhere."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    write(flows, "slow_notes.py", SLOW_ROUTINES)
+    write(flows, "slow.yaml", SLOW_FLOW % list(range(20)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flowforge.cli", "run", "flows/slow.yaml", "-q"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_lines(flows / "seen.txt", 3)
+    proc.kill()
+    proc.wait(timeout=30)
+    [job] = stored_jobs(tmp_path)
+    assert job.status == "running"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    store = str(tmp_path / "flowforge.db")
+    status = cli("status", job.job_id, "--store", store, "--json", cwd=elsewhere)
+    command = json.loads(status.stdout)["resume_command"]
+    assert command == shlex.join(["flowforge", "resume", job.job_id, "--store", store])
+    resumed = cli(*shlex.split(command)[1:], "-q", cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_job(tmp_path, job.job_id).status == JobStatus.COMPLETED
+
+
+def forget_origin(directory: Path) -> None:
+    """Make the store look like one written before flow origins were recorded."""
+    with sqlite3.connect(directory / "flowforge.db") as conn:
+        for flow_id, text in conn.execute("SELECT flow_id, definition FROM flows").fetchall():
+            definition = json.loads(text)
+            definition.pop("origin", None)
+            conn.execute(
+                "UPDATE flows SET definition = ? WHERE flow_id = ?",
+                (json.dumps(definition), flow_id),
+            )
+    conn.close()
+
+
+def test_resume_finds_the_modules_of_a_job_started_from_python(paused_elsewhere: str) -> None:
+    """The store recorded where the routines came from: resume needs no --path."""
+    resumed = invoke("resume", paused_elsewhere, "-q", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["routines"]["sink"]["activations"] == 1
+
+
+def test_resume_of_an_older_store_needs_the_directory_of_the_flows_modules(
+    paused_elsewhere: str, workdir: Path
+) -> None:
+    """Without a recorded origin, --path is needed (exit 2, with the hint); with it, it works."""
+    forget_origin(workdir)
     result = invoke("resume", paused_elsewhere)
     assert result.exit_code == 2, result.output
-    assert "module 'hidden_sink' is not allowed" in result.stderr
+    assert "module 'hidden_sink' does not exist" in result.stderr
     assert "pass that directory: --path DIR" in result.stderr
     resumed = invoke("resume", paused_elsewhere, "--path", "mods", "-q")
     assert resumed.exit_code == 0, resumed.output
@@ -597,7 +559,8 @@ def test_validate_lists_every_problem_with_a_hint(workdir: Path) -> None:
     result = invoke("validate", "broken.yaml")
     assert result.exit_code == 2
     assert result.stdout.count("  error: ") == 3
-    assert "hint: Put the module next to the flow file, or allow it" in result.stdout
+    assert "module 'nowhere.to.be.found' does not exist" in result.stdout
+    assert "hint: Check the module name; it must be next to the flow file" in result.stdout
 
 
 def test_validate_json_gives_each_problems_place(workdir: Path) -> None:

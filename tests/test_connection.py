@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flowforge import Connection, Flow, Routine
+from flowforge import Connection, DefinitionError, Flow, Routine
 from flowforge.testing import Collect, Source
 
 
@@ -134,3 +134,76 @@ def test_param_mapping_applies_inside_a_job(executor: str) -> None:
     flow.connect("src", "out", "sink", "in", {"value": "number"})
     flow.execute("src", {"values": [3]})
     assert sink.items == [{"number": 3}]
+
+
+class Pair(Routine):
+    """Declares ``out(number, text)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_event("out", ["number", "text"])
+
+
+def test_mapping_two_names_onto_one_is_refused() -> None:
+    """param_mapping {'a': 'x', 'b': 'x'} would lose a value: refused when connecting."""
+    source, sink = Emitter(), Sink()
+    with pytest.raises(DefinitionError, match="all as 'x'"):
+        Connection(source.get_event("out"), sink.get_slot("in"), {"a": "x", "b": "x"})  # type: ignore[arg-type]
+    assert sink.get_slot("in").connections == []  # type: ignore[union-attr]
+
+
+def test_mapping_onto_a_name_that_passes_through_is_refused() -> None:
+    """Renaming 'number' to 'text' while the event also carries 'text' would lose a value."""
+    with pytest.raises(DefinitionError, match="'number', 'text' all as 'text'"):
+        Connection(Pair().get_event("out"), Sink().get_slot("in"), {"number": "text"})  # type: ignore[arg-type]
+
+
+def test_mapping_a_name_the_event_does_not_declare_is_refused() -> None:
+    """A mapping key that is not one of the event's declared params is refused, listing them."""
+    with pytest.raises(DefinitionError, match=r"'numbr'.*It carries: 'number', 'text'"):
+        Connection(Pair().get_event("out"), Sink().get_slot("in"), {"numbr": "n"})  # type: ignore[arg-type]
+
+
+def test_mapping_of_an_any_params_event_may_name_anything() -> None:
+    """An event declared with params=None accepts any mapping key."""
+    source, sink, _ = wire({"whatever": "renamed"})
+    source.emit("out", whatever=1)
+    assert sink.got == [{"renamed": 1}]
+
+
+def test_the_same_wire_twice_is_refused() -> None:
+    """The same event, slot and mapping again raises: every delivery would arrive twice."""
+    source, sink, _ = wire({"a": "b"})
+    with pytest.raises(DefinitionError, match="already connected"):
+        Connection(source.get_event("out"), sink.get_slot("in"), {"a": "b"})  # type: ignore[arg-type]
+    source.emit("out", a=1)
+    assert sink.got == [{"b": 1}]
+
+
+def test_the_same_event_with_another_mapping_is_a_second_wire() -> None:
+    """One event may reach one slot twice under different mappings."""
+    source, sink, _ = wire({"a": "b"})
+    Connection(source.get_event("out"), sink.get_slot("in"), {"a": "c"})  # type: ignore[arg-type]
+    source.emit("out", a=1)
+    assert sink.got == [{"b": 1}, {"c": 1}]
+
+
+def test_flow_connect_refuses_the_same_wire_twice() -> None:
+    """flow.connect() of an existing wire raises and the flow keeps one."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Collect(), "sink")
+    flow.connect("src", "out", "sink", "in")
+    with pytest.raises(DefinitionError, match=r"src\.out is already connected to sink\.in"):
+        flow.connect("src", "out", "sink", "in")
+    assert len(flow.connections) == 1
+
+
+def test_disconnect_removes_it_from_the_flow() -> None:
+    """connection.disconnect() takes it out of flow.connections."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Collect(), "sink")
+    connection = flow.connect("src", "out", "sink", "in")
+    connection.disconnect()
+    assert flow.connections == []

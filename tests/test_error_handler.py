@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import calls, chain, no_retry_delay
 
-from flowforge import ErrorHandler, ErrorStrategy, Flow, JobStatus, signals
+from flowforge import DefinitionError, ErrorHandler, ErrorStrategy, Flow, JobStatus, signals
 from flowforge.testing import Collect, Flaky, Source
 
 
@@ -69,6 +69,39 @@ def test_negative_settings_are_refused(field: str) -> None:
     """Negative retry settings raise ValueError naming the field."""
     with pytest.raises(ValueError, match=field):
         ErrorHandler(**{field: -1})
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "match"),
+    [
+        ({"max_retries": 1.5}, TypeError, "max_retries must be an int >= 0, got float 1.5"),
+        ({"max_retries": True}, TypeError, "max_retries must be an int"),
+        ({"retry_delay": float("nan")}, ValueError, "retry_delay must be a finite number"),
+        ({"retry_delay": float("inf")}, ValueError, "retry_delay must be a finite number"),
+        ({"retry_backoff": float("nan")}, ValueError, "retry_backoff must be a finite number"),
+        ({"retry_delay": "1"}, TypeError, "retry_delay must be a finite number"),
+        ({"retry_backoff": 1e300}, ValueError, "more than the 604800 s"),
+        ({"retry_delay": 1e7, "max_retries": 1}, ValueError, "more than the 604800 s"),
+    ],
+)
+def test_settings_that_would_break_a_retry_are_refused(
+    settings: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Non-integer retries, non-finite numbers and waits that overflow are refused at once."""
+    with pytest.raises(error, match=match) as info:
+        ErrorHandler(ErrorStrategy.RETRY, **settings)
+    assert isinstance(info.value, DefinitionError)
+
+
+def test_every_delay_of_an_accepted_handler_is_a_finite_number() -> None:
+    """The longest wait allowed is computed without overflow."""
+    handler = ErrorHandler(ErrorStrategy.RETRY, max_retries=10, retry_delay=60, retry_backoff=2)
+    assert handler.delay(10) == 60 * 2**9
+
+
+def test_no_retries_allows_any_finite_delay() -> None:
+    """With max_retries=0 no wait ever happens, so a large delay is fine."""
+    assert ErrorHandler(max_retries=0, retry_delay=1e300).max_retries == 0
 
 
 def test_retryable_exceptions_must_be_exception_classes() -> None:

@@ -9,7 +9,9 @@ import pytest
 from conftest import AsyncDouble, chain, linear_flow
 
 from flowforge import (
+    Connection,
     DefinitionError,
+    DefinitionTypeError,
     ErrorHandler,
     ErrorStrategy,
     Flow,
@@ -18,7 +20,7 @@ from flowforge import (
     Routine,
     UnknownNameError,
 )
-from flowforge.testing import Collect, Double, Flaky, Relay, Source
+from flowforge.testing import Collect, Double, Flaky, Join, Relay, Source
 
 
 class TwoSlots(Routine):
@@ -77,7 +79,7 @@ def test_duplicate_routine_id_is_an_error() -> None:
         flow.add_routine(Relay(), "r")
 
 
-@pytest.mark.parametrize("rid", ["a.b", "1abc", "has space"])
+@pytest.mark.parametrize("rid", ["a.b", "1abc", "has space", "", "a\n", "out ", "a->b"])
 def test_invalid_routine_ids_are_refused(rid: str) -> None:
     """Ids with dots, spaces or a leading digit are refused."""
     flow = Flow()
@@ -153,6 +155,135 @@ def test_connections_lists_every_connection_in_the_order_made() -> None:
         "double.out->relay.in",
         "relay.out->sink.in",
     ]
+
+
+def test_connections_is_the_flows_own_list_in_the_order_made() -> None:
+    """flow.connections is kept by the flow: a copy of its list, updated on connect/disconnect."""
+    flow = Flow()
+    linear_flow(flow)
+    first = flow.connections
+    first.clear()
+    assert len(flow.connections) == 3
+    flow.connections[0].disconnect()
+    assert [c.key for c in flow.connections] == ["double.out->relay.in", "relay.out->sink.in"]
+
+
+def test_connection_made_by_hand_between_flow_routines_joins_the_list() -> None:
+    """A Connection built directly between two routines of a flow is one of its connections."""
+    flow = Flow()
+    source, sink = Source(), Collect()
+    flow.add_routine(source, "src")
+    flow.add_routine(sink, "sink")
+    wire = Connection(source.get_event("out"), sink.get_slot("in"))  # type: ignore[arg-type]
+    assert flow.connections == [wire]
+
+
+def test_connections_of_a_slot_keep_the_slots_order_when_wired_before_adding() -> None:
+    """Wires made before add_routine are listed in the order their slot received them."""
+    left, right, join = Relay(), Relay(), Collect()
+    slot = join.get_slot("in")
+    assert slot is not None
+    Connection(right.get_event("out"), slot)  # type: ignore[arg-type]
+    Connection(left.get_event("out"), slot)  # type: ignore[arg-type]
+    flow = Flow()
+    flow.add_routine(join, "join")
+    flow.add_routine(left, "left")
+    flow.add_routine(right, "right")
+    assert [c.key for c in flow.connections] == ["right.out->join.in", "left.out->join.in"]
+
+
+def test_connection_between_two_flows_is_refused() -> None:
+    """A Connection from a routine of one flow into a routine of another raises."""
+    a, b = Flow(flow_id="a"), Flow(flow_id="b")
+    source, sink = Source(), Collect()
+    a.add_routine(source, "src")
+    b.add_routine(sink, "sink")
+    with pytest.raises(DefinitionError, match="routines of one flow"):
+        Connection(source.get_event("out"), sink.get_slot("in"))  # type: ignore[arg-type]
+    assert a.connections == [] and b.connections == []
+
+
+def test_adding_a_routine_wired_into_another_flow_is_refused() -> None:
+    """add_routine refuses a routine connected to a routine that is in another flow."""
+    source, sink = Source(), Collect()
+    Connection(source.get_event("out"), sink.get_slot("in"))  # type: ignore[arg-type]
+    Flow(flow_id="a").add_routine(source, "src")
+    other = Flow(flow_id="b")
+    with pytest.raises(DefinitionError, match="of flow 'a'"):
+        other.add_routine(sink, "sink")
+    assert dict(other.routines) == {}
+    assert sink.routine_id is None
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"flow_id": 123}, DefinitionTypeError, "got int 123"),
+        ({"flow_id": ""}, DefinitionError, "not valid"),
+        ({"flow_id": "a b"}, DefinitionError, "not valid"),
+        ({"retention": None}, DefinitionTypeError, "retention must be an int >= 1"),
+        ({"retention": 1.5}, DefinitionTypeError, "retention must be an int >= 1"),
+        ({"retention": 0}, DefinitionError, "retention must be an int >= 1"),
+        ({"error_handler": "stop"}, DefinitionTypeError, "must be an ErrorHandler"),
+        ({"store": "jobs.db"}, DefinitionTypeError, r"SQLiteStore\('jobs.db'\)"),
+        ({"store": 3}, DefinitionTypeError, "must be a store"),
+        ({"max_activations": -1}, DefinitionError, "max_activations must be an int >= 1"),
+        ({"max_activations": "x"}, DefinitionTypeError, "max_activations must be an int"),
+        ({"max_workers": 0}, DefinitionError, "max_workers must be an int >= 1"),
+        ({"max_workers": 0, "executor": "thread"}, DefinitionError, "max_workers"),
+    ],
+)
+def test_bad_flow_options_are_refused_when_the_flow_is_made(
+    options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Flow() checks each option at once: a wrong type or value raises, saying what to pass."""
+    with pytest.raises(error, match=match):
+        Flow(**options)
+
+
+def test_bad_type_errors_are_also_type_errors() -> None:
+    """A wrong option type is a TypeError as well as a FlowForge DefinitionError."""
+    with pytest.raises(TypeError):
+        Flow(retention="many")  # type: ignore[arg-type]
+
+
+def test_max_activations_set_later_is_checked() -> None:
+    """Assigning flow.max_activations checks the value too."""
+    flow = Flow()
+    with pytest.raises(DefinitionError):
+        flow.max_activations = 0
+    flow.max_activations = None
+    assert flow.max_activations is None
+
+
+def test_a_join_on_a_loop_refuses_to_start_naming_the_loop() -> None:
+    """execute() raises before the job starts when a join waits for its own downstream."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Join(), "join")
+    flow.add_routine(Relay(), "again")
+    flow.connect("src", "out", "join", "in")
+    flow.connect("join", "out", "again", "in")
+    flow.connect("again", "out", "join", "in")
+    with pytest.raises(DefinitionError, match="join -> again -> join"):
+        flow.execute("src", {"values": [1]})
+    assert flow.running_jobs == []
+    assert flow.execution_tracker is None
+
+
+def test_a_join_loop_check_follows_the_wiring() -> None:
+    """Removing the wire that closes the loop lets the flow start again."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Join(), "join")
+    flow.add_routine(Relay(), "again")
+    flow.connect("src", "out", "join", "in")
+    flow.connect("join", "out", "again", "in")
+    back = flow.connect("again", "out", "join", "in")
+    with pytest.raises(DefinitionError):
+        flow.execute("src", {"values": [1]})
+    back.disconnect()
+    assert flow.execute("src", {"values": [1]}).status == "completed"
 
 
 def test_set_error_handler_takes_only_error_handlers() -> None:
@@ -502,3 +633,21 @@ def test_failed_overridden_call_is_retried_on_resume() -> None:
     StartOnce.broken = False
     flow.resume(JobState.from_dict(job.serialize()))
     assert sink.items == [{"value": 1}, {"value": 2}]
+
+
+def test_retention_set_later_is_checked() -> None:
+    """Assigning flow.retention checks the value like Flow(retention=...)."""
+    flow = Flow()
+    with pytest.raises(DefinitionError, match="retention must be an int >= 1"):
+        flow.retention = 0
+    flow.retention = 5
+    assert flow.retention == 5
+
+
+def test_an_id_made_from_a_non_ascii_class_name_is_valid() -> None:
+    """The id made from a class name is always a valid id."""
+
+    class Données(Relay):
+        """A class name with a non-ASCII letter."""
+
+    assert Flow().add_routine(Données()) == "donn_es_1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ from flowforge import (
     Flow,
     JobState,
     JobStatus,
+    RoutineRun,
     SerializationError,
 )
 from flowforge.testing import Flaky
@@ -222,14 +224,14 @@ def test_deserialize_fills_an_empty_job_state() -> None:
 def test_serialized_job_is_marked_with_format_and_version() -> None:
     """serialize() names the format and version."""
     data = JobState().serialize()
-    assert (data["format"], data["version"]) == ("flowforge/job", 1)
+    assert (data["format"], data["version"]) == ("flowforge/job", 3)
 
 
 @pytest.mark.parametrize(
     ("change", "match"),
     [
         ({"format": "flowforge/flow"}, "not a FlowForge job"),
-        ({"version": 2}, "newer"),
+        ({"version": 4}, "newer"),
         ({"status": "sleeping"}, "sleeping"),
         ({"surprise": 1}, "surprise"),
     ],
@@ -273,3 +275,221 @@ def test_summary_mentions_id_status_and_pending() -> None:
     job = JobState(flow_id="f")
     line = job.summary()
     assert job.job_id in line and "pending" in line and "\n" not in line
+
+
+# -- the typed model -------------------------------------------------------------------
+
+
+def test_each_routine_has_a_typed_run() -> None:
+    """job.runs holds a RoutineRun per routine with its counts and this job's counters."""
+    job = finished_job()
+    run = job.runs["flaky"]
+    assert isinstance(run, RoutineRun)
+    assert (run.status, run.activations, run.failures, run.skipped) == ("skipped", 0, 2, 2)
+    assert job.runs["double"].stats == {"calls": 2}
+
+
+def test_user_keys_survive_a_run_and_a_round_trip_apart_from_the_engines() -> None:
+    """Keys set with update_routine_state are kept beside the engine's, and round-trip."""
+    job = JobState()
+    job.update_routine_state("double", {"cursor": 10, "seen": ["a"]})
+    flow = Flow()
+    linear_flow(flow)
+    flow.execute("src", {"values": [1]}, job_state=job)
+    for loaded in (json_round_trip(job), yaml_round_trip(job)):
+        state = loaded.get_routine_state("double")
+        assert state == {
+            "status": "completed",
+            "activations": 1,
+            "stats": {"calls": 1},
+            "cursor": 10,
+            "seen": ["a"],
+        }
+
+
+def test_update_routine_state_checks_the_engines_keys() -> None:
+    """An engine key set by hand must have the engine's type; the error names it."""
+    job = JobState()
+    with pytest.raises(SerializationError, match=r"activations"):
+        job.update_routine_state("r", {"activations": "abc"})
+    job.update_routine_state("r", {"activations": 3, "note": "x"})
+    assert job.runs["r"].activations == 3
+    assert job.get_routine_state("r") == {
+        "status": "pending",
+        "activations": 3,
+        "stats": {},
+        "note": "x",
+    }
+
+
+def test_get_routine_state_is_a_copy() -> None:
+    """Changing the dict get_routine_state returned does not change the job."""
+    job = finished_job()
+    state = job.get_routine_state("double")
+    assert state is not None
+    state["stats"]["calls"] = 99
+    state["activations"] = 99
+    assert job.get_routine_state("double") == {
+        "status": "completed",
+        "activations": 2,
+        "stats": {"calls": 2},
+    }
+
+
+def test_a_version_1_document_still_loads() -> None:
+    """A version 1 job (flat routine_states dicts) loads into runs and user state."""
+    data = JobState(flow_id="f").serialize()
+    data["version"] = 1
+    del data["routines"]
+    data["routine_states"] = {
+        "double": {"status": "completed", "activations": 2, "stats": {"calls": 2}, "note": 1},
+        "mine": {"cursor": 3},
+    }
+    job = JobState.from_dict(data)
+    assert job.runs["double"] == RoutineRun("completed", 2, stats={"calls": 2})  # type: ignore[arg-type]
+    assert "mine" not in job.runs
+    assert job.get_routine_state("double") == {
+        "status": "completed",
+        "activations": 2,
+        "stats": {"calls": 2},
+        "note": 1,
+    }
+    assert job.get_routine_state("mine") == {"cursor": 3}
+    assert job.serialize()["version"] == 3
+
+
+def test_a_version_2_document_still_loads() -> None:
+    """A version 2 job (from before task runs were saved) loads, with no task runs."""
+    data = JobState(flow_id="f").serialize()
+    data["version"] = 2
+    del data["task_runs"]
+    job = JobState.from_dict(data)
+    assert job.task_runs == {} and job.outputs == {}
+    assert job.serialize()["version"] == 3
+
+
+def test_task_runs_round_trip_through_serialize_and_from_parts() -> None:
+    """Task runs are saved under task_runs and rebuilt by from_dict and from_parts alike."""
+    from flowforge import TaskRun
+
+    job = JobState(flow_id="f")
+    job.set_task_run("load", TaskRun("succeeded", None, {"rows": [1, 2]}))
+    job.set_task_run("mail", TaskRun("skipped", "upstream 'load' skipped"))
+    data = job.serialize()
+    assert data["task_runs"]["load"] == {
+        "status": "succeeded",
+        "reason": None,
+        "result": {"rows": [1, 2]},
+    }
+    assert "task_runs" not in job.header_data()
+    parts = JobState.from_parts(
+        job.header_data(),
+        entry=None,
+        pending=[],
+        routines={},
+        slot_states={},
+        history=[],
+        errors=[],
+        skipped=[],
+        event_flow=[],
+        task_runs={name: job.task_data(name) for name in job.task_runs},
+    )
+    for loaded in (JobState.from_dict(data), parts):
+        assert loaded.output("load") == {"rows": [1, 2]}
+        assert loaded.task_status("mail") == "skipped"
+
+
+def test_a_version_1_document_with_a_bad_engine_key_says_where() -> None:
+    """A version 1 routine state whose activations is not an int is refused at load."""
+    data = JobState().serialize()
+    data["version"] = 1
+    del data["routines"]
+    data["routine_states"] = {"r": {"status": "completed", "activations": "abc", "stats": {}}}
+    with pytest.raises(SerializationError, match=r"routine_states\.r.*activations"):
+        JobState.from_dict(data)
+
+
+def test_from_dict_lists_every_impossible_value() -> None:
+    """Empty job_id, negative counters, repeated and too-high seqs: all reported at once."""
+    job = JobState(flow_id="f")
+    job.queue("r", "in", {"value": 1})
+    job.queue("r", "in", {"value": 2})
+    data = job.serialize()
+    data["pending"].append(dict(data["pending"][0]))
+    data["job_id"] = ""
+    data["next_seq"] = 1
+    data["errors_total"] = -1
+    data["routines"] = {"r": {"run": {"activations": -2}}}
+    with pytest.raises(SerializationError) as caught:
+        JobState.from_dict(data)
+    message = str(caught.value)
+    for part in ("activations", "job_id", "errors_total", "pending twice", "next_seq"):
+        assert part in message
+
+
+def test_from_dict_refuses_activations_that_are_not_an_int() -> None:
+    """activations: 'abc' is refused when the job is loaded, not after a handler ran."""
+    data = finished_job().serialize()
+    data["routines"]["double"]["run"]["activations"] = "abc"
+    with pytest.raises(SerializationError, match=r"routines\.double\.run\.activations"):
+        JobState.from_dict(data)
+
+
+# -- serialize() errors ---------------------------------------------------------------------
+
+
+def test_serialize_names_the_pending_message_holding_unencodable_data() -> None:
+    """A datetime in a pending message: SerializationError naming message, routine, slot, key."""
+    job = JobState()
+    job.queue("sink", "in", {"when": datetime.datetime(2024, 1, 1)})
+    with pytest.raises(
+        SerializationError, match=r"pending message 0 to 'sink\.in'.*'when'.*datetime"
+    ):
+        job.serialize()
+
+
+def test_serialize_names_the_history_entry_holding_unencodable_data() -> None:
+    """A set in the history: the error names routine and event."""
+    job = JobState()
+    job.record_execution("src", "out", {"value": {1, 2}})
+    with pytest.raises(SerializationError, match=r"routine 'src' event 'out'.*'value'.*set"):
+        job.serialize()
+
+
+def test_serialize_names_the_routine_whose_stats_or_state_is_unencodable() -> None:
+    """Bad stats or user state: the error names the routine and the key."""
+    job = JobState()
+    job.update_routine_state("r", {"stats": {"last": object()}})
+    with pytest.raises(SerializationError, match=r"stats of routine 'r', key \['last'\]"):
+        job.serialize()
+    job = JobState()
+    job.update_routine_state("r", {"cursor": object()})
+    with pytest.raises(SerializationError, match=r"state of routine 'r', key \['cursor'\]"):
+        job.serialize()
+
+
+# -- public readings --------------------------------------------------------------------
+
+
+def test_history_since_gives_only_entries_after_a_total() -> None:
+    """history_since(n) and errors_since(n) give the kept entries after the first n."""
+    job = JobState(retention=3)
+    for i in range(5):
+        job.record_execution("r", "out", {"i": i})
+    assert [row[2]["i"] for row in job.history_since(3)] == [3, 4]
+    assert [row[2]["i"] for row in job.history_since(0)] == [2, 3, 4]
+    assert job.history_since(5) == []
+    assert job.errors_since(0) == []
+
+
+def test_elapsed_adds_up_over_runs_and_includes_a_running_one() -> None:
+    """tracker.elapsed counts a run while it goes on, and keeps it after stop_run."""
+    job = finished_job()
+    first = job.tracker.elapsed
+    assert first > 0
+    job.tracker.start_run()
+    running = job.tracker.elapsed
+    assert running >= first
+    assert JobState.from_dict(job.serialize()).tracker.elapsed >= first
+    job.tracker.stop_run()
+    assert job.tracker.elapsed >= running

@@ -94,6 +94,53 @@ def test_bad_slot_names_are_refused(name: Any) -> None:
         Probe().define_slot(name)
 
 
+@pytest.mark.parametrize("name", ["a->b", "out ", "a\n", "x y"])
+def test_names_that_break_saving_are_refused(name: str) -> None:
+    """Slot and event names with arrows, spaces or line breaks are refused when declared."""
+    with pytest.raises(DefinitionError, match="not valid"):
+        Probe().define_slot(name)
+    with pytest.raises(DefinitionError, match="not valid"):
+        Emitter().define_event(name)
+
+
+def test_duplicate_event_message_is_whole() -> None:
+    """The duplicate-event error names the event and ends with the fix."""
+    routine = Emitter()
+    with pytest.raises(DefinitionError) as info:
+        routine.define_event("out")
+    assert str(info.value) == (
+        "Routine 'Emitter' already has an event named 'out'; choose another name."
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ([1, 2], TypeError, "parameter names must be strings, got int 1"),
+        (["a b"], DefinitionError, "not a Python identifier"),
+        (["a", "a"], DefinitionError, "'a' more than once"),
+        (3, TypeError, "must be a list of names"),
+    ],
+)
+def test_bad_event_params_are_refused(params: Any, error: type[Exception], match: str) -> None:
+    """define_event checks params: a list of distinct identifiers, or None."""
+    with pytest.raises(error, match=match):
+        Emitter().define_event("e", params=params)
+
+
+def test_policy_error_handler_must_be_an_error_handler() -> None:
+    """set_error_handler('stop') is refused when set, not when a handler fails."""
+    with pytest.raises(TypeError, match="must be an ErrorHandler or None"):
+        Relay().set_error_handler("stop")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0, -1, "5"])
+def test_policy_timeout_must_be_a_finite_positive_number(timeout: Any) -> None:
+    """A timeout of nan, inf, 0, a negative number or a string is refused."""
+    with pytest.raises(DefinitionError, match="timeout must be a finite number > 0"):
+        Relay().timeout = timeout
+
+
 def test_event_params_given_as_a_string_is_refused() -> None:
     """params='value' (a string, not a list) is an error that shows the fix."""
     with pytest.raises(DefinitionError, match=r"\['value'\]"):

@@ -29,9 +29,10 @@ from flowforge import (
     JobState,
     JobStateError,
     JobStatus,
+    Routine,
     current_activation,
 )
-from flowforge.testing import Collect, Flaky, Relay, Sleep, Source
+from flowforge.testing import Collect, Double, Flaky, Relay, Sleep, Source
 
 # -- order -------------------------------------------------------------------------
 
@@ -630,3 +631,102 @@ def test_pause_without_a_job_from_a_handler_pauses_only_that_handlers_job(
         thread.join(30)
     assert jobs["pausing"].status is JobStatus.PAUSED
     assert jobs["plain"].status is JobStatus.COMPLETED
+
+
+# -- the two readings of a routine's counters -----------------------------------------------
+
+
+class Meet(Routine):
+    """Relays ``value``; with a ``barrier`` set, the call of value 0 waits at it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barrier: threading.Barrier | None = None
+        self.define_slot("in", handler=self.meet)
+        self.define_event("out", ["value"])
+
+    def meet(self, value: Any) -> None:
+        """Wait for the other jobs on cue, then pass the value on."""
+        if value == 0 and self.barrier is not None:
+            self.barrier.wait(10)
+        self.emit("out", value=value)
+
+
+def counting_flow(executor: str = "sequential") -> Flow:
+    """``src -> meet -> double``; Double counts its calls in ``self._stats``."""
+    flow = Flow(executor=executor, max_workers=4)
+    chain(flow, ("src", Source()), ("meet", Meet()), ("double", Double()))
+    return flow
+
+
+def test_a_jobs_stats_are_what_that_job_did() -> None:
+    """A second job of 1 item reports 1 call; the routine's total counts both jobs."""
+    flow = counting_flow()
+    flow.execute("src", {"values": [1, 2, 3]})
+    job = flow.execute("src", {"values": [4]})
+    assert job.get_routine_state("double")["stats"] == {"calls": 1}  # type: ignore[index]
+    assert flow.get_routine("double").stats() == {"calls": 4}  # type: ignore[union-attr]
+
+
+def test_overlapping_jobs_add_up_exactly_in_the_routines_total() -> None:
+    """Jobs of 7 calls, then of 3 and 5 overlapping on threads, leave stats() at 15."""
+    flow = counting_flow("thread")
+    flow.execute("src", {"values": list(range(7))})
+    meet = flow.get_routine("meet")
+    assert isinstance(meet, Meet)
+    meet.barrier = threading.Barrier(2)
+    jobs: list[JobState] = []
+    threads = [
+        threading.Thread(
+            target=lambda n=n: jobs.append(flow.execute("src", {"values": list(range(n))}))
+        )
+        for n in (3, 5)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    flow.close()
+    assert sorted(j.get_routine_state("double")["stats"]["calls"] for j in jobs) == [3, 5]  # type: ignore[index]
+    assert flow.get_routine("double").stats() == {"calls": 15}  # type: ignore[union-attr]
+
+
+def test_a_handler_sees_its_jobs_own_counters() -> None:
+    """Inside a handler self._stats starts from the job's copy, not the routine's total."""
+    flow = counting_flow()
+    flow.execute("src", {"values": [1, 2]})
+    job = flow.execute("src", {"values": [3]})
+    assert job.runs["double"].stats == {"calls": 1}
+    assert flow.get_routine("double").stats() == {"calls": 3}  # type: ignore[union-attr]
+
+
+class PauseCount(Routine):
+    """Counts its calls in ``self._stats['calls']`` and pauses the job at config ``at``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("in", handler=self.count)
+
+    def count(self, value: Any) -> None:
+        """Count, and pause on cue."""
+        self._stats["calls"] = self._stats.get("calls", 0) + 1
+        if value == self.get_config("at"):
+            self.pause_job("paused on cue")
+
+
+def test_resuming_in_a_fresh_flow_adds_only_the_work_after_the_resume_point() -> None:
+    """A job paused after 2 of 5 calls, resumed by a flow loaded from the saved one: the
+    loaded routine's total gains the 3 calls made after the resume; the job's copy has 5."""
+    flow = Flow(flow_id="pausing")
+    counter = PauseCount()
+    counter.set_config(at=2)
+    chain(flow, ("src", Source()), ("count", counter))
+    job = flow.execute("src", {"values": [1, 2, 3, 4, 5]})
+    assert job.status == JobStatus.PAUSED
+    assert job.runs["count"].stats == {"calls": 2}
+    fresh = Flow.from_dict(json.loads(json.dumps(flow.serialize())))
+    fresh.get_routine("count")._stats = {"calls": 10}  # type: ignore[union-attr]
+    resumed = fresh.resume(JobState.from_dict(json.loads(json.dumps(job.serialize()))))
+    assert resumed.status == JobStatus.COMPLETED
+    assert resumed.runs["count"].stats == {"calls": 5}
+    assert fresh.get_routine("count").stats() == {"calls": 13}  # type: ignore[union-attr]

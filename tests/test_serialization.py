@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -13,10 +14,12 @@ import yaml
 from conftest import Countdown
 
 from flowforge import (
+    Connection,
     DefinitionError,
     ErrorHandler,
     ErrorStrategy,
     Flow,
+    Problem,
     SerializationError,
     ThreadExecutor,
     allow_modules,
@@ -411,3 +414,335 @@ def test_save_replaces_an_existing_file_whole(tmp_path: Path) -> None:
     small.add_routine(Relay(), "r")
     small.save(path)
     assert Flow.load(path).flow_id == "small"
+
+
+# -- problems as data -------------------------------------------------------------
+
+
+def test_problems_are_listed_with_place_message_and_hint() -> None:
+    """SerializationError.problems has one Problem per cause, each with where, message, hint."""
+    data = {
+        "routines": {"r": {"class": "flowforge.testing:Relya"}},
+        "retention": 0,
+    }
+    with pytest.raises(SerializationError) as info:
+        Flow.from_dict(data)
+    problems = info.value.problems
+    assert all(isinstance(p, Problem) and p.severity == "error" for p in problems)
+    assert [p.where for p in problems] == ["flow.retention", "flow.routines.r.class"]
+    assert problems[1].message == "module 'flowforge.testing' has no class 'Relya'."
+    assert problems[1].hint == "Did you mean 'Relay'?"
+
+
+def test_an_error_made_from_a_message_has_one_problem() -> None:
+    """A SerializationError raised with only a message lists it as its one problem."""
+    error = SerializationError("Cannot read x.json.", path="x.json")
+    assert error.problems == [Problem("error", "x.json", "Cannot read x.json.", "")]
+
+
+def test_file_level_problems_name_the_file(tmp_path: Path) -> None:
+    """A file that is not valid YAML has one problem placed at the file."""
+    path = tmp_path / "flow.yaml"
+    path.write_text("routines: [unclosed")
+    with pytest.raises(SerializationError) as info:
+        Flow.load(path)
+    assert [p.where for p in info.value.problems] == [str(path)]
+
+
+# -- typos get the right message ----------------------------------------------------
+
+
+def test_a_module_that_does_not_exist_is_not_called_not_allowed() -> None:
+    """A misspelt module says it does not exist, with no hint to allow it."""
+    with pytest.raises(SerializationError) as info:
+        Flow.from_dict({"routines": {"r": {"class": "flowforgee.testing:Relay"}}})
+    (problem,) = info.value.problems
+    assert "module 'flowforgee.testing' does not exist" in problem.message
+    assert "allow" not in problem.message + problem.hint
+    assert "Check the spelling" in problem.hint
+
+
+def test_a_missing_class_names_the_module_and_close_names() -> None:
+    """A class missing from an allowed module says so, and suggests the near names."""
+    with pytest.raises(SerializationError, match="has no class 'Sorce'") as info:
+        Flow.from_dict({"routines": {"r": {"class": "flowforge.testing:Sorce"}}})
+    assert "found None" not in str(info.value)
+    assert info.value.problems[0].hint == "Did you mean 'Source'?"
+
+
+def test_one_bad_class_is_reported_once_and_other_wires_still_checked() -> None:
+    """Connections to a routine whose class is bad add no problem; other wires are checked."""
+    data = {
+        "routines": {
+            "bad": {"class": "flowforge.testing:Nope"},
+            "src": {"class": "flowforge.testing:Source"},
+            "sink": {"class": "flowforge.testing:Collect"},
+        },
+        "connections": [
+            "src.out -> bad.in",
+            "bad.out -> sink.in",
+            "src.out -> sink.inbox",
+            "src.out -> gone.in",
+        ],
+    }
+    with pytest.raises(SerializationError) as info:
+        Flow.from_dict(data)
+    assert [(p.where, p.message[:30]) for p in info.value.problems] == [
+        ("flow.routines.bad.class", "module 'flowforge.testing' has"),
+        ("flow.connections[2]", "Cannot connect 'src' -> 'sink'"),
+        ("flow.connections[3]", "unknown routine 'gone' (src.ou"),
+    ]
+
+
+def test_allowed_modules_given_as_one_string_is_one_module(plugin: str) -> None:
+    """allowed_modules='name' allows that module, not each of its letters."""
+    flow = Flow.from_dict(plugin_flow(plugin), allowed_modules=plugin)
+    assert type(flow.get_routine("p")).__name__ == "Plugged"
+
+
+def test_allowed_modules_of_another_type_is_refused() -> None:
+    """allowed_modules must be a name or names."""
+    with pytest.raises(TypeError, match="allowed_modules takes a module name"):
+        Flow.from_dict({"routines": {}}, allowed_modules=[3])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"routines": {"a\n": {"class": "flowforge.testing:Relay"}}}, "flow.routines.a\n"),
+        ({"routines": {}, "flow_id": ""}, "flow.flow_id"),
+        ({"routines": {}, "executor": {"max_workers": 0}}, "flow.executor.max_workers"),
+        ({"routines": {}, "max_activations": 0}, "flow.max_activations"),
+        (
+            {"routines": {}, "error_handler": {"retry_delay": float("nan")}},
+            "flow.error_handler",
+        ),
+        ({"routines": {}, "error_handler": {"retry_delay": float("inf")}}, "flow.error_handler"),
+        ({"routines": {}, "error_handler": {"retry_backoff": 1e300}}, "flow.error_handler"),
+        ({"routines": {}, "error_handler": {"max_retries": 1.5}}, "flow.error_handler.max_retries"),
+        (
+            {
+                "routines": {
+                    "r": {
+                        "class": "flowforge.testing:Relay",
+                        "policy": {"error_handler": {"retry_delay": -1}},
+                    }
+                }
+            },
+            "flow.routines.r.policy.error_handler",
+        ),
+        (
+            {
+                "routines": {
+                    "r": {"class": "flowforge.testing:Relay", "policy": {"timeout": float("inf")}}
+                }
+            },
+            "flow.routines.r.policy",
+        ),
+        (
+            {
+                "routines": {"s": {"class": "flowforge.testing:Source"}},
+                "connections": [{"from": "s.out", "to": "s.in", "mapping": {"valeu": "v"}}],
+            },
+            "flow.connections[0]",
+        ),
+        (
+            {
+                "routines": {"s": {"class": "flowforge.testing:Source"}},
+                "connections": ["s.out -> s.in", "s.out -> s.in"],
+            },
+            "flow.connections[1]",
+        ),
+        (
+            {
+                "routines": {"s": {"class": "flowforge.testing:Source"}},
+                "entry": {"routine": "s", "slot": "nope"},
+            },
+            "flow.entry.slot",
+        ),
+    ],
+)
+def test_bad_values_are_refused_when_loading(data: dict[str, Any], where: str) -> None:
+    """Names, numbers and wires the classes refuse are load problems at their place."""
+    with pytest.raises(SerializationError) as info:
+        Flow.from_dict(data)
+    assert where in [p.where for p in info.value.problems]
+
+
+# -- files that would hang or crash the loader ------------------------------------------
+
+ALIAS_BOMB = "\n".join(
+    [
+        "routines:",
+        "  r:",
+        "    class: flowforge.testing:Relay",
+        "    config:",
+        "      a0: &a0 [x, x, x, x, x, x, x, x, x]",
+        *(f"      a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)),
+    ]
+)
+
+
+def test_nested_yaml_aliases_are_refused_naming_the_place(tmp_path: Path) -> None:
+    """Nine levels of nine aliases in a config: SerializationError inside that config."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    assert path.stat().st_size < 1000
+    with pytest.raises(SerializationError, match="once YAML aliases are expanded") as info:
+        Flow.load(path)
+    assert info.value.problems[0].where == "flow.routines.r.config.a8"
+
+
+def test_a_yaml_alias_to_its_own_parent_is_refused(tmp_path: Path) -> None:
+    """A self-containing value (&a [*a]) is refused instead of recursing forever."""
+    path = tmp_path / "loop.yaml"
+    path.write_text(
+        "routines:\n  r:\n    class: flowforge.testing:Relay\n    config: &c {me: *c}\n"
+    )
+    with pytest.raises(SerializationError, match="contains itself"):
+        Flow.load(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("deep.json", '{"routines": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        ("deep.yaml", "routines: " + "[" * 100_000 + "]" * 100_000 + "\n"),
+    ],
+)
+def test_data_nested_beyond_the_parser_is_a_serialization_error(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """A file nested thousands of levels deep raises SerializationError, not RecursionError."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SerializationError, match="too deeply"):
+        Flow.load(path)
+
+
+def test_data_nested_deeper_than_the_limit_is_refused() -> None:
+    """from_dict refuses config nested deeper than MAX_DEPTH, naming where."""
+    config: dict[str, Any] = {}
+    inner = config
+    for _ in range(ser.MAX_DEPTH + 5):
+        inner["k"] = {}
+        inner = inner["k"]
+    with pytest.raises(SerializationError, match="levels deep") as info:
+        Flow.from_dict({"routines": {"r": {"class": "flowforge.testing:Relay", "config": config}}})
+    assert info.value.problems[0].where.startswith("flow.routines.r.config.k.k")
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    """load_file with max_bytes refuses a larger file before parsing it."""
+    path = tmp_path / "big.json"
+    path.write_text("[" + "1," * 100 + "1]")
+    with pytest.raises(SerializationError, match="larger than 50 bytes"):
+        ser.load_file(path, max_bytes=50)
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ("routines: {}\n".encode("utf-16"), "UTF-16"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8"),
+        (b"routines: {caf\xe9: 1}\n", r"byte 0xe9 at offset 14"),
+    ],
+)
+def test_a_file_that_is_not_utf8_says_what_it_is(tmp_path: Path, raw: bytes, match: str) -> None:
+    """UTF-16 or binary files raise SerializationError saying what the file is."""
+    path = tmp_path / "flow.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(SerializationError, match=match) as info:
+        Flow.load(path)
+    assert "UTF-8" in info.value.problems[0].hint
+
+
+def test_a_utf8_file_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """A UTF-8 byte-order mark (some Windows editors write one) is accepted."""
+    path = tmp_path / "flow.yaml"
+    path.write_bytes("routines: {r: {class: 'flowforge.testing:Relay'}}\n".encode("utf-8-sig"))
+    assert list(Flow.load(path).routines) == ["r"]
+
+
+# -- building from the checked data --------------------------------------------------
+
+
+class Counted(Relay):
+    """Counts how often it is built."""
+
+    built = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        Counted.built += 1
+
+
+def test_no_routine_is_built_for_a_file_that_is_not_a_flow_file() -> None:
+    """A wrong format or version, or too-deep data, stops loading before any __init__ runs."""
+    Counted.built = 0
+    routines = {"r": {"class": f"{__name__}:Counted"}}
+    deep: list[Any] = []
+    for _ in range(ser.MAX_DEPTH + 1):
+        deep = [deep]
+    for extra in ({"format": "other"}, {"version": 99, "surprise": 1}, {"entry": deep}):
+        with pytest.raises(SerializationError):
+            Flow.from_dict({"routines": routines, **extra})
+    assert Counted.built == 0
+    Flow.from_dict({"routines": routines})
+    assert Counted.built == 1
+
+
+def test_deserialize_fills_the_flow_itself() -> None:
+    """deserialize() builds into this Flow: its own attributes stay, nothing is copied over them."""
+
+    class Tagged(Flow):
+        def __init__(self) -> None:
+            super().__init__(flow_id="tagged")
+            self.tag = object()
+
+    flow = Tagged()
+    tag = flow.tag
+    flow.deserialize(rich_flow().serialize())
+    assert flow.tag is tag
+    assert describe(flow) == describe(rich_flow())
+    assert all(r._flow is flow for r in flow.routines.values())
+
+
+def test_join_source_order_survives_a_round_trip() -> None:
+    """A join wired before its routines were added keeps its sources' order when reloaded."""
+    left, right, join = Relay(), Relay(), Join()
+    slot = join.get_slot("in")
+    assert slot is not None
+    Connection(right.get_event("out"), slot, {"x": "r"})  # type: ignore[arg-type]
+    Connection(left.get_event("out"), slot, {"x": "l"})  # type: ignore[arg-type]
+    flow = Flow()
+    flow.add_routine(join, "join")
+    flow.add_routine(left, "left")
+    flow.add_routine(right, "right")
+    loaded = Flow.from_dict(flow.serialize())
+    assert loaded.get_routine("join").get_slot("in").source_keys() == slot.source_keys()  # type: ignore[union-attr]
+
+
+def test_a_wire_with_a_bad_event_and_a_bad_slot_reports_both() -> None:
+    """Both unknown ends of one connection are listed, each naming what exists."""
+    data = {
+        "routines": {
+            "src": {"class": "flowforge.testing:Source"},
+            "sink": {"class": "flowforge.testing:Collect"},
+        },
+        "connections": ["src.outt -> sink.inn"],
+    }
+    with pytest.raises(SerializationError) as info:
+        Flow.from_dict(data)
+    messages = [p.message for p in info.value.problems]
+    assert len(messages) == 2
+    assert "no event 'outt'" in messages[0] and "no slot 'inn'" in messages[1]
+
+
+def test_problems_survive_pickling() -> None:
+    """A SerializationError crossing a process boundary keeps its problems."""
+    with pytest.raises(SerializationError) as info:
+        Flow.from_dict({"routines": {"r": {"class": "flowforge.testing:Nope"}}})
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert copy.problems == info.value.problems
+    assert str(copy) == str(info.value)

@@ -138,12 +138,12 @@ def test_slot_connections_are_a_copy_in_connection_order() -> None:
 
 
 def test_slot_disconnect_removes_every_connection_from_that_event() -> None:
-    """slot.disconnect(event) removes the wire; emits no longer arrive."""
+    """slot.disconnect(event) removes every wire from it; emits no longer arrive."""
     (source,), sink = wired("override")
     event = source.get_event("out")
     slot = sink.get_slot("in")
     assert event is not None and slot is not None
-    event.connect(slot)
+    event.connect(slot, {"x": "y"})
     slot.disconnect(event)
     source.emit("out", x=1)
     assert sink.got == []

@@ -35,7 +35,6 @@ from flowforge import (
     JobStatus,
     Message,
     Routine,
-    SerializationError,
     current_activation,
 )
 from flowforge.runtime.scheduler import Journal
@@ -250,14 +249,15 @@ def test_pending_order_survives_even_when_not_in_seq_order(
 def test_message_data_that_is_not_json_stops_the_job_with_a_clear_error(
     make_store: Callable[..., Store], kind: str
 ) -> None:
-    """Unstorable data raises SerializationError naming the message; the last commit stays."""
+    """Unstorable data fails the job at its step, naming routine and event; last commit stays."""
     store = make_store(kind, durability="activation")
     flow = Flow(flow_id="bad", store=store)
     chain(flow, ("emits", Emits()), ("sink", Collect()))
-    with pytest.raises(SerializationError, match=r"message 1 of job .* for 'sink.in'"):
-        flow.execute("emits", {"value": 1, "bad": True})
+    job = flow.execute("emits", {"value": 1, "bad": True})
+    assert job.status == JobStatus.FAILED and job.error is not None
+    assert "Routine 'emits' emitted 'out'" in job.error.message
     (summary,) = store.list_jobs()
-    assert summary.status == JobStatus.RUNNING
+    assert summary.status == JobStatus.FAILED
     assert store.load(summary.job_id).routine_states["emits"]["activations"] == 0
 
 

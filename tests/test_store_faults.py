@@ -103,11 +103,6 @@ class Vanish(Routine):
         self.emit("out", value=value)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the scheduler turns store errors into a failed job (scheduler helper's work); "
-    "until then the StoreVanishedError propagates out of execute()",
-)
 def test_a_job_whose_store_vanishes_does_not_complete(tmp_path: Path) -> None:
     """A job whose store is deleted while it runs ends failed, naming the store."""
     path = tmp_path / "doomed" / "jobs.db"
@@ -346,11 +341,6 @@ def _cli(*args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "flowforge.cli", *args)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the CLI's jobs, status, history and show open the store with "
-    "SQLiteStore(path, readonly=True) once the CLI split is merged",
-)
 def test_the_cli_lists_jobs_of_a_store_on_a_readonly_filesystem(
     readonly_mount: tuple[Path, Callable[..., Any]],
 ) -> None:
@@ -362,11 +352,6 @@ def test_the_cli_lists_jobs_of_a_store_on_a_readonly_filesystem(
     assert job.job_id[:8] in done.stdout
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the CLI prints the store's error as it is (it names the store) once the CLI "
-    "split is merged",
-)
 def test_the_cli_says_once_that_it_cannot_open_a_readonly_store(
     readonly_mount: tuple[Path, Callable[..., Any]],
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from flowforge import Flow, Problem, Routine, ValidationError
@@ -137,3 +139,107 @@ def test_join_fed_by_its_own_output_is_an_error() -> None:
     assert "join.in" in where(problems, "error")
     message = next(p.message for p in problems if p.where == "join.in")
     assert "waits for 'again'" in message
+
+
+class Pair(Routine):
+    """Emits ``out(number, text)`` when called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("in", handler=lambda: self.emit("out", number=1, text="a"))
+        self.define_event("out", ["number", "text"])
+
+
+class Takes(Routine):
+    """A slot whose handler is given."""
+
+    def __init__(self, handler: Any) -> None:
+        super().__init__()
+        self.define_slot("in", handler=handler)
+
+
+def wired_to(handler: Any, mapping: dict[str, str] | None = None) -> Flow:
+    """``pair.out -> take.in`` with ``handler`` on the slot."""
+    flow = Flow()
+    flow.add_routine(Pair(), "pair")
+    flow.add_routine(Takes(handler), "take")
+    flow.connect("pair", "out", "take", "in", mapping)
+    return flow
+
+
+def test_handler_the_event_cannot_fill_is_an_error() -> None:
+    """Event (number, text) into handler (num, txt): validate says which names and how to map."""
+
+    def handler(num: int, txt: str) -> None:
+        pass
+
+    problems = [p for p in wired_to(handler).validate("pair") if p.severity == "error"]
+    assert [p.where for p in problems] == ["take.in"]
+    assert "needs 'num', 'txt'" in problems[0].message
+    assert "param_mapping={'number': 'num', 'text': 'txt'}" in problems[0].hint
+
+
+def test_a_mapping_that_fills_the_handler_clears_the_error() -> None:
+    """The same wire mapped onto the handler's names has no problem."""
+
+    def handler(num: int, txt: str) -> None:
+        pass
+
+    flow = wired_to(handler, {"number": "num", "text": "txt"})
+    assert where(flow.validate("pair"), "error") == []
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        lambda data: None,
+        lambda number, txt="": None,
+        lambda **kwargs: None,
+        lambda number, **kwargs: None,
+    ],
+)
+def test_handlers_the_event_can_fill_have_no_error(handler: Any) -> None:
+    """Single-parameter, defaulted and **kwargs handlers are filled by the rules of the contract."""
+    assert where(wired_to(handler).validate("pair"), "error") == []
+
+
+def test_kwargs_handler_with_a_required_name_the_event_lacks_is_an_error() -> None:
+    """A **kwargs handler still needs its named required parameters."""
+
+    def handler(count: int, **rest: Any) -> None:
+        pass
+
+    assert where(wired_to(handler).validate("pair"), "error") == ["take.in"]
+
+
+def test_join_handler_is_checked_against_all_its_sources() -> None:
+    """A join's handler may take names from different sources."""
+
+    class Both(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("in", handler=self.both, merge_strategy="join")
+
+        def both(self, left: int, right: int) -> None:
+            pass
+
+    flow = Flow()
+    flow.add_routine(Source(), "a")
+    flow.add_routine(Source(), "b")
+    flow.add_routine(Both(), "both")
+    flow.connect("a", "out", "both", "in", {"value": "left"})
+    flow.connect("b", "out", "both", "in", {"value": "right"})
+    assert where(flow.validate("a"), "error") == []
+
+
+def test_join_cycle_names_the_loop() -> None:
+    """The join-on-a-loop error spells the loop out."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Join(), "join")
+    flow.add_routine(Relay(), "again")
+    flow.connect("src", "out", "join", "in")
+    flow.connect("join", "out", "again", "in")
+    flow.connect("again", "out", "join", "in")
+    message = next(p.message for p in flow.validate("src") if p.where == "join.in")
+    assert "(the loop join -> again -> join)" in message

@@ -2,12 +2,12 @@
 
 Most of what the hot path needs is precomputed on the definition objects
 themselves when they are declared and connected: a slot knows how to call its
-handler and merge deliveries, a connection knows where it routes
-(:meth:`Connection.route <flowforge.Connection.route>`). A :class:`Plan` adds
-the few whole-flow facts: which routines sit on a loop (they get the flow's
-activation cap), which slots are joins, and the defaults. A flow keeps its
-plan until its wiring or policies change, so starting a job costs nothing
-per routine.
+handler and merge deliveries, a connection knows its target routine and slot
+(``target_id``, ``slot_name``), its parameter mapping and its source key. A
+:class:`Plan` adds the few whole-flow facts: which routines sit on a loop
+(they get the flow's activation cap), which slots are joins, each routine's
+error handler. A flow keeps its plan until its wiring or policies change, so
+starting a job costs nothing per routine.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "guarded", "handlers", "joins", "routines", "tasks")
+    __slots__ = ("caps", "handlers", "joins", "routines", "tasks")
 
     def __init__(
         self,
@@ -43,8 +43,6 @@ class Plan:
         self.caps: dict[str, int] = {}
         #: Each routine's error handler: its own, else the flow's.
         self.handlers: dict[str, ErrorHandler] = {}
-        #: Routines whose calls need the general path: a cap or a timeout.
-        self.guarded: set[str] = set()
         #: Each task's id, with the tasks its results feed (see :mod:`flowforge.runtime.tasks`).
         self.tasks: dict[str, tuple[str, ...]] = {}
         for rid, routine in routines.items():
@@ -54,8 +52,6 @@ class Plan:
                 cap = default_cap
             if cap is not None:
                 self.caps[rid] = cap
-            if cap is not None or policy.timeout is not None:
-                self.guarded.add(rid)
             self.handlers[rid] = policy.error_handler or error_handler
 
 

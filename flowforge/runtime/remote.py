@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import FlowForgeError
-from .activation import Activation, Outcome, format_exception, run_activation
+from .activation import Activation, CallContext, Outcome, failed, invoke
 
 Dumps = Callable[[Any], bytes]
 
@@ -97,11 +97,16 @@ class RemoteResult:
 
     def outcome(self) -> Outcome:
         """The result as the scheduler's :class:`Outcome`."""
-        outcome = Outcome(
-            self.ok, self.durations, self.emits, self.stats, self.error, self.traceback
+        return Outcome(
+            self.ok,
+            self.durations,
+            self.emits,
+            self.stats,
+            self.error,
+            self.traceback,
+            None,
+            self.retries,
         )
-        outcome.retries = self.retries
-        return outcome
 
 
 def _portable(error: BaseException | None) -> BaseException | None:
@@ -122,27 +127,28 @@ _CACHE_SIZE = 256
 
 
 def run_remote(call: RemoteCall, error_handler: Any) -> RemoteResult:
-    """Run one activation in a worker (the function executors ship)."""
+    """Run one activation in a worker (the function executors ship), through
+    :func:`~flowforge.runtime.activation.invoke` like every call."""
     routine = _routine(call)
     slot = None if call.slot is None else routine._slots[call.slot]
-    message = _Seq(call.seq)
-    act = Activation(
-        routine,
-        call.routine_id,
-        slot,
-        message,
-        call.data,
-        None,
-        None,
-        call.base_stats,
-        error_handler,
-    )
     retries: list[tuple[int, float, str]] = []
 
     def note_retry(_: Activation, attempt: int, delay: float, error: BaseException) -> None:
         retries.append((attempt, delay, repr(error)))
 
-    outcome = run_activation(act, call.job_id, None, None, note_retry)
+    act = Activation(
+        routine,
+        call.routine_id,
+        slot,
+        _Seq(call.seq),
+        call.data,
+        None,
+        None,
+        call.base_stats,
+        error_handler,
+        CallContext(call.job_id, on_retry=note_retry),
+    )
+    outcome = invoke(act)
     if outcome.ok:
         outcome = _checked_emits(outcome, call.routine_id)
     return RemoteResult(outcome, retries)
@@ -160,7 +166,7 @@ def _checked_emits(outcome: Outcome, routine_id: str) -> Outcome:
             routine_id=routine_id,
             what=where,
         )
-        return Outcome(False, outcome.durations, [], None, error, format_exception(error))
+        return failed(error, outcome.durations)
     return outcome
 
 

@@ -1,11 +1,25 @@
-"""The scheduler: the one owner of a running job's state.
+"""The scheduler: the one runner of a job, which changes it only through its JobState.
 
 A :class:`JobRunner` takes messages from the job's pending queue, merges them
-into their slots, hands the resulting activations to the executor and
-applies each :class:`~flowforge.runtime.activation.Outcome` when it comes
-back: it commits the slot's merge state and the routine's counters, queues
-what was emitted, or applies the error strategy. Handlers never call each
+into their slots, and has each resulting activation called through
+:func:`~flowforge.runtime.activation.invoke` -- on its own thread for the
+sequential executor, by the executor's session otherwise -- then applies each
+:class:`~flowforge.runtime.activation.Outcome` when it comes back. Applying is
+done by the :class:`~flowforge.JobState` methods, so the job owns its changes:
+``record_success`` (the routine's :class:`~flowforge.job_state.RoutineRun`
+and the job's own counters), ``record_emit`` (history, event flow and the
+messages queued), ``record_failure`` / ``record_skipped_call`` / ``fail`` (the
+error strategy's outcome), ``set_slot_state`` and ``end_run``. Handlers never call each
 other, so chains of any length and long loops use no stack.
+
+With a store (a :class:`Journal`), each committed step is journaled. What a
+call emitted and its counters are offered to the store (``Journal.unstorable``)
+before the step changes the job: data the store cannot keep fails the call
+with :class:`~flowforge.errors.UnstorableDataError`, and the job stops
+``failed`` at that step whatever the error strategy. Any other error of the
+store while the job runs also stops it ``failed``. However the run stops, the
+job's status is final (never ``running``) before the store is told
+(``Journal.end``), and ``tracker.elapsed`` counts the run's time.
 
 When the queue runs dry with nothing running, joins still waiting for
 sources are resolved (see :meth:`JobRunner._resolve_joins`), and the job
@@ -14,6 +28,8 @@ ends.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import logging
 import queue
 import time
@@ -21,10 +37,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._activation import CURRENT, ActivationContext, merge_stats
+from .._activation import JobControl
 from ..error_handler import ErrorStrategy
-from ..errors import ActivationLimitError
-from ..job_state import ErrorInfo, JobState, JobStatus, Message, SkippedWork
+from ..errors import ActivationLimitError, UnstorableDataError
+from ..job_state import ErrorInfo, JobState, JobStatus, Message, RoutineRun
 from ..signals import (
     event_emitted,
     job_finished,
@@ -41,10 +57,13 @@ from ._async import AsyncRunner
 from .activation import (
     NO_STATE,
     Activation,
+    CallContext,
     CancelFlag,
     Outcome,
+    Running,
+    failed,
     format_exception,
-    run_activation,
+    invoke,
 )
 from .executors import Executor, Session, WorkerLost
 from .plan import Plan
@@ -56,6 +75,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 #: How often a call whose worker died is sent again before it counts as failed.
 MAX_RESENDS = 3
+#: How often a wait for an abandoned call looks for pause and cancel requests.
+_POLL = 0.05
 
 
 class _Unsent:
@@ -65,11 +86,28 @@ class _Unsent:
         self.outcome = outcome
 
 
+#: What the pooled loop waits for: a finished call and its future; ``(None,
+#: routine_id)`` when an abandoned call of that routine really returned; or
+#: ``(None, None)`` to look at pause and cancel requests.
+Done = queue.SimpleQueue[tuple[Activation | None, Any]]
+
+
 class Journal(Protocol):
     """Receives every committed step of a job (a store implements it)."""
 
     def begin(self, job: JobState, flow: Any = None) -> None:
         """The job starts or resumes; record it whole (and ``flow``'s definition)."""
+
+    def unstorable(
+        self,
+        job: JobState,
+        routine_id: str,
+        emits: Sequence[tuple[str, dict[str, Any]]],
+        stats: dict[str, Any] | None,
+    ) -> UnstorableDataError | None:
+        """Why a call of ``routine_id`` about to be committed with these emits and
+        counters cannot be recorded, naming the routine and event; ``None`` if
+        it can. The call then fails and the job stops at it."""
 
     def step(
         self,
@@ -83,6 +121,22 @@ class Journal(Protocol):
 
     def end(self, job: JobState) -> None:
         """The job stopped running (any status); make everything durable."""
+
+
+def _send_retry(
+    sender: Any, job_id: str, act: Activation, attempt: int, delay: float, error: BaseException
+) -> None:
+    send(
+        retry_scheduled,
+        sender,
+        job_id=job_id,
+        routine_id=act.routine_id,
+        slot=act.slot_name,
+        activation_id=act.activation_id(job_id),
+        attempt=attempt,
+        delay=delay,
+        error=error,
+    )
 
 
 def slot_key(routine_id: str, slot_name: str) -> str:
@@ -109,17 +163,24 @@ class JobRunner:
         self.async_runner = async_runner
         self.journal = journal
         self.cancelled = CancelFlag()
+        #: All a handler may ask of its job; all an executor knows of it.
+        self.control = JobControl(self)
+        on_retry = functools.partial(_send_retry, sender, job.job_id)
+        self.call = CallContext(job.job_id, self.cancelled, on_retry, async_runner, self.control)
         self._halt = False
         self._pause_reason: str | None = None
         self._cancel_reason: str | None = None
         self._running: dict[str, int] = {}
         self._routines = plan.routines
+        self._caps = plan.caps
+        self._handlers = plan.handlers
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
         self._resent: dict[int, int] = {}
-        #: Routines whose counters this run changed (their stats are copied back).
-        self.stats_changed: set[str] = set()
+        #: Timed-out calls still running in their threads, per routine (inline runs).
+        self._abandoned: dict[str, list[Running]] = {}
+        self._done: Done | None = None
 
     # -- control from other threads or handlers -----------------------------
 
@@ -127,12 +188,23 @@ class JobRunner:
         """Stop taking new work; running calls finish; the job ends paused."""
         self._pause_reason = reason or "paused"
         self._halt = True
+        self._wake()
 
     def request_cancel(self, reason: str | None) -> None:
         """Stop taking new work and end the job cancelled."""
         self._cancel_reason = reason or "cancelled"
         self._halt = True
         self.cancelled.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        done = self._done
+        if done is not None:
+            done.put((None, None))
+
+    def held_count(self) -> int:
+        """Messages taken off the pending queue and held back per routine until it is free."""
+        return sum(len(w) for w in list(self._waiting.values()))
 
     # -- running ---------------------------------------------------------------
 
@@ -144,7 +216,6 @@ class JobRunner:
         job.status = JobStatus.RUNNING
         job.reason = None
         job.started_at = job.started_at or time.time()
-        start = time.perf_counter()
         if self.journal is not None:
             try:
                 self.journal.begin(job, self.sender)
@@ -153,6 +224,7 @@ class JobRunner:
                 if session is not None:
                     session.close()
                 raise
+        job.tracker.start_run()
         send(job_started, self.sender, job_state=job)
         try:
             if session is None:
@@ -160,77 +232,57 @@ class JobRunner:
             else:
                 self._run_pooled(session)
         finally:
-            self._finish(time.perf_counter() - start)
+            self._finish()
         return job
 
     def _run_inline(self) -> None:
         pending = self.job.pending
+        prepare, complete = self._prepare, self._complete
         while True:
             while pending and not self._halt:
                 msg = pending.popleft()
-                if not self._fast_step(msg):
-                    act = self._prepare(msg)
-                    if act is not None:
-                        self._complete(act, self._run_here(act))
+                if self._abandoned and not self._await_abandoned(msg.routine_id):
+                    pending.appendleft(msg)
+                    break
+                act = prepare(msg)
+                if act is None:
+                    continue
+                try:
+                    outcome = invoke(act)
+                except BaseException:  # KeyboardInterrupt, SystemExit: the message stays
+                    pending.appendleft(msg)
+                    raise
+                if outcome.running is not None:
+                    self._abandoned.setdefault(act.routine_id, []).append(outcome.running)
+                complete(act, outcome)
             if self._halt or not self._resolve_joins():
                 return
 
-    def _run_here(self, act: Activation, first: tuple[float, Exception] | None = None) -> Outcome:
-        try:
-            return run_activation(
-                act, self.job.job_id, self.async_runner, self.cancelled, self._on_retry, first
-            )
-        except BaseException:  # KeyboardInterrupt, SystemExit: the message stays pending
-            self.job.pending.appendleft(act.message)
-            raise
-
-    def _fast_step(self, msg: Message) -> bool:
-        """Run the common activation (plain sync slot, no cap, no store, no
-        listeners) flat on this thread; False when the general path must run it."""
-        rid = msg.routine_id
-        routine = self._routines[rid]
-        slot = None if msg.slot is None else routine._slots[msg.slot]
-        if slot is None or not slot.plain or rid in self.plan.guarded or routine_started.receivers:
-            return False
-        invoke = slot.invoke
-        assert invoke is not None  # a plain slot has a handler
-        job = self.job
-        state = job.routine_states[rid]
-        base = state["stats"]
-        ctx = ActivationContext(routine, rid, job.job_id, msg.seq, base, 0, self)
-        token = CURRENT.set(ctx)
-        start = time.perf_counter()
-        try:
-            invoke(msg.data)
-        except BaseException as exc:
-            CURRENT.reset(token)
-            if not isinstance(exc, Exception):  # KeyboardInterrupt: the message stays pending
-                job.pending.appendleft(msg)
-                raise
-            act = Activation(
-                routine, rid, slot, msg, msg.data, NO_STATE, None, base, self.plan.handlers[rid]
-            )
-            act.control = self
-            self._complete(act, self._run_here(act, (time.perf_counter() - start, exc)))
-            return True
-        elapsed = time.perf_counter() - start
-        CURRENT.reset(token)
-        job.tracker.record_call(rid, True, elapsed)
-        produced = self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
-        if self.journal is not None:
-            self.journal.step(job, (msg,), produced, rid, None)
-        if routine_finished.receivers:
-            self._send_finished(rid, slot.name, msg, elapsed)
+    def _await_abandoned(self, rid: str) -> bool:
+        """Wait while timed-out calls of ``rid`` fill its concurrency; False if halted."""
+        running = self._abandoned.get(rid)
+        limit = self._routines[rid]._policy.max_concurrency
+        while running:
+            running[:] = [r for r in running if not r.done()]
+            if len(running) < limit:
+                break
+            if self._halt:
+                return False
+            concurrent.futures.wait(running, _POLL, concurrent.futures.FIRST_COMPLETED)
+        if not running:
+            self._abandoned.pop(rid, None)
         return True
 
     def _run_pooled(self, session: Session) -> None:
-        done: queue.SimpleQueue[tuple[Activation, Any]] = queue.SimpleQueue()
+        done: Done = queue.SimpleQueue()
+        self._done = done
         try:
             self._pump(session, done)
         finally:
+            self._done = None
             session.close()
 
-    def _pump(self, session: Session, done: queue.SimpleQueue[tuple[Activation, Any]]) -> None:
+    def _pump(self, session: Session, done: Done) -> None:
         pending = self.job.pending
         while True:
             while pending and not self._halt:
@@ -241,23 +293,37 @@ class JobRunner:
                 act = self._prepare(msg)
                 if act is not None:
                     self._dispatch(session, act, done)
-            if not self._in_flight:
+            # With nothing in flight, messages still waiting wait for abandoned calls.
+            if not self._in_flight and (self._halt or not self._any_waiting()):
                 self._release_all_waiting()
                 if self._halt or (not pending and not self._resolve_joins()):
                     return
                 continue
             session.flush()
             act, future = done.get()
+            if act is None:
+                if future is not None:
+                    self._release_abandoned(session, future, done)
+                continue
             try:
                 outcome = future.outcome if isinstance(future, _Unsent) else session.outcome(future)
             except WorkerLost as lost:
                 if self._resend(session, act, done, lost):
                     continue
-                outcome = Outcome(False, [0.0], [], None, lost, format_exception(lost))
-            released = self._settle(act)
+                outcome = failed(lost)
+            released = self._settle(act, outcome, done)
             self._complete(act, outcome)
             if released is not None:
                 self._start_released(session, released, done)
+
+    def _any_waiting(self) -> bool:
+        return any(self._waiting.values())
+
+    def _release_abandoned(self, session: Session, rid: str, done: Done) -> None:
+        self._running[rid] -= 1
+        waiting = self._waiting.get(rid)
+        if waiting:
+            self._start_released(session, waiting.popleft(), done)
 
     def _must_wait(self, msg: Message, queued_ok: bool = False) -> bool:
         rid = msg.routine_id
@@ -273,17 +339,15 @@ class JobRunner:
             and slot_key(rid, slot.name) in self._busy_slots
         )
 
-    def _dispatch(
-        self, session: Session, act: Activation, done: queue.SimpleQueue[tuple[Activation, Any]]
-    ) -> None:
+    def _dispatch(self, session: Session, act: Activation, done: Done) -> None:
         self._running[act.routine_id] = self._running.get(act.routine_id, 0) + 1
         if act.slot_key is not None:
             self._busy_slots.add(act.slot_key)
         self._in_flight[id(act)] = act.message
         try:
-            future = session.submit(act, self)
+            future = session.submit(act)
         except ShippingError as exc:
-            done.put((act, _Unsent(Outcome(False, [0.0], [], None, exc, format_exception(exc)))))
+            done.put((act, _Unsent(failed(exc))))
             return
         future.add_done_callback(lambda f: done.put((act, f)))
 
@@ -291,7 +355,7 @@ class JobRunner:
         self,
         session: Session,
         act: Activation,
-        done: queue.SimpleQueue[tuple[Activation, Any]],
+        done: Done,
         lost: WorkerLost,
     ) -> bool:
         """Send a call whose worker died again; False once it has been sent too often."""
@@ -300,24 +364,30 @@ class JobRunner:
             return False
         self._resent[id(act)] = sent + 1
         logger.warning("Worker lost during %s (%s); sending the call again", act.routine_id, lost)
-        future = session.submit(act, self)
+        future = session.submit(act)
         future.add_done_callback(lambda f: done.put((act, f)))
         return True
 
-    def _settle(self, act: Activation) -> Message | None:
-        """Free the call's place; the routine's next waiting message, if any."""
+    def _settle(self, act: Activation, outcome: Outcome, done: Done) -> Message | None:
+        """Free the call's place; the routine's next waiting message, if any.
+
+        A call abandoned after its timeout keeps its place in the routine's
+        concurrency until it really returns (then ``done`` hears of it).
+        """
         self._resent.pop(id(act), None)
         rid = act.routine_id
-        self._running[rid] -= 1
+        running = outcome.running
+        if running is None:
+            self._running[rid] -= 1
+        else:
+            running.add_done_callback(lambda _: done.put((None, rid)))
         if act.slot_key is not None:
             self._busy_slots.discard(act.slot_key)
         del self._in_flight[id(act)]
         waiting = self._waiting.get(rid)
-        return waiting.popleft() if waiting else None
+        return waiting.popleft() if waiting and running is None else None
 
-    def _start_released(
-        self, session: Session, msg: Message, done: queue.SimpleQueue[tuple[Activation, Any]]
-    ) -> None:
+    def _start_released(self, session: Session, msg: Message, done: Done) -> None:
         # The oldest waiting messages of the routine go next, ahead of newer ones,
         # until one of them is dispatched (a join delivery may only be buffered).
         waiting = self._waiting[msg.routine_id]
@@ -345,11 +415,12 @@ class JobRunner:
         rid = msg.routine_id
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
-        state = self.job.routine_states[rid]
-        cap = self.plan.caps.get(rid)
-        if cap is not None and state["activations"] + self._running.get(rid, 0) >= cap:
-            self._fail_on_cap(msg, rid, cap)
-            return None
+        state = self.job.runs[rid]
+        if rid in self._caps:
+            cap = self._caps[rid]
+            if state.activations + self._running.get(rid, 0) >= cap:
+                self._fail_on_cap(msg, rid, cap)
+                return None
         data, new_state, key = msg.data, NO_STATE, None
         if slot is not None and slot.merge is not None:
             key = slot_key(rid, slot.name)
@@ -368,9 +439,17 @@ class JobRunner:
         if rid in self.plan.tasks:
             task_hooks.started(self.job, rid)
         act = Activation(
-            routine, rid, slot, msg, data, new_state, key, state["stats"], self.plan.handlers[rid]
+            routine,
+            rid,
+            slot,
+            msg,
+            data,
+            new_state,
+            key,
+            state.stats,
+            self._handlers[rid],
+            self.call,
         )
-        act.control = self
         if routine_started.receivers:
             send(
                 routine_started,
@@ -383,13 +462,39 @@ class JobRunner:
         return act
 
     def _complete(self, act: Activation, outcome: Outcome) -> None:
+        """Apply a finished call's outcome: record it, then commit or fail it."""
         rid = act.routine_id
-        if rid in self.plan.tasks:
-            outcome = task_hooks.before_commit(self, act, outcome)
-        record = self.job.tracker.record_call
+        job = self.job
+        if outcome.ok and self.journal is not None:
+            outcome = self._storable(act, outcome)
+        task = rid in self.plan.tasks
+        if task:
+            outcome = task_hooks.before_commit(job, act, outcome)
+        durations = outcome.durations
+        if len(durations) > 1 or outcome.retries:
+            self._record_retries(act, outcome)
+        job.tracker.record_call(rid, outcome.ok, durations[-1])
+        if not outcome.ok:
+            self._fail(act, outcome)
+            return
+        key = act.slot_key
+        if key is not None:
+            self._commit_slot(key, act.new_state)
+        produced = self._commit_success(
+            act.routine, rid, job.runs[rid], act.base_stats, outcome.stats, outcome.emits
+        )
+        if self.journal is not None:
+            self._journal_step((act.message,), produced, rid, key)
+        if task:
+            task_hooks.after_commit(self, rid)
+        if routine_finished.receivers:
+            self._send_finished(rid, act.slot_name, act.message, durations[-1])
+
+    def _record_retries(self, act: Activation, outcome: Outcome) -> None:
+        """Record the failed attempts before the last; signal retries made elsewhere."""
+        rid = act.routine_id
         for seconds in outcome.durations[:-1]:
-            record(rid, False, seconds)
-        record(rid, outcome.ok, outcome.durations[-1])
+            self.job.tracker.record_call(rid, False, seconds)
         for attempt, delay, error in outcome.retries:  # made in another process
             send(
                 retry_scheduled,
@@ -402,20 +507,6 @@ class JobRunner:
                 delay=delay,
                 error=error,
             )
-        if not outcome.ok:
-            self._fail(act, outcome)
-            return
-        state = self.job.routine_states[rid]
-        if act.slot_key is not None:
-            self._commit_slot(act.slot_key, act.new_state)
-        produced = self._commit_success(
-            act.routine, rid, state, act.base_stats, outcome.stats, outcome.emits
-        )
-        self._journal_step((act.message,), produced, rid, act.slot_key)
-        if rid in self.plan.tasks:
-            task_hooks.after_commit(self, rid)
-        if routine_finished.receivers:
-            self._send_finished(rid, act.slot_name, act.message, outcome.durations[-1])
 
     def _send_finished(self, rid: str, slot: str | None, msg: Message, seconds: float) -> None:
         send(
@@ -434,8 +525,9 @@ class JobRunner:
         rid: str,
         slot: Slot,
         msg: Message,
-        state: dict[str, Any],
+        state: RoutineRun,
         error: Exception,
+        seconds: float = 0.0,
     ) -> None:
         act = Activation(
             routine,
@@ -445,53 +537,43 @@ class JobRunner:
             msg.data,
             NO_STATE,
             None,
-            state["stats"],
+            state.stats,
             self.plan.handlers[rid],
+            self.call,
         )
-        self._complete(act, Outcome(False, [0.0], [], None, error, format_exception(error)))
+        self._complete(act, failed(error, [seconds]))
+
+    # -- committing a step -------------------------------------------------------
+
+    def _storable(self, act: Activation, outcome: Outcome) -> Outcome:
+        """``outcome``, or a failed one if the store cannot keep what the call produced."""
+        assert self.journal is not None
+        refused = self.journal.unstorable(self.job, act.routine_id, outcome.emits, outcome.stats)
+        if refused is None:
+            return outcome
+        if act.routine_id in self.plan.tasks:
+            refused = task_hooks.unstorable_result(act.routine_id, outcome.emits, refused)
+        return failed(refused, outcome.durations)
 
     def _commit_success(
         self,
         routine: Any,
         rid: str,
-        state: dict[str, Any],
+        state: RoutineRun,
         base: dict[str, Any],
         stats: dict[str, Any] | None,
         emits: list[tuple[str, Any]],
     ) -> Sequence[Message]:
-        state["activations"] += 1
-        state["status"] = "completed"
-        if stats is not None and stats != base:
-            state["stats"] = merge_stats(state["stats"], base, stats)
-            self.stats_changed.add(rid)
+        self.job.record_success(state, base, stats)
         return self._route(routine, rid, emits) if emits else ()
 
     def _route(self, routine: Any, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
         job = self.job
-        pending = job.pending
-        history = job._history
-        deliver = job.tracker.record_delivery
         events = routine._events
-        journal = self.journal is not None
-        produced: list[Message] = []
+        produced: list[Message] | None = [] if self.journal is not None else None
         now = time.time()
-        seq = job.next_seq
-        job.history_total += len(emits)
         for event_name, data in emits:
-            history.append((rid, event_name, data, now))
-            for connection in events[event_name]._connections:
-                mapping = connection.param_mapping
-                payload = (
-                    data if mapping is None else {mapping.get(k, k): v for k, v in data.items()}
-                )
-                target, slot = connection.target_id, connection.slot_name
-                msg = Message(seq, target, slot, payload, connection.key)
-                seq += 1
-                pending.append(msg)
-                if journal:
-                    produced.append(msg)
-                deliver(now, rid, event_name, target, slot)
-            job.next_seq = seq
+            job.record_emit(rid, event_name, data, events[event_name]._connections, now, produced)
             if event_emitted.receivers:
                 send(
                     event_emitted,
@@ -501,13 +583,10 @@ class JobRunner:
                     event=event_name,
                     data=data,
                 )
-        return produced
+        return produced or []
 
     def _commit_slot(self, key: str, new_state: Any) -> None:
-        if new_state:
-            self.job.slot_states[key] = new_state
-        else:
-            self.job.slot_states.pop(key, None)
+        self.job.set_slot_state(key, new_state)
 
     # -- failures ----------------------------------------------------------------
 
@@ -516,8 +595,8 @@ class JobRunner:
         error = outcome.error
         assert error is not None
         strategy = act.error_handler.final_strategy(error)
-        if self.cancelled.is_set():
-            strategy = ErrorStrategy.STOP  # the call is kept for the record, not retried
+        if self.cancelled.is_set() or isinstance(error, UnstorableDataError):
+            strategy = ErrorStrategy.STOP  # kept for the record, never retried or passed over
         info = ErrorInfo(
             rid,
             act.slot_name,
@@ -528,17 +607,14 @@ class JobRunner:
             len(outcome.durations),
             act.activation_id(self.job.job_id),
         )
-        self.job.record_error(info)
-        state = self.job.routine_states[rid]
-        state["failures"] = state.get("failures", 0) + 1
+        self.job.record_failure(info)
         if strategy is ErrorStrategy.STOP:
-            state["status"] = "failed"
-            self.job.pending.appendleft(act.message)
+            self.job.requeue(act.message)
             if not self.cancelled.is_set():
                 self._stop_job(info)
             self._journal_step((), (), rid, None)
         else:
-            self._consume_failed(act, strategy, state)
+            self._consume_failed(act, strategy, None)
         if rid in self.plan.tasks:
             task_hooks.after_failure(self, rid, strategy, info)
         send(
@@ -552,22 +628,10 @@ class JobRunner:
             strategy=strategy,
         )
 
-    def _consume_failed(
-        self, act: Activation, strategy: ErrorStrategy, state: dict[str, Any]
-    ) -> None:
+    def _consume_failed(self, act: Activation, strategy: ErrorStrategy, state: Any) -> None:
+        # The failure itself was counted by JobState.record_failure; the message is used up.
         if act.slot_key is not None:
             self._commit_slot(act.slot_key, act.new_state)
-        if strategy is ErrorStrategy.SKIP:
-            state["status"] = "skipped"
-            state["skipped"] = state.get("skipped", 0) + 1
-            self.job.record_skip(
-                SkippedWork(
-                    act.routine_id, act.slot_name, "the handler failed and its strategy is SKIP"
-                )
-            )
-        else:
-            state["status"] = "failed"
-            state["continued"] = state.get("continued", 0) + 1
         self._journal_step((act.message,), (), act.routine_id, act.slot_key)
 
     def _fail_on_cap(self, msg: Message, rid: str, cap: int) -> None:
@@ -578,7 +642,7 @@ class JobRunner:
             routine_id=rid,
             limit=cap,
         )
-        self.job.pending.appendleft(msg)
+        self.job.requeue(msg)
         info = ErrorInfo(
             rid,
             msg.slot,
@@ -593,22 +657,8 @@ class JobRunner:
         self._stop_job(info)
 
     def _stop_job(self, info: ErrorInfo) -> None:
-        if self.job.error is None:
-            self.job.error = info
+        self.job.fail(info)
         self._halt = True
-
-    def _on_retry(self, act: Activation, attempt: int, delay: float, error: BaseException) -> None:
-        send(
-            retry_scheduled,
-            self.sender,
-            job_id=self.job.job_id,
-            routine_id=act.routine_id,
-            slot=act.slot_name,
-            activation_id=act.activation_id(self.job.job_id),
-            attempt=attempt,
-            delay=delay,
-            error=error,
-        )
 
     # -- joins at quiescence ------------------------------------------------------
 
@@ -623,82 +673,81 @@ class JobRunner:
         routine counts as skipped for joins further down. Returns True when
         anything changed, so the job goes on.
         """
+        job = self.job
         for rid, slot in self.plan.joins:
             key = slot_key(rid, slot.name)
-            state = self.job.slot_states.get(key)
+            state = job.slot_states.get(key)
             if not state:
                 continue
             combined, rest, missing = join_partial(state, slot.source_keys())
             if self._all_continued(missing):
                 msg = self._partial_message(rid, slot, combined)
-                self.job.pending.append(msg)
-                self.job.slot_states[key] = rest
+                job.set_slot_state(key, rest)
                 self._journal_step((), (msg,), None, key)
                 return True
             self._commit_slot(key, rest)
-            routine_state = self.job.routine_states[rid]
-            routine_state["skipped"] = routine_state.get("skipped", 0) + 1
-            routine_state["status"] = "skipped"
-            self.job.record_skip(
-                SkippedWork(
-                    rid, slot.name, "join incomplete: some sources never delivered", tuple(missing)
-                )
+            job.record_skipped_call(
+                rid, slot.name, "join incomplete: some sources never delivered", tuple(missing)
             )
             self._journal_step((), (), rid, key)
             return True
         return False
 
     def _all_continued(self, missing: list[str]) -> bool:
-        sources = [key.partition(".")[0] for key in missing]
-        states = self.job.routine_states
-        return bool(sources) and all(
-            states.get(s, {}).get("continued", 0) and not states.get(s, {}).get("skipped", 0)
-            for s in sources
-        )
+        return self.job.only_continued(key.partition(".")[0] for key in missing)
 
     def _partial_message(self, rid: str, slot: Slot, combined: dict[str, Any]) -> Message:
         # Addressed to the join with no source, so it fires as it is.
-        msg = Message(self.job.next_seq, rid, slot.name, combined, None)
-        self.job.next_seq += 1
-        return msg
+        return self.job.queue(rid, slot.name, combined)
 
     # -- the end -------------------------------------------------------------------
 
-    def _finish(self, elapsed: float) -> None:
+    def _finish(self) -> None:
         job = self.job
-        self._release_all_waiting()
-        if self._in_flight:  # only after an unexpected error in the scheduler itself
-            job.pending.extend(self._in_flight.values())
-            self._in_flight.clear()
-        if not self.executor.inline:
-            # Parallel runs hold messages back per routine; what is left goes back in
-            # the order it was sent, so a resumed job sees every stream in order.
-            job.pending = deque(sorted(job.pending, key=lambda m: m.seq))
-        job.tracker.elapsed += elapsed
-        if job.error is not None:
-            job.status = JobStatus.FAILED
-            job.reason = f"{job.error.error_type}: {job.error.message}"
-        elif self._cancel_reason is not None:
-            job.status, job.reason = JobStatus.CANCELLED, self._cancel_reason
-        elif self._pause_reason is not None and self._work_left():
-            job.status, job.reason = JobStatus.PAUSED, self._pause_reason
-        elif job.pending:
-            job.status, job.reason = JobStatus.PAUSED, "interrupted"
-        else:
-            job.status = JobStatus.COMPLETED
-        if job.status.finished:
-            job.finished_at = time.time()
+        try:
+            self._release_all_waiting()
+            if self._in_flight:  # only after an unexpected error in the scheduler itself
+                job.pending.extend(self._in_flight.values())
+                self._in_flight.clear()
+            if not self.executor.inline:
+                # Parallel runs hold messages back per routine; what is left goes back in
+                # the order it was sent, so a resumed job sees every stream in order.
+                job.pending = deque(sorted(job.pending, key=lambda m: m.seq))
+        finally:
+            # Whatever went wrong above, the job must not stay running.
+            job.tracker.stop_run()
+            job.end_run(*self._final_status())
         if self.plan.tasks:
             task_hooks.at_end(self)
         if self.journal is not None:
-            self.journal.end(job)
+            self._end_journal()
         send(job_finished, self.sender, job_state=job)
 
+    def _end_journal(self) -> None:
+        """Tell the store how the job ended; a store that cannot record it fails the job."""
+        job = self.job
+        assert self.journal is not None
+        try:
+            self.journal.end(job)
+        except Exception as exc:
+            if job.error is None:  # the first failure is the one the job reports
+                job.fail(self._store_failure(exc, None, "how the job ended"))
+                job.end_run(*self._final_status())
+
+    def _final_status(self) -> tuple[JobStatus, str | None]:
+        error = self.job.error
+        if error is not None:
+            return JobStatus.FAILED, f"{error.error_type}: {error.message}"
+        if self._cancel_reason is not None:
+            return JobStatus.CANCELLED, self._cancel_reason
+        if self._pause_reason is not None and self._work_left():
+            return JobStatus.PAUSED, self._pause_reason
+        if self.job.pending:
+            return JobStatus.PAUSED, "interrupted"
+        return JobStatus.COMPLETED, None
+
     def _work_left(self) -> bool:
-        slot_states = self.job.slot_states
-        return bool(self.job.pending) or any(
-            slot_states.get(slot_key(rid, slot.name)) for rid, slot in self.plan.joins
-        )
+        return self.job.has_work(slot_key(rid, slot.name) for rid, slot in self.plan.joins)
 
     def _journal_step(
         self,
@@ -707,5 +756,22 @@ class JobRunner:
         routine_id: str | None,
         slot_key: str | None,
     ) -> None:
-        if self.journal is not None:
+        if self.journal is None:
+            return
+        try:
             self.journal.step(self.job, consumed, produced, routine_id, slot_key)
+        except Exception as exc:  # the store failed: the job cannot go on durably
+            step = "a step" if routine_id is None else f"a step of routine '{routine_id}'"
+            self._stop_job(self._store_failure(exc, routine_id, step))
+
+    def _store_failure(self, exc: Exception, routine_id: str | None, what: str) -> ErrorInfo:
+        logger.error("job %s: its store failed: %s", self.job.job_id, exc)
+        return ErrorInfo(
+            routine_id or "",
+            None,
+            type(exc).__name__,
+            f"The store could not record {what}, so the job stops: {exc}",
+            format_exception(exc),
+            "stop",
+            0,
+        )

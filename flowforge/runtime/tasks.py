@@ -10,8 +10,11 @@ a store keeps results and statuses exactly as far as the job got.
   tasks whose input never closed (cut short by a pause, a failure under
   STOP or a cancel) go back to ``pending``, since the task runs again.
 - :func:`started`: the task's input fired, its call is on its way.
-- :func:`before_commit`: a call returned: it succeeded (its result is kept,
-  and must be JSON when the job has a store) or raised :class:`~flowforge.Skip`.
+- :func:`before_commit`: a call returned: it succeeded (its result is kept)
+  or raised :class:`~flowforge.Skip`. A result the job's store cannot keep
+  is refused by the store's own check (``Journal.unstorable``) before this;
+  :func:`unstorable_result` words that refusal as the task's
+  (:class:`~flowforge.task.TaskResultError`).
 - :func:`after_commit` and :func:`after_failure`: a skip, or a failure under
   CONTINUE or SKIP, skips the task's dependents (``upstream 'x' skipped``).
 - :func:`at_end`: a failed or cancelled job's tasks that never started end
@@ -21,22 +24,20 @@ a store keeps results and statuses exactly as far as the job got.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ..error_handler import ErrorHandler, ErrorStrategy
+from ..errors import UnstorableDataError
 from ..job_state import ErrorInfo, JobState, JobStatus, SkippedWork, TaskRun
 from ..task import CLOSED, PARAMS_SOURCE, SKIPPED, RetryThen, Task, TaskResultError
-from .activation import Outcome, format_exception
+from .activation import Outcome
 
 if TYPE_CHECKING:
     from ..routine import Routine
     from .scheduler import JobRunner
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def task_dependents(routines: Mapping[str, Routine]) -> dict[str, tuple[str, ...]]:
@@ -87,39 +88,44 @@ def begin(job: JobState, routines: Mapping[str, Routine]) -> None:
         if isinstance(routine, Task):
             run = runs.get(rid)
             if run is None or (run.status != "pending" and not closed(job, rid)):
-                runs[rid] = TaskRun()
+                job.set_task_run(rid, TaskRun())
 
 
 def started(job: JobState, task_id: str) -> None:
     """The task's input fired: its call is on its way."""
-    job.task_runs[task_id] = TaskRun("running")
+    job.set_task_run(task_id, TaskRun("running"))
 
 
-def before_commit(runner: JobRunner, act: Any, outcome: Outcome) -> Outcome:
-    """Record a successful call's result or skip; a result the store cannot keep fails it."""
+def before_commit(job: JobState, act: Any, outcome: Outcome) -> Outcome:
+    """Record a successful call's result, or its skip (whose event goes no further)."""
     if not outcome.ok:
         return outcome
-    job, rid = runner.job, act.routine_id
+    rid = act.routine_id
     for event, data in outcome.emits:
         if event == SKIPPED:
-            outcome.emits = [e for e in outcome.emits if e[0] != SKIPPED]
-            job.task_runs[rid] = TaskRun("skipped", data["reason"])
+            job.set_task_run(rid, TaskRun("skipped", data["reason"]))
             job.record_skip(SkippedWork(rid, "input", data["reason"]))
-            return outcome
+            return outcome._replace(emits=[e for e in outcome.emits if e[0] != SKIPPED])
     result = next((data["result"] for event, data in outcome.emits if event == "done"), None)
-    if runner.journal is not None:
-        try:
-            _encode(result)
-        except (TypeError, ValueError, RecursionError) as exc:
-            error = TaskResultError(
-                f"Task '{rid}' returned a {type(result).__name__} the job's store cannot keep "
-                f"({exc}). A store keeps results as JSON: return dict, list, str, int, float, "
-                "bool or None (convert it), or run the job without a store.",
-                task=rid,
-            )
-            return Outcome(False, outcome.durations, [], None, error, format_exception(error))
-    job.task_runs[rid] = TaskRun("succeeded", None, result)
+    job.set_task_run(rid, TaskRun("succeeded", None, result))
     return outcome
+
+
+def unstorable_result(
+    task_id: str, emits: Sequence[tuple[str, Any]], refused: UnstorableDataError
+) -> UnstorableDataError:
+    """The store's refusal of a task's result, worded as the task's."""
+    if refused.event != "done":
+        return refused
+    result = next((data.get("result") for event, data in emits if event == "done"), None)
+    error = TaskResultError(
+        f"Task '{task_id}' returned a {type(result).__name__} the job's store cannot keep "
+        f"({refused.__cause__ or refused}). A store keeps results as JSON: return dict, list, "
+        "str, int, float, bool or None (convert it), or run the job without a store.",
+        task=task_id,
+    )
+    error.__cause__ = refused.__cause__
+    return error
 
 
 def after_commit(runner: JobRunner, task_id: str) -> None:
@@ -137,7 +143,7 @@ def after_failure(
         run = TaskRun("skipped", f"failed ({error}) and its strategy is SKIP")
     else:
         run = TaskRun("failed", error)
-    runner.job.task_runs[task_id] = run
+    runner.job.set_task_run(task_id, run)
     runner._journal_step((), (), task_id, None)
     if strategy is not ErrorStrategy.STOP:
         skip_dependents(runner, task_id, run.status)
@@ -152,12 +158,9 @@ def skip_dependents(runner: JobRunner, task_id: str, how: str) -> None:
         if job.task_runs[dep].status != "pending":
             continue
         reason = f"upstream '{upstream}' {what}"
-        job.task_runs[dep] = TaskRun("skipped", reason)
-        job.slot_states[input_key(dep)] = dict(CLOSED)
-        state = job.routine_states[dep]
-        state["status"] = "skipped"
-        state["skipped"] = state.get("skipped", 0) + 1
-        job.record_skip(SkippedWork(dep, "input", reason))
+        job.set_task_run(dep, TaskRun("skipped", reason))
+        job.set_slot_state(input_key(dep), dict(CLOSED))
+        job.record_skipped_call(dep, "input", reason)
         runner._journal_step((), (), dep, input_key(dep))
         todo += [(dep, "skipped", nxt) for nxt in dependents[dep]]
 
@@ -169,7 +172,7 @@ def at_end(runner: JobRunner) -> None:
         reason = f"the job {'failed' if job.status is JobStatus.FAILED else 'was cancelled'} "
         for rid, run in job.task_runs.items():
             if run.status == "pending":
-                job.task_runs[rid] = TaskRun("cancelled", reason + "before it started")
+                job.set_task_run(rid, TaskRun("cancelled", reason + "before it started"))
     elif job.status is JobStatus.COMPLETED:
         for rid, run in job.task_runs.items():
             if run.status == "pending" and rid in runner.plan.tasks:
@@ -181,6 +184,6 @@ def _never_complete(job: JobState, task: Routine, rid: str) -> None:
     sources = (*task._slots["input"].source_keys(), PARAMS_SOURCE)
     missing = [s for s in sources if not state.get(s)]
     reason = f"its input never completed: nothing came from {', '.join(missing)}"
-    job.task_runs[rid] = TaskRun("skipped", reason)
-    job.slot_states[input_key(rid)] = dict(CLOSED)
+    job.set_task_run(rid, TaskRun("skipped", reason))
+    job.set_slot_state(input_key(rid), dict(CLOSED))
     job.record_skip(SkippedWork(rid, "input", reason, tuple(missing)))

@@ -25,9 +25,16 @@ The contract:
 - Message data, slot state, stats and config are stored as JSON.
 
 :class:`SQLiteStore` keeps jobs in one SQLite file, shared safely by threads
-and processes; :class:`MemoryStore` keeps them in memory, for tests. Both
-implement :class:`Store`.
+and processes; :class:`PostgresStore` in a PostgreSQL database that many
+processes and machines share (the ``postgres`` extra); :class:`MemoryStore`
+keeps them in memory, for tests. All implement :class:`Store`, the base
+class of backends, and pass one conformance suite
+(:class:`flowforge.testing.StoreConformance`). :func:`open_store` opens any
+of them from a URL: ``memory://``, ``sqlite:///jobs.db``, a plain path, or
+``postgresql://user:pw@host:port/db``.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     CorruptStoreError,
@@ -35,38 +42,65 @@ from ._errors import (
     JobNotFoundError,
     NotAStoreError,
     StoreAccessError,
+    StoreAuthError,
     StoreBusyError,
     StoreClosedError,
+    StoreConnectionError,
+    StoreDriverError,
     StoreError,
     StoreReadOnlyError,
     StoreTypeError,
+    StoreURLError,
     StoreUsageError,
     StoreVanishedError,
     StoreVersionError,
 )
-from .base import FINISHED, Durability, JobSummary, Store
+from ._records import Batch, JobRecord
+from ._url import StoreURL, open_store, parse_store_url, postgres_store
+from .base import FINISHED, Durability, FlowOrigin, JobSummary, Store
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SQLiteStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
 
 __all__ = [
     "FINISHED",
     "SCHEMA_VERSION",
+    "Batch",
     "CorruptStoreError",
     "Durability",
     "FlowNotFoundError",
+    "FlowOrigin",
     "JobNotFoundError",
+    "JobRecord",
     "JobSummary",
     "MemoryStore",
     "NotAStoreError",
+    "PostgresStore",
     "SQLiteStore",
     "Store",
     "StoreAccessError",
+    "StoreAuthError",
     "StoreBusyError",
     "StoreClosedError",
+    "StoreConnectionError",
+    "StoreDriverError",
     "StoreError",
     "StoreReadOnlyError",
     "StoreTypeError",
+    "StoreURL",
+    "StoreURLError",
     "StoreUsageError",
     "StoreVanishedError",
     "StoreVersionError",
+    "open_store",
+    "parse_store_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresStore needs psycopg, which only the postgres extra installs.
+    if name == "PostgresStore":
+        return postgres_store()
+    raise AttributeError(f"module 'flowforge.store' has no attribute {name!r}")

@@ -16,7 +16,8 @@ class StoreError(FlowForgeError):
     """Root of the errors a store raises.
 
     Attributes:
-        path: The store's file (``""`` for a :class:`~flowforge.store.MemoryStore`).
+        path: The store's file (``""`` for a :class:`~flowforge.store.MemoryStore`), or
+            for a :class:`~flowforge.store.PostgresStore` its URL without the password.
     """
 
     __module__ = "flowforge.store"
@@ -157,3 +158,36 @@ class FlowNotFoundError(StoreError, KeyError):
     def __init__(self, message: str, *, path: str, flow_id: str) -> None:
         super().__init__(message, path=path)
         self.flow_id = flow_id
+
+
+class StoreURLError(StoreError, ValueError):
+    """A store URL (``open_store``, ``--store``, ``FLOWFORGE_STORE``) that names no store.
+
+    Attributes:
+        url: The URL as given, its password hidden.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message, path=url)
+        self.url = url
+
+
+class StoreConnectionError(StoreError, ConnectionError):
+    """The database server could not be reached (refused, unknown host, timed out, lost)."""
+
+    __module__ = "flowforge.store"
+
+
+class StoreAuthError(StoreError, PermissionError):
+    """The database server refused the credentials (user name or password)."""
+
+    __module__ = "flowforge.store"
+
+
+# ImportError's own ``path`` (a module file) is unused here; StoreError's takes its place.
+class StoreDriverError(StoreError, ImportError):  # type: ignore[misc]
+    """The database driver a store needs is not installed (``flowforge[postgres]``)."""
+
+    __module__ = "flowforge.store"

@@ -65,16 +65,18 @@ class OpenJob:
         #: The stored message segments, in ``seq`` order, and their first seqs.
         self.segments: list[Segment] = []
         self.starts: list[int] = []
-        self.header = _records.Header(job)
+        self.header = _records.Header()
         #: What the batch being committed changes in ``segments``.
         self.update: tuple[
             dict[Segment, list[int]], dict[Segment, list[list[int]]], list[Segment]
         ] = ({}, {}, [])
-        #: Set when a step could not be encoded; the job's last commit stays as it is.
+        #: Set when a group could not be committed; the job's last commit stays as it is,
+        #: and only its final status is written over it (:meth:`final`).
         self.broken = False
 
     def stored(self, batch: Batch, segments: list[Segment]) -> None:
         """The job was just written whole by ``batch``: start afresh."""
+        self.header.committed = batch.header
         self.segments = segments
         self.starts = [seg.first for seg in segments]
         self.trimmed = dict(batch.keep_from)
@@ -103,6 +105,11 @@ class OpenJob:
         }
         self.update = (consumed, runs, [seg for seg, _ in parts])
         return batch
+
+    def final(self, now: float) -> Batch:
+        """A batch that leaves the last commit as it is but for how the job ended."""
+        job = self.job
+        return _records.new_batch(job, now, self.header.final(job))
 
     def _find(self, seqs: list[int]) -> dict[Segment, list[int]]:
         """The stored segments holding ``seqs``, with the seqs each holds."""
@@ -139,6 +146,7 @@ class OpenJob:
     def committed(self, batch: Batch) -> None:
         """``batch`` (from :meth:`batch`) is stored: track it, open a new group."""
         consumed, runs, new = self.update
+        self.header.committed = batch.header
         for seg, seqs in consumed.items():
             seg.alive.difference_update(seqs)
             if seg.alive:

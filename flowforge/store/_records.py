@@ -10,14 +10,17 @@ A job is kept in the format of :meth:`JobState.serialize
 different rates, so that a commit costs what changed rather than the size
 of the job:
 
-- the *header*: the job serialized with its bulky parts left empty
-  (status, counters, ``next_seq``, error, the tracker's per-routine figures);
+- the *header*: :meth:`JobState.header_data <flowforge.JobState.header_data>`,
+  the job without its bulky parts (status, counters, ``next_seq``, error,
+  the tracker's per-routine figures and elapsed time);
 - the *entry*, written only when the job starts or stops (it may be large);
 - the pending messages, in *segments*: the messages a commit adds are one
   segment (at most :data:`SEGMENT_MAX` messages), and a segment records which
   of its messages were consumed since, as runs of ``seq`` numbers. A segment
   whose messages are all consumed is deleted;
-- one row per routine state, per slot state and per task run (a task's
+- one row per routine (:meth:`JobState.routine_data
+  <flowforge.JobState.routine_data>`), per slot state and per task run
+  (:meth:`JobState.task_data <flowforge.JobState.task_data>`: a task's
   status and result);
 - the *tails* (history, errors, skipped work, event flow), as segments of
   consecutive entries numbered from the job's first entry; a commit adds
@@ -25,25 +28,27 @@ of the job:
   event-flow entries are kept as packed doubles beside the JSON, which is
   exact and much cheaper than writing floats as text.
 
-This module reads a few private fields of :class:`~flowforge.JobState` and
-:class:`~flowforge.ExecutionTracker` (their bounded deques).
+Everything is read through the public readings of
+:class:`~flowforge.JobState` and :class:`~flowforge.ExecutionTracker`
+(``header_data``, ``routine_data``, ``task_data``, ``history_since``, ``errors_since``,
+``skipped_since``, ``event_flow_since``), and a job is rebuilt with
+:meth:`JobState.from_parts <flowforge.JobState.from_parts>`, so the stored
+format follows the model's and old jobs load as old documents do.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import islice, pairwise
+from itertools import pairwise
 from typing import Any
 
 import attrs
 
 from ..errors import SerializationError
-from ..execution_tracker import ExecutionTracker
 from ..job_state import JobState, Message
-from ..serialization import converter
+from ..serialization import converter, describe_value, unencodable_path
 
 #: The tails of a job, in the order they are stored.
 TAIL_KINDS = ("history", "errors", "skipped", "event_flow")
@@ -58,6 +63,17 @@ SegmentRow = tuple[int, int, str]
 ConsumedRow = tuple[int, int, str]
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: ``value`` as compact JSON (raises TypeError or ValueError when it is not).
+encode = _encode
+
+
+def bad_place(data: dict[str, Any]) -> str:
+    """Where in ``data`` the value JSON cannot hold is, in words."""
+    path = unencodable_path(data)
+    if not path:
+        return "its data"
+    keys = "".join(f"[{k!r}]" for k in path)
+    return f"{keys} holds {describe_value(data, path)}"
 
 
 @attrs.define
@@ -136,64 +152,30 @@ def dumps(value: Any, what: str) -> str:
 # -- writing -------------------------------------------------------------------
 
 
-def shell(job: JobState) -> dict[str, Any]:
-    """The job serialized with its bulky parts left empty: the header, as data."""
-    shell = attrs.evolve(
-        job,
-        entry=None,
-        routine_states={},
-        slot_states={},
-        task_runs={},
-        pending=deque(),
-        tracker=_figures(job.tracker),
-    )
-    return shell.serialize()
-
-
-def _figures(tracker: ExecutionTracker) -> ExecutionTracker:
-    """The tracker's counts and timings, without its event flow."""
-    return ExecutionTracker(
-        tracker.flow_id,
-        tracker.job_id,
-        tracker.retention,
-        tracker.elapsed,
-        tracker.event_flow_total,
-        routines=tracker._routines,
-    )
-
-
 class Header:
-    """A running job's header, refreshed cheaply at each commit.
+    """A running job's header; the last one committed is kept for :meth:`final`."""
 
-    It starts from the engine's own format (:func:`shell`) when the job is
-    written whole, and each commit copies in the fields a step can change.
-    Any other field is written again, whole, when the job ends.
-    """
+    __slots__ = ("committed",)
 
-    __slots__ = ("base", "error", "error_data")
-
-    def __init__(self, job: JobState) -> None:
-        self.base = shell(job)
-        self.error = job.error
-        self.error_data = self.base["error"]
+    def __init__(self) -> None:
+        self.committed: str | None = None
 
     def text(self, job: JobState) -> str:
         """The header of ``job`` now, as JSON."""
-        if job.error is not self.error:
-            self.error = job.error
-            self.error_data = converter.unstructure(job.error)
-        data = dict(self.base)
+        return dumps(job.header_data(), f"job {job.job_id}")
+
+    def final(self, job: JobState) -> str:
+        """The last committed header with ``job``'s final status, reason and error.
+
+        For a job whose latest steps could not be stored: what is stored stays
+        the state after its last commit, and only says how the job ended.
+        """
+        data = job.header_data() if self.committed is None else json.loads(self.committed)
         data.update(
             status=str(job.status),
             reason=job.reason,
-            error=self.error_data,
-            started_at=job.started_at,
             finished_at=job.finished_at,
-            next_seq=job.next_seq,
-            history_total=job.history_total,
-            errors_total=job.errors_total,
-            skipped_total=job.skipped_total,
-            tracker=_figures(job.tracker).serialize(),
+            error=converter.unstructure(job.error),
         )
         return dumps(data, f"job {job.job_id}")
 
@@ -265,10 +247,10 @@ def consume(runs: list[list[int]], seq: int) -> None:
 
 
 def state_row(job: JobState, routine_id: str) -> tuple[str, str]:
-    """The routine's state as a row."""
-    state = job.routine_states.get(routine_id, {})
+    """The routine's run and state as a row."""
     return routine_id, dumps(
-        state, f"the state (stats) of routine '{routine_id}' in job {job.job_id}"
+        job.routine_data(routine_id),
+        f"the state (stats) of routine '{routine_id}' in job {job.job_id}",
     )
 
 
@@ -276,7 +258,7 @@ def task_rows(job: JobState, names: Iterable[str]) -> list[tuple[str, str]]:
     """The runs of the tasks among ``names`` (results included), as rows."""
     runs = job.task_runs
     return [
-        (name, dumps(converter.unstructure(runs[name]), f"the result of task '{name}'"))
+        (name, dumps(job.task_data(name), f"the result of task '{name}'"))
         for name in names
         if name in runs
     ]
@@ -315,45 +297,47 @@ _SPLITTERS: dict[str, Callable[[list[Any]], tuple[list[Any], bytes | None]]] = {
 }
 
 
-def _tails(job: JobState) -> dict[str, tuple[int, deque[Any]]]:
+def tail_totals(job: JobState) -> dict[str, int]:
+    """How many entries each tail has had, over the job's life."""
     return {
-        "history": (job.history_total, job._history),
-        "errors": (job.errors_total, job._errors),
-        "skipped": (job.skipped_total, job._skipped),
-        "event_flow": (job.tracker.event_flow_total, job.tracker._flow),
+        "history": job.history_total,
+        "errors": job.errors_total,
+        "skipped": job.skipped_total,
+        "event_flow": job.tracker.event_flow_total,
     }
 
 
-def tail_totals(job: JobState) -> dict[str, int]:
-    """How many entries each tail has had, over the job's life."""
-    return {kind: total for kind, (total, _) in _tails(job).items()}
+def _since(job: JobState, kind: str, total: int) -> list[Any]:
+    if kind == "history":
+        return job.history_since(total)
+    if kind == "errors":
+        return job.errors_since(total)
+    if kind == "skipped":
+        return job.skipped_since(total)
+    return job.tracker.event_flow_since(total)
 
 
 def add_tails(batch: Batch, job: JobState, written: dict[str, int] | None) -> None:
     """Add the tail entries made since ``written`` (every kept entry if ``None``)."""
-    for kind, (total, entries) in _tails(job).items():
-        new = total - (written[kind] if written is not None else 0)
-        count = min(new, len(entries))
-        if count > 0:
-            if count == len(entries):
-                fresh = list(entries)
-            else:
-                fresh = list(islice(reversed(entries), count))[::-1]
+    for kind, total in tail_totals(job).items():
+        fresh = _since(job, kind, written[kind] if written is not None else 0)
+        if fresh:
             rows, stamps = _SPLITTERS[kind](fresh)
             text = dumps(rows, f"the {kind} of job {job.job_id}")
-            batch.tails.append((kind, total - count, count, text, stamps))
-        batch.keep_from[kind] = total - (entries.maxlen or len(entries))
+            batch.tails.append((kind, total - len(fresh), len(fresh), text, stamps))
+        kept = job.tracker.retention if kind == "event_flow" else job.retention
+        batch.keep_from[kind] = total - kept
 
 
 def whole(
     job: JobState, now: float, flow: tuple[str, str] | None = None
 ) -> tuple[Batch, list[Segment]]:
     """A batch that replaces everything stored for the job, and its segments."""
-    batch = new_batch(job, now, dumps(shell(job), f"job {job.job_id}"), replace=True)
+    batch = new_batch(job, now, dumps(job.header_data(), f"job {job.job_id}"), replace=True)
     batch.entry = None if job.entry is None else dumps(job.entry, f"the entry of job {job.job_id}")
     parts = pending_segments(job)
     batch.segments = [row for _, row in parts]
-    batch.routines = [state_row(job, rid) for rid in job.routine_states]
+    batch.routines = [state_row(job, rid) for rid in job.routine_ids()]
     batch.slots = [slot_row(job, key) for key in job.slot_states]
     batch.tasks = task_rows(job, job.task_runs)
     add_tails(batch, job, None)
@@ -367,12 +351,6 @@ def whole(
 def assemble(record: JobRecord) -> JobState:
     """Rebuild the JobState a record was written from."""
     loads = json.loads
-    data = loads(record.header)
-    data["entry"] = None if record.entry is None else loads(record.entry)
-    data["pending"] = _pending(record.segments)
-    data["routine_states"] = {rid: loads(state) for rid, state in record.routines}
-    data["slot_states"] = {key: loads(state) for key, state in record.slots}
-    data["task_runs"] = {name: loads(run) for name, run in record.tasks}
     tails: dict[str, list[Any]] = {kind: [] for kind in TAIL_KINDS}
     for kind, _first, count, entries, stamps in record.tails:
         rows = loads(entries)
@@ -381,11 +359,18 @@ def assemble(record: JobRecord) -> JobState:
         elif kind == "event_flow":
             rows = [[ts, *row] for row, ts in zip(rows, _unpack(stamps, count), strict=True)]
         tails[kind].extend(rows)
-    data["history"] = tails["history"]
-    data["errors"] = tails["errors"]
-    data["skipped"] = tails["skipped"]
-    data["tracker"]["event_flow"] = tails["event_flow"]
-    return JobState.from_dict(data)
+    return JobState.from_parts(
+        loads(record.header),
+        entry=None if record.entry is None else loads(record.entry),
+        pending=_pending(record.segments),
+        routines={rid: loads(state) for rid, state in record.routines},
+        slot_states={key: loads(state) for key, state in record.slots},
+        history=tails["history"],
+        errors=tails["errors"],
+        skipped=tails["skipped"],
+        event_flow=tails["event_flow"],
+        task_runs={name: loads(run) for name, run in record.tasks},
+    )
 
 
 def _pending(stored: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -5,21 +5,33 @@ A store is what a flow's scheduler journals to (it implements the
 job starts or resumes, ``step`` after every committed step, ``end`` when the
 job stops running. The store turns those calls into atomic commits:
 
-- ``begin`` writes the whole job (and the flow's definition, when given);
+- ``begin`` writes the whole job (and the flow's definition, when given,
+  with its :class:`FlowOrigin`: where its routine classes were imported
+  from, so a later process can import them again);
 - each ``step`` adds to an open *group*; the group is committed as one
   transaction when it holds ``group_max`` steps, or at the first step after
   it has been open ``group_seconds``. With ``durability="activation"`` every
   step is its own group. Work made and consumed within one group (a message
   produced and then delivered) cancels out and is never written;
 - ``end`` commits the whole job again, so what is stored equals the JobState
-  in memory, whatever status it ended with.
+  in memory, whatever status it ended with. If a group could not be stored,
+  what is stored stays the job after its last commit, and ``end`` writes
+  only how the job ended (its status, reason and error) over it, so a
+  stopped job is never left ``running``.
+
+Before a step is committed in memory, the scheduler offers what the call
+emitted and its counters to :meth:`Store.unstorable`, which checks that they can
+be encoded; data that cannot (a ``datetime``, say) fails the call with
+:class:`~flowforge.errors.UnstorableDataError` naming the routine and event,
+and the job stops ``failed`` at that step.
 
 A commit is all or nothing, so what is stored is always the state of the job
 after some step: loading it and resuming yields exactly what an
 uninterrupted run yields. See ``docs/guide/durable.rst`` for the guarantee.
 
-Subclasses provide the storage (the ``_apply``, ``_read``, ... methods); the
-journaling, validation and error messages live here.
+Subclasses provide the storage (the ``_apply``, ``_read``, ... methods, listed
+in :class:`Store`'s docstring); the journaling, validation and error messages
+live here.
 """
 
 from __future__ import annotations
@@ -29,15 +41,17 @@ import datetime
 import json
 import logging
 import numbers
+import sys
 import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import attrs
 
-from ..errors import FlowForgeError, JobStateError, SerializationError
+from ..errors import FlowForgeError, JobStateError, SerializationError, UnstorableDataError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus, Message
 from . import _checks, _records
@@ -92,7 +106,39 @@ class JobSummary:
 
 
 class Store(abc.ABC):
-    """Where jobs are checkpointed; see :mod:`flowforge.store`.
+    """Where jobs are checkpointed; see :mod:`flowforge.store`. The base class of backends.
+
+    Users call the public methods (:meth:`list_jobs`, :meth:`load`, ...); the
+    scheduler calls :meth:`begin`, :meth:`step` and :meth:`end`. This class
+    does the journaling, the grouping of steps into commits, argument checks
+    and error messages; a backend only stores. It subclasses ``Store``, calls
+    ``super().__init__(durability=..., group_max=..., group_seconds=...)``,
+    and implements these methods (underscored because only the base class
+    calls them; they are the backend interface all the same):
+
+    - ``_apply(batch)``: apply one :class:`~flowforge.store.Batch`
+      atomically: all of it or none, whatever happens to the process. With
+      ``batch.replace`` drop everything stored for the job first. A batch
+      without ``replace`` for a job the store lacks raises
+      :class:`~flowforge.store.JobNotFoundError` (it was deleted while it ran).
+    - ``_read(job_id)``: the job's :class:`~flowforge.store.JobRecord`, read
+      consistently (as of one commit), or ``None``.
+    - ``_summaries(flow_id, statuses)``: :class:`JobSummary` objects of the
+      matching jobs, oldest first; ``pending`` counts the alive messages.
+    - ``_remove(job_id)``: delete the job; ``False`` if there was none.
+    - ``_prune(cutoff, statuses, keep)``: atomically delete the jobs with one
+      of ``statuses`` last committed at or before ``cutoff``, except the ids
+      in ``keep``; how many went.
+    - ``_put_flow(flow_id, definition, when)`` and ``_get_flow(flow_id)``:
+      keep and return a flow's definition (JSON text).
+    - ``_release()``: free resources; called once, by :meth:`close`.
+    - ``_name()``: the store in words, for messages; ``_path()`` (optional):
+      its file or URL, without a password.
+
+    Every piece of a job arrives as text (JSON) or bytes; a backend stores
+    and returns them unchanged. :class:`flowforge.testing.StoreConformance`
+    is the test suite a backend must pass; ``MemoryStore`` is the shortest
+    example.
 
     Args:
         durability: ``"grouped"`` (default) commits a group of steps at a
@@ -157,6 +203,30 @@ class Store(abc.ABC):
             raise
         entry.stored(batch, segments)
 
+    def unstorable(
+        self,
+        job: JobState,
+        routine_id: str,
+        emits: Sequence[tuple[str, dict[str, Any]]],
+        stats: dict[str, Any] | None,
+    ) -> UnstorableDataError | None:
+        """Why a call's emits and counters cannot be stored, or ``None`` if they can.
+
+        Called by the scheduler before the call's step is committed; the
+        error names the routine, the event and the key.
+        """
+        scalars = _SCALARS
+        for event, data in emits:
+            # Emitted names are always strings; scalar values need no encoding to be sure.
+            for value in data.values():
+                if type(value) not in scalars:
+                    return _check(job, routine_id, event, data)
+        if stats is not None and not all(
+            type(k) is str and type(v) in scalars for k, v in stats.items()
+        ):
+            return _check(job, routine_id, None, stats)
+        return None
+
     def step(
         self,
         job: JobState,
@@ -206,18 +276,30 @@ class Store(abc.ABC):
                 logger.warning("end() of a copy of running job %s ignored", job.job_id)
                 return
             self._jobs.pop(job.job_id, None)
-        if group is None or not group.broken:
-            self._apply(_records.whole(job, time.time())[0])
+        if group is not None and group.broken:
+            self._apply(group.final(time.time()))
+            return
+        try:
+            batch = _records.whole(job, time.time())[0]
+        except SerializationError:
+            if group is None:
+                raise
+            logger.error(
+                "job %s: its final state cannot be stored; keeping its last commit", job.job_id
+            )
+            batch = group.final(time.time())
+        self._apply(batch)
 
     def _commit(self, group: OpenJob) -> None:
         if group.broken:
             return
         try:
             batch = group.batch(time.time())
-        except SerializationError:
+            self._apply(batch)
+        except BaseException:
+            # The group is lost; only the job's final status is written over the last commit.
             group.broken = True
             raise
-        self._apply(batch)
         group.committed(batch)
 
     # -- reading and housekeeping ---------------------------------------------
@@ -328,7 +410,9 @@ class Store(abc.ABC):
         self._check_open()
         _checks.instance("flow", flow, Flow, "save_flow")
         self._put_flow(
-            flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'"), time.time()
+            flow.flow_id,
+            _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'"),
+            time.time(),
         )
 
     def load_flow(self, flow_id: str, *, allowed_modules: Sequence[str] = ()) -> Flow:
@@ -345,6 +429,29 @@ class Store(abc.ABC):
         self._check_open()
         _checks.identifier("flow_id", flow_id)
         allowed = _checks.names("allowed_modules", allowed_modules)
+        data = self._saved_flow(flow_id)
+        data.pop(ORIGIN_KEY, None)
+        return Flow.from_dict(data, allowed_modules=allowed)
+
+    def flow_origin(self, flow_id: str) -> FlowOrigin | None:
+        """Where the saved flow's routine classes were imported from, if it was recorded.
+
+        Stores written before origins were recorded return ``None``.
+
+        Raises:
+            FlowNotFoundError: No definition of that flow was saved.
+        """
+        self._check_open()
+        _checks.identifier("flow_id", flow_id)
+        origin = self._saved_flow(flow_id).get(ORIGIN_KEY)
+        if not isinstance(origin, dict):
+            return None
+        return FlowOrigin(
+            tuple(str(p) for p in origin.get("paths", ())),
+            tuple(str(m) for m in origin.get("modules", ())),
+        )
+
+    def _saved_flow(self, flow_id: str) -> dict[str, Any]:
         text = self._get_flow(flow_id)
         if text is None:
             raise FlowNotFoundError(
@@ -360,7 +467,12 @@ class Store(abc.ABC):
                 f"The saved definition of flow '{flow_id}' in {self._name()} is not JSON: {exc}",
                 path=self._path(),
             ) from exc
-        return Flow.from_dict(definition, allowed_modules=allowed)
+        if not isinstance(definition, dict):
+            raise CorruptStoreError(
+                f"The saved definition of flow '{flow_id}' in {self._name()} is not a mapping.",
+                path=self._path(),
+            )
+        return definition
 
     def close(self) -> None:
         """Release the store's resources; closing twice is harmless.
@@ -415,7 +527,7 @@ class Store(abc.ABC):
         if flow is None:
             return None
         try:
-            return flow.flow_id, _records.dumps(flow.serialize(), f"flow '{flow.flow_id}'")
+            return flow.flow_id, _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'")
         except (FlowForgeError, TypeError, ValueError) as exc:
             # The job can still run and be resumed; only the command line,
             # which rebuilds flows from the store, loses this one.
@@ -463,6 +575,74 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _release(self) -> None:
         """Free resources (called once, by :meth:`close`)."""
+
+
+@attrs.frozen
+class FlowOrigin:
+    """Where a saved flow's routine classes came from, recorded when it was saved.
+
+    Attributes:
+        paths: The ``sys.path`` directories their modules were imported from.
+        modules: The modules themselves, to allow when the flow is loaded again.
+    """
+
+    paths: tuple[str, ...]
+    modules: tuple[str, ...]
+
+
+#: The key of the origin in a saved flow definition (not part of the flow-file format).
+ORIGIN_KEY = "origin"
+
+
+def _flow_document(flow: Flow) -> dict[str, object]:
+    document = flow.serialize()
+    modules = sorted({type(r).__module__ for r in flow.routines.values()} - {"__main__"})
+    roots = (_import_root(m) for m in modules)
+    document[ORIGIN_KEY] = {
+        "paths": list(dict.fromkeys(r for r in roots if r is not None)),
+        "modules": modules,
+    }
+    return document
+
+
+def _import_root(module_name: str) -> str | None:
+    """The ``sys.path`` directory ``module_name``'s top-level package was imported from."""
+    top = sys.modules.get(module_name.partition(".")[0])
+    file = getattr(top, "__file__", None)
+    if not file:
+        return None
+    location = Path(file).resolve()
+    is_package = location.name == "__init__.py"
+    return str(location.parent.parent if is_package else location.parent)
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _check(
+    job: JobState, routine_id: str, event: str | None, data: dict[str, Any]
+) -> UnstorableDataError | None:
+    try:
+        _records.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        error = _unstorable(job, routine_id, event, data, exc)
+        error.__cause__ = exc
+        return error
+    return None
+
+
+def _unstorable(
+    job: JobState, routine_id: str, event: str | None, data: dict[str, Any], exc: Exception
+) -> UnstorableDataError:
+    what = f"emitted '{event}' with data" if event is not None else "set counters (self._stats)"
+    where = _records.bad_place(data)
+    return UnstorableDataError(
+        f"Routine '{routine_id}' {what} that the store cannot keep: {where}. Job {job.job_id} "
+        "stops here. A store keeps data as JSON: use dict, list, str, int, float, bool and "
+        f"None (convert the value before emitting it), or run without a store. ({exc})",
+        routine_id=routine_id,
+        event=event,
+    )
 
 
 def _statuses(status: object) -> list[str]:

@@ -1,0 +1,5 @@
+"""``python -m flowforge.cli``: the ``flowforge`` command."""
+
+from . import main
+
+main()
