@@ -13,8 +13,10 @@ The job owns its changes. The scheduler never edits these fields itself: it
 calls the JobState's methods (:meth:`~JobState.record_success`,
 :meth:`~JobState.record_emit`, :meth:`~JobState.record_failure`, ...), and
 stores read a job through public readings (:meth:`~JobState.header_data`,
-:meth:`~JobState.routine_data`, :meth:`~JobState.history_since`, ...), so the
-saved format follows from this model.
+:meth:`~JobState.routine_data`, :meth:`~JobState.task_data`,
+:meth:`~JobState.history_since`, ...), so the saved format follows from this
+model. Tasks (:mod:`flowforge.task`) record what became of each task with
+:meth:`~JobState.set_task_run`.
 
 Two readings of a routine's counters
     ``job.runs[rid].stats`` (also ``get_routine_state(rid)["stats"]``) is what
