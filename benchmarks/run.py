@@ -35,7 +35,7 @@ if _ROOT not in sys.path:
 from benchmarks.harness import BENCHMARKS, Row, Settings, Timing  # noqa: E402
 
 #: Modules whose import registers workloads, in the order they run.
-WORKLOAD_MODULES = ("benchmarks.engine", "benchmarks.extra")
+WORKLOAD_MODULES = ("benchmarks.engine", "benchmarks.extra", "benchmarks.task_bench")
 
 
 def load_workloads() -> None:

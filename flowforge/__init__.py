@@ -41,12 +41,14 @@ from .job_state import (
     RoutineRun,
     RoutineStatus,
     SkippedWork,
+    TaskRun,
 )
 from .routine import Policy, Routine
 from .runtime.executors import Executor, SequentialExecutor, ThreadExecutor
 from .runtime.live import JobHandle
 from .serialization import allow_modules
 from .slot import Slot
+from .task import Skip, Task
 
 __version__ = "0.1.0"
 
@@ -83,8 +85,11 @@ __all__ = [
     "RoutineStatus",
     "SequentialExecutor",
     "SerializationError",
+    "Skip",
     "SkippedWork",
     "Slot",
+    "Task",
+    "TaskRun",
     "ThreadExecutor",
     "UnknownNameError",
     "UnstorableDataError",

@@ -20,6 +20,8 @@ A flow file (JSON or YAML) is a mapping::
     connections:
       - read.rows -> parse.input                 # "source.event -> target.slot"
       - {from: parse.bad, to: rejects.input, mapping: {row: record}}
+    tasks:                                        # optional: functions run as tasks
+      summary: {function: myapp.tasks:summary, depends_on: [], retries: 0}
 
 Loading (:func:`load_flow`) first checks the data alone, without running any
 routine's code, into a :class:`FlowSpec`; then builds the routines whose
@@ -31,6 +33,8 @@ as a :class:`~flowforge.Problem` with its place in the file; a
 
 from __future__ import annotations
 
+import graphlib
+import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -45,6 +49,8 @@ from .errors import DefinitionError, Problem, SerializationError, quoted
 from .routine import Policy, Routine
 from .runtime.executors import create_executor, executor_kinds
 from .serialization import (
+    _import_allowed,
+    allowed_modules,
     check_shape,
     converter,
     failure,
@@ -52,6 +58,7 @@ from .serialization import (
     problems_of,
     resolve,
 )
+from .task import Task, dependency_wire, tasks_of
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -121,6 +128,20 @@ class EntryDoc:
 
 
 @attrs.frozen
+class TaskDoc:
+    """A task in a flow file: its function's import path and its options."""
+
+    function: str
+    depends_on: list[str] = attrs.field(factory=list)
+    retries: int = 0
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    timeout: float | None = None
+    max_concurrency: int = 1
+    error_strategy: ErrorStrategy | None = None
+
+
+@attrs.frozen
 class FlowDoc:
     """A whole flow file."""
 
@@ -134,6 +155,7 @@ class FlowDoc:
     retention: int = 1000
     max_activations: int | None = 1_000_000
     entry: EntryDoc | None = None
+    tasks: dict[str, TaskDoc] = attrs.field(factory=dict)
 
 
 def _structure_connection(data: Any, _: Any) -> ConnectionDoc:
@@ -171,6 +193,9 @@ converter.register_unstructure_hook(
         capacity=override(omit_if_default=True),
     ),
 )
+converter.register_structure_hook(
+    TaskDoc, make_dict_structure_fn(TaskDoc, converter, _cattrs_forbid_extra_keys=True)
+)
 
 
 # -- writing -------------------------------------------------------------------
@@ -178,9 +203,11 @@ converter.register_unstructure_hook(
 
 def dump_flow(flow: Flow) -> dict[str, Any]:
     """The flow as plain data."""
+    tasks = tasks_of(flow.routines)
     doc = FlowDoc(
         flow_id=flow.flow_id,
-        routines={rid: _routine_doc(r) for rid, r in flow.routines.items()},
+        routines={rid: _routine_doc(r) for rid, r in flow.routines.items() if rid not in tasks},
+        tasks={rid: _task_doc(t) for rid, t in tasks.items()},
         connections=[
             ConnectionDoc(
                 f"{c.event.routine_label()}.{c.event.name}",
@@ -188,6 +215,7 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
                 c.param_mapping,
             )
             for c in flow.connections
+            if not dependency_wire(c)
         ],
         executor=ExecutorDoc(**flow.executor.settings()),
         error_handler=_handler_doc(flow.error_handler),
@@ -200,7 +228,29 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
         ),
     )
     data: dict[str, Any] = converter.unstructure(doc)
+    if not tasks:
+        del data["tasks"]
     return {"format": data.pop("format"), "version": data.pop("version"), **data}
+
+
+def _task_doc(task: Task) -> TaskDoc:
+    qualname = getattr(task.fn, "__qualname__", "<locals>")
+    if "<" in qualname:  # a lambda, a nested function, a partial: nothing to import
+        raise SerializationError(
+            f"Task '{task.name}' cannot be saved: its function {task.fn!r} has no import path. "
+            "A saved task needs a module-level function.",
+            path=f"flow.tasks.{task.name}.function",
+        )
+    return TaskDoc(
+        import_path(task.fn),
+        list(task.depends_on),
+        task.retries,
+        task.retry_delay,
+        task.retry_backoff,
+        task.policy.timeout,
+        task.policy.max_concurrency,
+        task.error_strategy,
+    )
 
 
 def _routine_doc(routine: Routine) -> RoutineDoc:
@@ -256,6 +306,20 @@ class WireSpec:
 
 
 @attrs.frozen
+class TaskSpec:
+    """A task of a checked flow file: its function and options (see :meth:`Flow.task`)."""
+
+    fn: Callable[..., Any]
+    depends_on: tuple[str, ...]
+    retries: int
+    retry_delay: float
+    retry_backoff: float
+    timeout: float | None
+    max_concurrency: int
+    error_strategy: ErrorStrategy | None
+
+
+@attrs.frozen
 class FlowSpec:
     """A checked flow file as plain values: what a :class:`Flow` is built from.
 
@@ -270,6 +334,7 @@ class FlowSpec:
     entry: dict[str, Any] | None
     routines: dict[str, RoutineSpec]
     wires: list[WireSpec]
+    tasks: dict[str, TaskSpec] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -279,6 +344,8 @@ class LoadedFlow:
     spec: FlowSpec
     routines: dict[str, Routine]
     executor: Any
+    #: The tasks, made but not yet added (adding one wires its dependencies).
+    tasks: dict[str, Task] = attrs.field(factory=dict)
 
 
 def load_flow(data: Any, allowed: tuple[str, ...]) -> LoadedFlow:
@@ -295,19 +362,25 @@ def load_flow(data: Any, allowed: tuple[str, ...]) -> LoadedFlow:
     """
     spec, problems = check_flow(data, allowed)
     routines = {rid: _build_routine(rid, r, problems) for rid, r in spec.routines.items()}
-    built = {rid: r for rid, r in routines.items() if r is not None}
+    built: dict[str, Routine] = {rid: r for rid, r in routines.items() if r is not None}
+    tasks = {name: t for name, ts in spec.tasks.items() if (t := _make_task(name, ts, problems))}
+    built.update(tasks)
     for wire in spec.wires:
         _check_wire(wire, built, problems)
     _check_entry_slot(spec.entry, built, problems)
     executor = _executor(spec.executor, problems) if not problems else None
     if problems:
         raise SerializationError.of(sorted(problems, key=_file_order))
-    return LoadedFlow(spec, built, executor)
+    routines_only = {rid: r for rid, r in built.items() if rid not in tasks}
+    return LoadedFlow(spec, routines_only, executor, tasks)
 
 
 def _file_order(problem: Problem) -> tuple[int, int]:
-    """Problems in the order of the file's sections: header, routines, connections, entry."""
+    """Problems in the order of the file's sections: header, routines, tasks, connections,
+    entry."""
     where = problem.where
+    if where.startswith("flow.tasks"):
+        return 1, 1
     if where.startswith("flow.connections["):
         return 2, int(where[len("flow.connections[") :].partition("]")[0])
     if where.startswith("flow.connections"):
@@ -337,6 +410,9 @@ def check_flow(data: Any, allowed: tuple[str, ...]) -> tuple[FlowSpec, list[Prob
     header = dict(data)
     raw_routines = header.pop("routines", None)
     raw_connections = header.pop("connections", [])
+    raw_tasks = header.pop("tasks", {})
+    if raw_routines is None and raw_tasks:
+        raw_routines = {}
     _check_format(header.get("format", FORMAT), header.get("version", VERSION))
     doc, problems = problems_of({**header, "routines": {}}, FlowDoc, "flow")
     doc = doc or FlowDoc(routines={})  # the header's problems are listed; check the rest too
@@ -361,16 +437,19 @@ def check_flow(data: Any, allowed: tuple[str, ...]) -> tuple[FlowSpec, list[Prob
         for rid, entry in ids.items()
         if (found := _routine_spec(rid, entry, allowed, problems)) is not None
     }
-    wires = _wires(raw_connections, ids, problems)
+    tasks = _task_specs(raw_tasks, ids, allowed, problems)
+    names = {**ids, **dict.fromkeys(tasks)}
+    wires = _wires(raw_connections, names, problems)
     spec = FlowSpec(
         flow_id=flow_id,
         executor=executor,
         error_handler=handler,
         retention=retention or 1,
         max_activations=max_activations,
-        entry=_entry(doc.entry, ids, problems),
+        entry=_entry(doc.entry, names, problems),
         routines=routines,
         wires=wires,
+        tasks=tasks,
     )
     return spec, problems
 
@@ -694,3 +773,147 @@ def _check_entry_slot(
                 f"Its slots are: {quoted(routine.slots)}.",
             )
         )
+
+
+# -- tasks ---------------------------------------------------------------------
+
+
+def _task_specs(
+    raw: Any, ids: Mapping[str, Any], allowed: tuple[str, ...], problems: list[Problem]
+) -> dict[str, TaskSpec]:
+    """The ``tasks`` section checked as data: names, options, functions, dependencies."""
+    if not isinstance(raw, Mapping):
+        problems.append(
+            Problem(
+                "error",
+                "flow.tasks",
+                f"expected a mapping of task names to tasks, got {type(raw).__name__}.",
+                "Write tasks: {my_task: {function: 'package.module:function'}}.",
+            )
+        )
+        return {}
+    specs: dict[str, TaskSpec] = {}
+    for name, entry in raw.items():
+        where = f"flow.tasks.{name}"
+        if not _checked(partial(check_name, name, "Task name"), where, problems):
+            continue
+        if name in ids:
+            problems.append(
+                Problem("error", where, f"'{name}' is also a routine id.", "Rename one of them.")
+            )
+            continue
+        spec = _task_spec(entry, where, allowed, problems)
+        if spec is not None:
+            specs[name] = spec
+    _check_dependencies(raw, specs, ids, problems)
+    return specs
+
+
+def _task_spec(
+    entry: Any, where: str, allowed: tuple[str, ...], problems: list[Problem]
+) -> TaskSpec | None:
+    doc, found = problems_of(entry, TaskDoc, where)
+    problems += found
+    if doc is None:
+        return None
+    try:
+        fn = _function(doc.function, f"{where}.function", allowed)
+    except SerializationError as exc:
+        problems += exc.problems
+        return None
+    return TaskSpec(
+        fn,
+        tuple(doc.depends_on),
+        doc.retries,
+        doc.retry_delay,
+        doc.retry_backoff,
+        doc.timeout,
+        doc.max_concurrency,
+        doc.error_strategy,
+    )
+
+
+def _check_dependencies(
+    raw: Mapping[str, Any],
+    specs: Mapping[str, TaskSpec],
+    ids: Mapping[str, Any],
+    problems: list[Problem],
+) -> None:
+    graph: dict[str, tuple[str, ...]] = {}
+    for name, spec in specs.items():
+        where = f"flow.tasks.{name}.depends_on"
+        for dep in spec.depends_on:
+            if dep in ids:
+                problems.append(
+                    Problem(
+                        "error",
+                        where,
+                        f"'{dep}' is a routine, not a task; a task depends on tasks only.",
+                        "Connect the routine to the task's 'input' slot instead.",
+                    )
+                )
+            elif dep not in raw:
+                problems.append(
+                    Problem(
+                        "error", where, f"unknown task '{dep}'.", f"The tasks are: {quoted(raw)}."
+                    )
+                )
+        graph[name] = tuple(d for d in spec.depends_on if d in specs)
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        order = {name: i for i, name in enumerate(specs)}
+        cycle = list(reversed(exc.args[1]))[:-1]
+        first = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+        cycle = cycle[first:] + cycle[:first]
+        problems.append(
+            Problem(
+                "error",
+                f"flow.tasks.{max(cycle, key=order.__getitem__)}",  # the task closing it
+                f"its dependencies close a cycle: {' -> '.join([*cycle, cycle[0]])}.",
+                "Remove one of these dependencies.",
+            )
+        )
+
+
+def _function(path: Any, where: str, allowed: tuple[str, ...]) -> Callable[..., Any]:
+    module_name, _, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
+    if not module_name or not qualname:
+        raise failure(
+            where,
+            f"expected an import path 'package.module:function', got {path!r}.",
+            "Write the module, a colon, then the function, e.g. 'myapp.tasks:summary'.",
+        )
+    obj: Any = sys.modules.get(module_name) or _import_allowed(
+        module_name, where, {*allowed, *allowed_modules()}
+    )
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if isinstance(obj, Task):
+        return obj.fn
+    if not callable(obj) or isinstance(obj, type):
+        raise failure(
+            where,
+            f"{path!r} does not name a function (found {obj!r:.60}).",
+            f"Name a module-level function defined in '{module_name}'.",
+        )
+    fn: Callable[..., Any] = obj
+    return fn
+
+
+def _make_task(name: str, spec: TaskSpec, problems: list[Problem]) -> Task | None:
+    try:
+        return Task(
+            spec.fn,
+            name=name,
+            depends_on=spec.depends_on,
+            retries=spec.retries,
+            retry_delay=spec.retry_delay,
+            retry_backoff=spec.retry_backoff,
+            timeout=spec.timeout,
+            max_concurrency=spec.max_concurrency,
+            error_strategy=spec.error_strategy,
+        )
+    except (TypeError, ValueError) as exc:
+        problems.append(Problem("error", f"flow.tasks.{name}", str(exc), ""))
+        return None

@@ -111,16 +111,33 @@ EXPECTED: dict[str, list[str]] = {
     "recipe_dag.py": [
         "  link ran with {'compile_lib': 'lib.o', 'compile_app': 'app.o'}",
         "  package ran with {'link': 'app', 'docs': 'html/'}",
-        "  completed; each task ran once: True",
+        "  completed: app-1.2.tar.gz",
         "  failed: RuntimeError: docs failed",
-        "  completed; package ran 0 time(s); skipped: ['docs', 'package']",
-        "  package ran with {'link': 'app'}",
-        "  completed; package ran 1 time(s); skipped: []",
-        "error: orphan.after: this join slot has no sources, so it never fires.",
-        "warning: orphan: no connection leads here from the entry 'start', so it never runs "
-        "in a job started there.",
-        "  link ran with {'artifact': ['lib.o', 'app.o']}",
-        "  package ran with {'artifact': ['app', 'html/']}",
+        "  docs failed, package cancelled",
+        "  skipped: [('package', \"upstream 'docs' failed\")]",
+        "  skipped: [('docs', 'the handler failed and its strategy is SKIP'), "
+        "('package', \"upstream 'docs' skipped\")]",
+        "refused: Flow 'build' has a dependency cycle: package -> fetch -> checkout -> docs -> "
+        "package. No task of it could ever run; remove one of the dependencies.",
+        "refused: Task 'package' needs parameter 'version', which no dependency, default or job "
+        "param provides (job params: (none)). Pass it: flow.execute(entry_params={'version': "
+        "...}).",
+    ],
+    # docs/guide/tasks.rst shows these lines; etl_tasks.yaml imports the module.
+    "etl_tasks.py": [
+        "completed",
+        "extracted 5000, kept 4995",
+        "by region: {'central': 104153.74, 'east': 101119.23, 'north': 114156.5, "
+        "'south': 100902.19, 'west': 102790.93}",
+        "top products: [['doohickey', 158130.0], ['thingamajig', 115581.23], ['gadget', 77937.6]]",
+        "report: skipped - no output file given (param 'out')",
+        "['by_region', 'clean', 'extract', 'report', 'top_products']",
+        "top: doohickey 158130.00",
+        "failed {'extract': 'failed', 'clean': 'cancelled', 'by_region': 'cancelled', "
+        "'top_products': 'cancelled', 'report': 'cancelled'}",
+        "Task 'clean' has no result: it is cancelled (the job failed before it started).",
+        "stored: True",
+        "on processes: completed doohickey",
     ],
     "recipe_pipeline.py": [
         "every stage within its limit: True",

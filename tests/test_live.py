@@ -481,3 +481,14 @@ def test_submit_names_an_unknown_routine() -> None:
     handle.submit({"n": 1}, routine="c")
     handle.close()
     assert handle.wait().runs["c"].activations == 1
+
+
+def test_submit_names_an_unknown_slot() -> None:
+    """submit(slot=...) naming a slot the entry routine lacks lists its slots."""
+    from flowforge import UnknownNameError
+
+    handle = three_stage().start("a", keep_open=True)
+    with pytest.raises(UnknownNameError, match="slots are: 'in'"):
+        handle.submit({"n": 1}, slot="nope")
+    handle.close()
+    assert handle.wait().status is JobStatus.COMPLETED

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from flowforge import JobStatus
+from flowforge import Flow, JobStatus
 from flowforge._store_conformance import stream_flow
 from flowforge.store import (
     NotAStoreError,
@@ -172,6 +172,21 @@ def test_an_older_schema_is_migrated_forward_on_open(
             )
         ).fetchone()
     assert version == (str(older),)
+
+
+def test_a_version_1_schema_gains_task_runs_when_opened(
+    postgres_server: pg_server.PgServer, schema: str
+) -> None:
+    """A schema of version 1 (no task runs) is migrated on open and then keeps task results."""
+    PostgresStore(postgres_server.dsn, schema=schema).close()
+    execute(postgres_server, sql.SQL("DROP TABLE {}.task_runs").format(sql.Identifier(schema)))
+    set_version(postgres_server, schema, 1)
+    flow = Flow(flow_id="tasks")
+    flow.task(lambda n: n * 2, name="double")
+    with PostgresStore(postgres_server.dsn, schema=schema) as store:
+        job = flow.execute(entry_params={"n": 21}, store=store)
+        assert store.load(job.job_id).output("double") == 42
+    assert "task_runs" in tables(postgres_server, schema)
 
 
 def set_version(server: pg_server.PgServer, schema: str, version: int) -> None:

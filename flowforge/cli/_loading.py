@@ -22,6 +22,7 @@ from ..errors import SerializationError, quoted
 from ..flow import Flow
 from ..runtime.executors import executor_kind, executor_kinds, make_executor
 from ..serialization import load_file
+from ..task import tasks_of
 from ._common import CommandError
 
 logger = logging.getLogger(__name__)
@@ -291,6 +292,8 @@ def resolve_entry(flow: Flow, entry: str | None) -> tuple[str, str | None]:
     """``(routine_id, slot)`` from ``--entry ROUTINE[.SLOT]`` or the flow file's entry."""
     if entry is None:
         defaults = flow.entry or {}
+        if defaults.get("routine_id") is None and tasks_of(flow.routines):
+            return "", None  # a flow of tasks: every job starts every task
         if defaults.get("routine_id") is None:
             raise CommandError(
                 f"Flow '{flow.flow_id}' has no entry. Name the routine to start at with "

@@ -244,7 +244,7 @@ class JobHandle:
         runner: JobRunner,
         inbox: Inbox,
         run: Callable[[], None],
-        entry: tuple[str, str | None],
+        entry: tuple[str | None, str | None],
         durable: bool,
     ) -> None:
         self._runner = runner
@@ -366,10 +366,18 @@ class JobHandle:
         )
 
     def _target(self, routine: str | None, slot: str | None) -> tuple[str, str | None]:
-        if routine is None:
-            rid, default_slot = self._entry
-            return rid, slot if slot is not None else default_slot
-        return routine, self._runner.entry_slot(routine, slot)
+        rid, default_slot = self._entry
+        if routine is None and rid is None:
+            raise JobStateError(
+                f"Job {self.job_id} has no entry routine (its flow starts at its tasks), so "
+                "submit() needs one: job.submit(params, routine='...').",
+                job_id=self.job_id,
+                status=str(self.status),
+            )
+        if (routine is None or routine == rid) and slot is None:
+            return str(rid), default_slot
+        target = str(rid) if routine is None else routine
+        return target, self._runner.entry_slot(target, slot)
 
     def close(self) -> None:
         """No more input: the job completes once its queued work is done."""

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ..error_handler import ErrorHandler
+from .tasks import task_dependents, task_handlers
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("capacities", "caps", "feeds", "handlers", "joins", "routines")
+    __slots__ = ("capacities", "caps", "feeds", "handlers", "joins", "routines", "tasks")
 
     def __init__(
         self,
@@ -43,6 +44,8 @@ class Plan:
         self.caps: dict[str, int] = {}
         #: Each routine's error handler: its own, else the flow's.
         self.handlers: dict[str, ErrorHandler] = {}
+        #: Each task's id, with the tasks its results feed (see :mod:`flowforge.runtime.tasks`).
+        self.tasks: dict[str, tuple[str, ...]] = {}
         for rid, routine in routines.items():
             policy = routine._policy
             cap = policy.max_activations
@@ -86,6 +89,8 @@ def compile_plan(
     plan = Plan(
         dict(routines), routines_on_loops(routines, edges), joins, default_handler, default_cap
     )
+    plan.tasks = task_dependents(routines)
+    plan.handlers.update(task_handlers(routines, default_handler))
     if plan.capacities:
         plan.add_feeds(
             (ids[id(c.event.routine)], f"{ids[id(c.slot.routine)]}.{c.slot.name}")

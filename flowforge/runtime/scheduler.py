@@ -74,6 +74,7 @@ from ..signals import (
     send,
 )
 from ..slot import join_partial
+from . import tasks as task_hooks
 from ._async import AsyncRunner
 from .activation import (
     NO_STATE,
@@ -667,6 +668,8 @@ class JobRunner:
                 self._journal_step((msg,), (), None, key)
                 return None
             data = fire
+        if rid in self.plan.tasks:
+            task_hooks.started(self.job, rid)
         act = Activation(
             routine,
             rid,
@@ -696,6 +699,9 @@ class JobRunner:
         job = self.job
         if outcome.ok and self.journal is not None:
             outcome = self._storable(act, outcome)
+        task = rid in self.plan.tasks
+        if task:
+            outcome = task_hooks.before_commit(job, act, outcome)
         durations = outcome.durations
         if len(durations) > 1 or outcome.retries:
             self._record_retries(act, outcome)
@@ -713,6 +719,8 @@ class JobRunner:
             self._count_emits(act.routine, outcome.emits)
         if self.journal is not None:
             self._journal_step((act.message,), produced, rid, key)
+        if task:
+            task_hooks.after_commit(self, rid)
         if routine_finished.receivers:
             self._send_finished(rid, act.slot_name, act.message, durations[-1])
 
@@ -777,6 +785,8 @@ class JobRunner:
         refused = self.journal.unstorable(self.job, act.routine_id, outcome.emits, outcome.stats)
         if refused is None:
             return outcome
+        if act.routine_id in self.plan.tasks:
+            refused = task_hooks.unstorable_result(act.routine_id, outcome.emits, refused)
         return failed(refused, outcome.durations)
 
     def _commit_success(
@@ -839,6 +849,8 @@ class JobRunner:
             self._journal_step((), (), rid, None)
         else:
             self._consume_failed(act, strategy, None)
+        if rid in self.plan.tasks:
+            task_hooks.after_failure(self, rid, strategy, info)
         send(
             routine_failed,
             self.sender,
@@ -947,6 +959,8 @@ class JobRunner:
             # Whatever went wrong above, the job must not stay running.
             job.tracker.stop_run()
             job.end_run(*self._final_status())
+        if self.plan.tasks:
+            task_hooks.at_end(self)
         if self.journal is not None:
             self._end_journal()
         for item in taken:
