@@ -293,7 +293,7 @@ class JobRunner:
                 raise
         job.tracker.start_run()
         send(job_started, self.sender, job_state=job)
-        timer = self._start_deadline()
+        timer = None if self.deadline is None else self._start_deadline()
         try:
             if session is None:
                 self._run_inline()
@@ -305,10 +305,8 @@ class JobRunner:
             self._finish()
         return job
 
-    def _start_deadline(self) -> threading.Timer | None:
-        if self.deadline is None:
-            return None
-        timer = threading.Timer(self.deadline, self._expire)
+    def _start_deadline(self) -> threading.Timer:
+        timer = threading.Timer(self.deadline or 0.0, self._expire)
         timer.daemon = True
         timer.start()
         return timer
@@ -316,7 +314,7 @@ class JobRunner:
     def _run_inline(self) -> None:
         pending = self.job.pending
         prepare, complete = self._prepare, self._complete
-        inbox, feeds = self._inbox, self._feeds
+        inbox, feeds, timed = self._inbox, self._feeds, self.deadline is not None
         while True:
             while pending and not self._halt:
                 if inbox is not None and inbox.ready:
@@ -335,7 +333,7 @@ class JobRunner:
                 except BaseException:  # KeyboardInterrupt, SystemExit: the message stays
                     pending.appendleft(msg)
                     raise
-                if self._expired:  # past the deadline: dropped as for a timeout
+                if timed and self._expired:  # past the deadline: dropped as for a timeout
                     pending.appendleft(msg)
                     return
                 if outcome.running is not None:
@@ -943,7 +941,8 @@ class JobRunner:
         taken: list[Submission] = []
         try:
             self._release_all_waiting()
-            self._release_held(everything=True)
+            if self._held:
+                self._release_held(everything=True)
             if self._in_flight:  # after a deadline, or an unexpected error in the scheduler
                 job.pending.extend(self._in_flight.values())
                 self._in_flight.clear()
@@ -954,7 +953,8 @@ class JobRunner:
                 # Parallel runs hold messages back per routine; what is left goes back in
                 # the order it was sent, so a resumed job sees every stream in order.
                 job.pending = deque(sorted(job.pending, key=lambda m: m.seq))
-            taken = self._end_input()
+            if self._inbox is not None or self.capacities is not None:
+                taken = self._end_input()
         finally:
             # Whatever went wrong above, the job must not stay running.
             job.tracker.stop_run()
