@@ -10,6 +10,9 @@ A flow file (JSON or YAML) is a mapping::
     retention: 1000                               # optional
     max_activations: 1000000                      # optional, null disables
     entry: {routine: read, slot: null, params: {path: data.csv}}   # optional
+    middleware:                                   # optional, outermost first
+      - myapp.middleware:timed                    # a module-level function
+      - {class: flowforge.middleware:LogCalls, config: {logger: app, level: 20}}
     routines:
       read:
         class: myapp.routines:ReadCsv             # import path
@@ -17,6 +20,7 @@ A flow file (JSON or YAML) is a mapping::
         stats: {}
         policy: {max_concurrency: 1, timeout: null, max_activations: null,
                  error_handler: null}
+        middleware: []                            # optional, inside the flow's
     connections:
       - read.rows -> parse.input                 # "source.event -> target.slot"
       - {from: parse.bad, to: rejects.input, mapping: {row: record}}
@@ -39,6 +43,8 @@ import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._checks import check_flow_id, check_int, check_name
+from ._middleware import dump as dump_middleware
+from ._middleware import load_all as load_middleware
 from .connection import check_mapping
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import Problem, SerializationError, quoted
@@ -89,6 +95,7 @@ class RoutineDoc:
     config: dict[str, Any] = attrs.field(factory=dict)
     stats: dict[str, Any] = attrs.field(factory=dict)
     policy: PolicyDoc = attrs.field(factory=PolicyDoc)
+    middleware: list[Any] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -132,6 +139,7 @@ class FlowDoc:
     retention: int = 1000
     max_activations: int | None = 1_000_000
     entry: EntryDoc | None = None
+    middleware: list[Any] = attrs.field(factory=list)
 
 
 def _structure_connection(data: Any, _: Any) -> ConnectionDoc:
@@ -161,7 +169,13 @@ converter.register_structure_hook(
     ),
 )
 converter.register_unstructure_hook(
-    RoutineDoc, make_dict_unstructure_fn(RoutineDoc, converter, class_=override(rename="class"))
+    RoutineDoc,
+    make_dict_unstructure_fn(
+        RoutineDoc,
+        converter,
+        class_=override(rename="class"),
+        middleware=override(omit_if_default=True),
+    ),
 )
 
 
@@ -169,10 +183,15 @@ converter.register_unstructure_hook(
 
 
 def dump_flow(flow: Flow) -> dict[str, Any]:
-    """The flow as plain data."""
+    """The flow as plain data.
+
+    Raises:
+        SerializationError: a middleware has no import path (a lambda or a
+            closure); the message says where it is used.
+    """
     doc = FlowDoc(
         flow_id=flow.flow_id,
-        routines={rid: _routine_doc(r) for rid, r in flow.routines.items()},
+        routines={rid: _routine_doc(rid, r) for rid, r in flow.routines.items()},
         connections=[
             ConnectionDoc(
                 f"{c.event.routine_label()}.{c.event.name}",
@@ -190,12 +209,19 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
         else EntryDoc(
             flow.entry["routine_id"], flow.entry.get("slot"), dict(flow.entry.get("params") or {})
         ),
+        middleware=_middleware_docs(flow.middleware, "flow.middleware"),
     )
     data: dict[str, Any] = converter.unstructure(doc)
+    if not data["middleware"]:
+        del data["middleware"]
     return {"format": data.pop("format"), "version": data.pop("version"), **data}
 
 
-def _routine_doc(routine: Routine) -> RoutineDoc:
+def _middleware_docs(middleware: tuple[Any, ...], where: str) -> list[Any]:
+    return [dump_middleware(mw, f"{where}[{i}]") for i, mw in enumerate(middleware)]
+
+
+def _routine_doc(rid: str, routine: Routine) -> RoutineDoc:
     policy = routine.policy
     return RoutineDoc(
         import_path(type(routine)),
@@ -207,6 +233,7 @@ def _routine_doc(routine: Routine) -> RoutineDoc:
             policy.max_activations,
             None if policy.error_handler is None else _handler_doc(policy.error_handler),
         ),
+        _middleware_docs(routine.middleware, f"flow.routines.{rid}.middleware"),
     )
 
 
@@ -231,6 +258,7 @@ class RoutineSpec:
     config: dict[str, Any]
     stats: dict[str, Any]
     policy: Policy
+    middleware: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -260,6 +288,7 @@ class FlowSpec:
     entry: dict[str, Any] | None
     routines: dict[str, RoutineSpec]
     wires: list[WireSpec]
+    middleware: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -361,6 +390,7 @@ def check_flow(data: Any, allowed: tuple[str, ...]) -> tuple[FlowSpec, list[Prob
         entry=_entry(doc.entry, ids, problems),
         routines=routines,
         wires=wires,
+        middleware=load_middleware(doc.middleware, "flow.middleware", allowed, problems),
     )
     return spec, problems
 
@@ -420,10 +450,11 @@ def _routine_spec(
     except SerializationError as exc:
         problems += exc.problems
     policy = _policy(doc.policy, f"{where}.policy", allowed, problems)
+    middleware = load_middleware(doc.middleware, f"{where}.middleware", allowed, problems)
     if cls is None:
         return None
     # A bad policy is listed; the routine is still built to check its wires.
-    return RoutineSpec(cls, dict(doc.config), dict(doc.stats), policy or Policy())
+    return RoutineSpec(cls, dict(doc.config), dict(doc.stats), policy or Policy(), middleware)
 
 
 def _policy(
@@ -597,6 +628,8 @@ def _build_routine(rid: str, spec: RoutineSpec, problems: list[Problem]) -> Rout
     routine.set_config(**spec.config)
     routine._own_stats = dict(spec.stats)
     routine._policy = spec.policy
+    for mw in spec.middleware:
+        routine.use(mw)
     return routine
 
 

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._activation import CURRENT, JobControl
+from ._middleware import Middleware, checked
 from ._checks import check_int, check_name, check_number, check_param_name
 from .error_handler import ErrorHandler
 from .errors import (
@@ -139,6 +140,7 @@ class Routine:
         self._routine_id: str | None = None
         #: The flow this routine belongs to (told when its wiring or policy changes).
         self._flow: Flow | None = None
+        self._middleware: tuple[Middleware, ...] = ()
 
     # -- declaring -------------------------------------------------------
 
@@ -423,10 +425,32 @@ class Routine:
         """Give this routine its own error handler (it wins over the flow's)."""
         self.set_policy(error_handler=error_handler)
 
+    def use(self, mw: Middleware) -> Middleware:
+        """Wrap every handler call of this routine in ``mw(call, proceed)``.
+
+        The routine's middleware runs inside the flow's (see
+        :meth:`Flow.use <flowforge.Flow.use>`), the first added outermost.
+        Returns ``mw``, so it also works as a decorator. See
+        :doc:`/guide/middleware`.
+
+        Raises:
+            DefinitionTypeError: ``mw`` is not callable.
+        """
+        self._middleware = (*self._middleware, checked(mw, "Routine"))
+        self._changed()
+        return mw
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """This routine's own middleware, outermost first."""
+        return self._middleware
+
     def __getstate__(self) -> dict[str, Any]:
-        # A routine is shipped to worker processes on its own, without its flow.
+        # A routine is shipped to worker processes on its own, without its flow;
+        # its middleware travels in its flow's composed chain.
         state = self.__dict__.copy()
         state["_flow"] = None
+        state["_middleware"] = ()
         return state
 
     def __repr__(self) -> str:

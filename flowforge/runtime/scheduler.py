@@ -173,6 +173,7 @@ class JobRunner:
         self._routines = plan.routines
         self._caps = plan.caps
         self._handlers = plan.handlers
+        self._chains = plan.chains
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
@@ -210,7 +211,7 @@ class JobRunner:
     def run(self) -> JobState:
         """Run until no work is left (or pause, cancel, STOP); returns the JobState."""
         job = self.job
-        session = self.executor.start(self.plan.routines)
+        session = self.executor.start(self.plan.routines, self.plan.chains)
         before = (job.status, job.reason, job.started_at)
         job.status = JobStatus.RUNNING
         job.reason = None
@@ -446,6 +447,7 @@ class JobRunner:
             state.stats,
             self._handlers[rid],
             self.call,
+            self._chains.get(rid),
         )
         if routine_started.receivers:
             send(
