@@ -134,8 +134,7 @@ def _instance(entry: Mapping[str, Any], where: str, allowed: tuple[str, ...]) ->
     if not (isinstance(cls, type) and hasattr(cls, "config") and callable(cls)):
         raise failure(
             f"{where}.class",
-            f"{entry['class']!r} is not a middleware class (a class with a 'config' "
-            "attribute).",
+            f"{entry['class']!r} is not a middleware class (a class with a 'config' attribute).",
             "Name a module-level class whose instances are middleware and have 'config'.",
         )
     config = entry.get("config") or {}

@@ -117,8 +117,8 @@ def log_calls(logger: logging.Logger | str | None = None, level: int = logging.I
     return LogCalls(logger, level)
 
 
-#: The span attribute that says how the call ended: one of these values.
-OUTCOME_OK, OUTCOME_ERROR, OUTCOME_SKIPPED = "ok", "error", "skipped"
+#: The values of the ``flowforge.outcome`` span attribute.
+OUTCOME_OK, OUTCOME_ERROR = "ok", "error"
 
 
 class OpenTelemetrySpans:
@@ -158,19 +158,12 @@ class OpenTelemetrySpans:
         with self._tracer.start_as_current_span(
             f"{call.routine_id}.{slot}", attributes=attributes
         ) as span:
-            ran = False
-
-            def counted() -> Any:
-                nonlocal ran
-                ran = True
-                return proceed()
-
             try:
-                result = counted()
+                result = proceed()
             except BaseException:
                 span.set_attribute("flowforge.outcome", OUTCOME_ERROR)
                 raise
-            span.set_attribute("flowforge.outcome", OUTCOME_OK if ran else OUTCOME_SKIPPED)
+            span.set_attribute("flowforge.outcome", OUTCOME_OK)
             return result
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -188,10 +181,10 @@ def opentelemetry_spans(tracer: Any = None) -> OpenTelemetrySpans:
 
     The span is named ``routine_id.slot`` and has the attributes
     ``flowforge.job_id``, ``flowforge.routine_id``, ``flowforge.slot``,
-    ``flowforge.attempt`` and ``flowforge.outcome`` (``"ok"``, ``"error"``,
-    or ``"skipped"`` when a middleware inside it did not call ``proceed``);
-    a failed call's span also records the exception and has an error
-    status. Spans nest under the span current where the handler runs.
+    ``flowforge.attempt`` and ``flowforge.outcome`` (``"ok"`` or
+    ``"error"``); a failed attempt's span also records the exception and has
+    an error status. Each attempt of a retried call has its own span. Spans
+    nest under the span current where the handler runs.
 
     Args:
         tracer: An OpenTelemetry ``Tracer``, or the name to get one from the

@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._activation import CURRENT, JobControl
-from ._middleware import Middleware, checked
 from ._checks import check_int, check_name, check_number, check_param_name
+from ._middleware import Middleware, checked
 from .error_handler import ErrorHandler
 from .errors import (
     DefinitionError,

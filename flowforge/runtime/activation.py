@@ -49,9 +49,9 @@ from ._async import AsyncRunner, run_here
 
 if TYPE_CHECKING:
     from ..error_handler import ErrorHandler
-    from .chain import Chain
     from ..routine import Routine
     from ..slot import Slot
+    from .chain import Chain
 
 RetryCallback = Callable[["Activation", int, float, BaseException], None]
 #: A call still running in a thread after its timeout; done when it returns.

@@ -3,8 +3,9 @@
 The job's scheduler stays the one owner of its state. For an executor that
 runs handlers elsewhere, it sends a :class:`RemoteCall` (the routine and
 its middleware chain, pickled once per job and cached by each worker; the
-slot; the data; the routine's counters) and applies the :class:`RemoteResult` that comes back exactly as
-it applies a local outcome: emits are routed and counters merged only then.
+slot; the data; the routine's counters) and applies the
+:class:`RemoteResult` that comes back exactly as it applies a local
+outcome: emits are routed and counters merged only then.
 A worker that dies mid-call loses nothing: the call is sent again.
 """
 
