@@ -74,6 +74,8 @@ def skip_free(call: ActivationInfo, proceed: Callable[[], Any]) -> Any:
     if call.data.get("value") == 0:
         return None
     return proceed()
+
+
 # [/writing]
 
 

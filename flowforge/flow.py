@@ -25,6 +25,12 @@ Routine counters
     their saved stats) adds only the work done after the resume point:
     work done before it was added by the run that did it.
 
+Middleware
+    :meth:`Flow.use` wraps every handler call of the flow's routines, outside
+    each routine's own (:meth:`Routine.use <flowforge.Routine.use>`). The
+    flow's plan composes each routine's chain once; the flow's middleware is
+    saved with it by import path.
+
 Resuming
     :meth:`Flow.resume` checks the JobState against the flow first and
     refuses, listing every problem, one it cannot run: a job that never

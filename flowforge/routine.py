@@ -19,7 +19,9 @@ How a handler is called
     with exactly one parameter that the data does not name gets the single
     delivered value if there is exactly one, else the whole dict. Handlers may
     be plain functions, bound methods or ``async def``. How to call each
-    handler is worked out once, when its slot is defined.
+    handler is worked out once, when its slot is defined. Middleware added
+    with :meth:`~Routine.use` (inside the flow's, :meth:`Flow.use
+    <flowforge.Flow.use>`) wraps every call, in the handler's process.
 
 What emit guarantees
     :meth:`~Routine.emit` checks the event and its parameters at once. Inside

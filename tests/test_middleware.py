@@ -30,12 +30,13 @@ from flowforge import (
     JobState,
     JobStatus,
     SerializationError,
+    current_activation,
 )
 from flowforge.errors import MissingExtraError
 from flowforge.middleware import log_calls, opentelemetry_spans
 from flowforge.runtime.dask import DaskExecutor
 from flowforge.runtime.remote import ShippingError
-from flowforge.testing import Collect, Double, Source
+from flowforge.testing import Collect, Double, Sleep, Source
 
 Proceed = Callable[[], Any]
 
@@ -295,6 +296,46 @@ def test_middleware_wraps_async_handlers(executor: str) -> None:
     assert job.status is JobStatus.COMPLETED
     assert sink_items(flow) == [6]
     assert seen == [0]
+
+
+def test_middleware_sees_a_handler_timeout_as_such(executor: str) -> None:
+    """A handler past its timeout raises HandlerTimeoutError through the middleware."""
+    seen: list[str] = []
+
+    def watch(call: ActivationInfo, proceed: Proceed) -> Any:
+        try:
+            return proceed()
+        except Exception as exc:
+            seen.append(type(exc).__name__)
+            raise
+
+    flow = Flow(executor=executor)
+    flow.add_routine(Sleep(), "slow")
+    slow = flow.get_routine("slow")
+    assert slow is not None
+    slow.set_config(seconds=0.5)
+    slow.timeout = 0.05
+    slow.use(watch)
+    job = flow.execute("slow", {"value": 1})
+    assert job.status is JobStatus.FAILED
+    assert job.error is not None and job.error.error_type == "HandlerTimeoutError"
+    assert seen == ["HandlerTimeoutError"]
+
+
+def test_current_activation_names_the_slot_and_data(executor: str) -> None:
+    """Inside a handler, current_activation() also gives the slot and the read-only data."""
+    seen: list[ActivationInfo | None] = []
+
+    def look(call: ActivationInfo, proceed: Proceed) -> Any:
+        seen.append(current_activation())
+        return proceed()
+
+    flow = pipeline(executor)
+    flow.get_routine("double").use(look)  # type: ignore[union-attr]
+    run(flow, [3])
+    (info,) = seen
+    assert info is not None
+    assert (info.routine_id, info.slot, dict(info.data)) == ("double", "in", {"value": 3})
 
 
 # -- defining --------------------------------------------------------------------------

@@ -320,19 +320,28 @@ def _chained(act: Activation, chain: Chain, runner: AsyncRunner | None) -> None:
         job_id, act.routine_id, act.activation_id(job_id), act.attempt, act.slot_name, act.data
     )
 
+    abandoned: list[_Abandoned] = []
+
     def handler() -> Any:
         try:
             return _call(act, runner)
-        except BaseException:
+        except BaseException as exc:
             # A middleware that swallows the error must not commit what the
             # failed handler emitted: the handler's call stays all-or-nothing.
             act.emits = []
             act.stats = None
+            if isinstance(exc, _Abandoned):
+                abandoned.append(exc)
+                raise exc.error from None  # middleware sees the timeout itself
             raise
 
     token = CURRENT.set(act)
     try:
         chain(info, handler)
+    except HandlerTimeoutError as exc:
+        if abandoned and exc is abandoned[0].error:
+            raise abandoned[0] from None  # the call keeps its slot while it runs on
+        raise
     finally:
         CURRENT.reset(token)
 
