@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -661,3 +663,20 @@ def test_opentelemetry_spans_without_the_extra_names_it(monkeypatch: pytest.Monk
     with pytest.raises(MissingExtraError, match=r'pip install "flowforge\[otel\]"') as caught:
         opentelemetry_spans()
     assert caught.value.extra == "otel"
+
+
+def test_the_module_imports_without_opentelemetry() -> None:
+    """flowforge.middleware imports without otel; log_calls works, spans name the extra."""
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "import flowforge.middleware as m\n"
+        "m.log_calls()\n"
+        "try:\n"
+        "    m.opentelemetry_spans()\n"
+        "except m.MissingExtraError as exc:\n"
+        "    print('missing', exc.extra)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "missing otel"), done.stderr
