@@ -101,9 +101,10 @@ class Executor:
         """Start what one job needs, or ``None`` for inline executors.
 
         ``middleware`` holds the middleware chain of each routine that has
-        one; calls carry theirs (``act.chain``), so only an executor that
-        sends calls elsewhere needs it here, to check that it can send it
-        before the job starts and to send it with the routine.
+        one (it is passed only when some routine has one). Calls carry their
+        chain (``act.chain``), so only an executor that sends calls
+        elsewhere needs it here: to check that it can send it before the
+        job starts, and to send it with the routine.
         """
         return None
 

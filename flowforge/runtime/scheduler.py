@@ -211,7 +211,13 @@ class JobRunner:
     def run(self) -> JobState:
         """Run until no work is left (or pause, cancel, STOP); returns the JobState."""
         job = self.job
-        session = self.executor.start(self.plan.routines, self.plan.chains)
+        chains = self.plan.chains
+        # Without middleware, executors written before it (start(routines)) still work.
+        session = (
+            self.executor.start(self.plan.routines, chains)
+            if chains
+            else self.executor.start(self.plan.routines)
+        )
         before = (job.status, job.reason, job.started_at)
         job.status = JobStatus.RUNNING
         job.reason = None
