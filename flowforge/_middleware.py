@@ -16,19 +16,23 @@ A flow file names middleware by import path, so a saved flow can be rebuilt:
   arguments; loading calls ``Class(**config)``. The shipped
   :mod:`flowforge.middleware` are saved this way.
 
-A lambda or closure has no import path: saving a flow that uses one raises
-:class:`~flowforge.SerializationError` naming it.
+Loading imports modules as for routine classes, and refuses what was not
+written as middleware: paths into the standard library (unless allowed
+explicitly), classes and built-in functions named as functions, classes
+without ``config``. A lambda or closure has no import path: saving a flow
+that uses one raises :class:`~flowforge.SerializationError` naming it.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 from ._activation import ActivationInfo
 from .errors import DefinitionTypeError, Problem, SerializationError
-from .serialization import failure, import_path, resolve_object
+from .serialization import allowed_modules, failure, import_path, resolve_object
 
 #: ``mw(call, proceed) -> result``: what ``Flow.use`` and ``Routine.use`` take.
 Middleware: TypeAlias = Callable[[ActivationInfo, Callable[[], Any]], Any]
@@ -109,8 +113,10 @@ def load_all(
 def _load(entry: Any, where: str, allowed: tuple[str, ...], problems: list[Problem]) -> Any:
     try:
         if isinstance(entry, str):
+            _not_stdlib(entry, where, allowed)
             return _function(resolve_object(entry, where, allowed), where)
         if isinstance(entry, Mapping) and set(entry) <= {"class", "config"} and "class" in entry:
+            _not_stdlib(entry["class"], f"{where}.class", allowed)
             return _instance(entry, where, allowed)
     except SerializationError as exc:
         problems += exc.problems
@@ -125,6 +131,22 @@ def _load(entry: Any, where: str, allowed: tuple[str, ...], problems: list[Probl
         )
     )
     return None
+
+
+def _not_stdlib(path: Any, where: str, allowed: tuple[str, ...]) -> None:
+    # The standard library is always imported enough to be named, and none of
+    # it is middleware: a file must not get to call its functions.
+    module = path.partition(":")[0] if isinstance(path, str) else ""
+    top = module.split(".")[0]
+    if top not in sys.stdlib_module_names:
+        return
+    if any(module == p or module.startswith(p + ".") for p in (*allowed, *allowed_modules())):
+        return
+    raise failure(
+        where,
+        f"{path!r} is in the standard library ('{top}'), which holds no middleware.",
+        "Name a middleware function or class of your own module.",
+    )
 
 
 def _instance(entry: Mapping[str, Any], where: str, allowed: tuple[str, ...]) -> Any:

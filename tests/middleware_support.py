@@ -106,3 +106,10 @@ class EmitThenFail(Routine):
         """Emit, then fail."""
         self.emit("out", value=value)
         raise ValueError("handler failed after emitting")
+
+
+class Plain:
+    """A class with no ``config``: not something a flow file may build as middleware."""
+
+    def __call__(self, call: ActivationInfo, proceed: Callable[[], Any]) -> Any:
+        return proceed()

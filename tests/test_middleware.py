@@ -443,22 +443,33 @@ def test_saving_a_closure_raises() -> None:
 def test_loading_refuses_modules_not_allowed() -> None:
     """Middleware from a module not imported and not allowed is refused, with its place."""
     data = pipeline().serialize()
-    data["middleware"] = ["not_allowed_pkg_xyz.mw:timed"]
-    data["routines"]["double"]["middleware"] = ["json:dumps"]
+    data["middleware"] = ["not_allowed_pkg_xyz.mw:timed", "middleware_support:record"]
     with pytest.raises(SerializationError) as caught:
         Flow.from_dict(data)
-    wheres = [p.where for p in caught.value.problems]
-    assert "flow.middleware[0]" in wheres
-    assert "flow.routines.double.middleware[0]" not in wheres  # json is imported: allowed
+    assert [p.where for p in caught.value.problems] == ["flow.middleware[0]"]
+    assert "does not exist" in caught.value.problems[0].message
+
+
+def test_loading_refuses_the_standard_library() -> None:
+    """Functions of the standard library, imported or not, are not middleware."""
+    data = pipeline().serialize()
+    data["routines"]["double"]["middleware"] = ["json:dumps", "code:interact"]
+    with pytest.raises(SerializationError, match="standard library") as caught:
+        Flow.from_dict(data)
+    assert [p.where for p in caught.value.problems] == [
+        "flow.routines.double.middleware[0]",
+        "flow.routines.double.middleware[1]",
+    ]
 
 
 def test_loading_refuses_classes_and_builtins_as_middleware() -> None:
     """Only functions, or classes made for it (with config), are built from a file."""
     data = pipeline().serialize()
     data["middleware"] = [
-        "subprocess:Popen",
-        "builtins:print",
-        {"class": "subprocess:Popen", "config": {"args": ["true"]}},
+        "middleware_support:Plain",
+        "middleware_support:os.getpid",
+        {"class": "middleware_support:Plain", "config": {}},
+        {"class": "middleware_support:Tag", "config": {"name": "ok"}},
     ]
     with pytest.raises(SerializationError) as caught:
         Flow.from_dict(data)
