@@ -95,7 +95,7 @@ class RoutineDoc:
     config: dict[str, Any] = attrs.field(factory=dict)
     stats: dict[str, Any] = attrs.field(factory=dict)
     policy: PolicyDoc = attrs.field(factory=PolicyDoc)
-    middleware: list[Any] = attrs.field(factory=list)
+    middleware: Any = attrs.field(factory=list)  # checked by _middleware.load_all
 
 
 @attrs.frozen
@@ -139,7 +139,7 @@ class FlowDoc:
     retention: int = 1000
     max_activations: int | None = 1_000_000
     entry: EntryDoc | None = None
-    middleware: list[Any] = attrs.field(factory=list)
+    middleware: Any = attrs.field(factory=list)  # checked by _middleware.load_all
 
 
 def _structure_connection(data: Any, _: Any) -> ConnectionDoc:

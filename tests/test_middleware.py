@@ -450,6 +450,19 @@ def test_loading_refuses_modules_not_allowed() -> None:
     assert "does not exist" in caught.value.problems[0].message
 
 
+def test_loading_refuses_a_middleware_section_that_is_not_a_list() -> None:
+    """A ``middleware`` that is not a list is one problem, at its place."""
+    data = pipeline().serialize()
+    data["middleware"] = "middleware_support:record"
+    data["routines"]["double"]["middleware"] = {"class": "middleware_support:Tag"}
+    with pytest.raises(SerializationError, match="expected a list of middleware") as caught:
+        Flow.from_dict(data)
+    assert [p.where for p in caught.value.problems] == [
+        "flow.middleware",
+        "flow.routines.double.middleware",
+    ]
+
+
 def test_loading_refuses_the_standard_library() -> None:
     """Functions of the standard library, imported or not, are not middleware."""
     data = pipeline().serialize()
