@@ -32,6 +32,7 @@ from .remote import RemoteCall, RemoteResult, Shipper, run_remote
 if TYPE_CHECKING:
     from ..routine import Routine
     from .activation import Activation, Outcome
+    from .chain import Chain
 
 
 class DaskExecutor(Executor):
@@ -57,9 +58,11 @@ class DaskExecutor(Executor):
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.Lock()
 
-    def start(self, routines: Mapping[str, Routine]) -> Session:
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session:
         shipper = Shipper(cloudpickle.dumps)
-        shipper.check_routines(routines)
+        shipper.check_routines(routines, middleware or {})
         return _DaskSession(self.client(), shipper)
 
     def client(self) -> Client:

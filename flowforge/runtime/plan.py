@@ -6,19 +6,23 @@ handler and merge deliveries, a connection knows its target routine and slot
 (``target_id``, ``slot_name``), its parameter mapping and its source key. A
 :class:`Plan` adds the few whole-flow facts: which routines sit on a loop
 (they get the flow's activation cap), which slots are joins, each routine's
-error handler. A flow keeps its plan until its wiring or policies change, so
+error handler, and each routine's middleware composed into one
+:class:`~flowforge.runtime.chain.Chain` (the flow's outside the routine's).
+A flow keeps its plan until its wiring or policies change, so
 starting a job costs nothing per routine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..error_handler import ErrorHandler
+from .chain import Chain
 from .tasks import task_dependents, task_handlers
 
 if TYPE_CHECKING:
+    from .._middleware import Middleware
     from ..connection import Connection
     from ..routine import Routine
     from ..slot import Slot
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "handlers", "joins", "routines", "tasks")
+    __slots__ = ("caps", "chains", "handlers", "joins", "routines", "tasks")
 
     def __init__(
         self,
@@ -36,6 +40,7 @@ class Plan:
         joins: list[tuple[str, Slot]],
         error_handler: ErrorHandler,
         default_cap: int | None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.routines = routines
         self.joins = joins
@@ -45,6 +50,8 @@ class Plan:
         self.handlers: dict[str, ErrorHandler] = {}
         #: Each task's id, with the tasks its results feed (see :mod:`flowforge.runtime.tasks`).
         self.tasks: dict[str, tuple[str, ...]] = {}
+        #: Each routine's middleware chain, for routines that have middleware.
+        self.chains: dict[str, Chain] = {}
         for rid, routine in routines.items():
             policy = routine._policy
             cap = policy.max_activations
@@ -53,6 +60,9 @@ class Plan:
             if cap is not None:
                 self.caps[rid] = cap
             self.handlers[rid] = policy.error_handler or error_handler
+            layers = (*middleware, *routine._middleware)
+            if layers:
+                self.chains[rid] = Chain(layers)
 
 
 def compile_plan(
@@ -60,15 +70,22 @@ def compile_plan(
     connections: Iterable[Connection],
     default_handler: ErrorHandler,
     default_cap: int | None,
+    middleware: Sequence[Middleware] = (),
 ) -> Plan:
-    """Build the :class:`Plan` of a flow's routines and connections."""
+    """Build the :class:`Plan` of a flow's routines and connections, with the
+    flow's ``middleware`` (outermost first)."""
     ids = {id(r): rid for rid, r in routines.items()}
     edges = [(ids[id(c.event.routine)], ids[id(c.slot.routine)]) for c in connections]
     joins = [
         (rid, slot) for rid, r in routines.items() for slot in r._slots.values() if slot.is_join
     ]
     plan = Plan(
-        dict(routines), routines_on_loops(routines, edges), joins, default_handler, default_cap
+        dict(routines),
+        routines_on_loops(routines, edges),
+        joins,
+        default_handler,
+        default_cap,
+        middleware,
     )
     plan.tasks = task_dependents(routines)
     plan.handlers.update(task_handlers(routines, default_handler))

@@ -174,6 +174,7 @@ class JobRunner:
         self._routines = plan.routines
         self._caps = plan.caps
         self._handlers = plan.handlers
+        self._chains = plan.chains
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
@@ -211,7 +212,13 @@ class JobRunner:
     def run(self) -> JobState:
         """Run until no work is left (or pause, cancel, STOP); returns the JobState."""
         job = self.job
-        session = self.executor.start(self.plan.routines)
+        chains = self.plan.chains
+        # Without middleware, executors written before it (start(routines)) still work.
+        session = (
+            self.executor.start(self.plan.routines, chains)
+            if chains
+            else self.executor.start(self.plan.routines)
+        )
         before = (job.status, job.reason, job.started_at)
         job.status = JobStatus.RUNNING
         job.reason = None
@@ -449,6 +456,7 @@ class JobRunner:
             state.stats,
             self._handlers[rid],
             self.call,
+            self._chains.get(rid),
         )
         if routine_started.receivers:
             send(
