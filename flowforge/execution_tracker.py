@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
@@ -112,6 +113,13 @@ class ExecutionTracker:
         """Note that ``source.event`` was routed to ``target.slot`` at ``timestamp``."""
         self.event_flow_total += 1
         self._flow.append((timestamp, source, event, target, slot))
+
+    def record_deliveries(
+        self, rows: Sequence[tuple[float, str | None, str | None, str, str | None]]
+    ) -> None:
+        """:meth:`record_delivery` for each ``(timestamp, source, event, target, slot)``."""
+        self.event_flow_total += len(rows)
+        self._flow.extend(rows)
 
     # -- reading ------------------------------------------------------------
 

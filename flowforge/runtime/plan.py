@@ -12,7 +12,7 @@ starting a job costs nothing per routine.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..error_handler import ErrorHandler
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "handlers", "joins", "routines")
+    __slots__ = ("caps", "handlers", "joins", "routes", "routines")
 
     def __init__(
         self,
@@ -42,7 +42,10 @@ class Plan:
         self.caps: dict[str, int] = {}
         #: Each routine's error handler: its own, else the flow's.
         self.handlers: dict[str, ErrorHandler] = {}
+        #: Each routine's connections by event name (the events' own lists, kept current).
+        self.routes: dict[str, dict[str, Sequence[Connection]]] = {}
         for rid, routine in routines.items():
+            self.routes[rid] = {name: e._connections for name, e in routine._events.items()}
             policy = routine._policy
             cap = policy.max_activations
             if cap is None and rid in looping:
