@@ -92,11 +92,7 @@ class Slot:
         self.merge_strategy = merge_strategy
         self.merge: Merger | None = _merger(merge_strategy, routine, name)
         self.is_async = handler is not None and is_async_callable(handler)
-        self.invoke = (
-            None
-            if handler is None
-            else make_invoker(handler, lambda: (routine.routine_label(), name))
-        )
+        self.invoke = None if handler is None else make_invoker(handler, self)
         #: A sync handler and no merge state: the scheduler's fast path.
         self.plain = self.merge is None and not self.is_async and self.invoke is not None
         self._connections: list[Connection] = []
