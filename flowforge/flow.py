@@ -458,13 +458,13 @@ class Flow:
             return entry_slot
         if type(routine).__call__ is not Routine.__call__:
             return None
-        if len(routine.slots) != 1:
+        if len(routine._slots) != 1:
             raise DefinitionError(
                 f"Entry routine '{rid}' has {len(routine.slots)} slots "
                 f"({quoted(routine.slots)}); name the one to start at with entry_slot=..., "
                 "or override __call__ to start work another way."
             )
-        only: str = next(iter(routine.slots))
+        only: str = next(iter(routine._slots))
         return only
 
     def _check_resumable(self, job: JobState) -> None:

@@ -163,6 +163,11 @@ class RoutineStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+def _job_status(value: Any) -> JobStatus:
+    # Every job makes one: skip the enum lookup when it is one already.
+    return value if value.__class__ is JobStatus else JobStatus(value)
+
+
 def _routine_status(value: Any) -> RoutineStatus:
     # Every job makes one run per routine: skip the enum lookup when it is one already.
     return value if value.__class__ is RoutineStatus else RoutineStatus(value)
@@ -255,7 +260,7 @@ class JobState:
 
     flow_id: str | None = None
     job_id: str = attrs.field(factory=lambda: os.urandom(16).hex())
-    status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=JobStatus)
+    status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=_job_status)
     created_at: float = attrs.field(factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None

@@ -548,12 +548,12 @@ class JobRunner:
 
     def _route(self, routine: Any, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
         job = self.job
-        events = routine._events
         produced: list[Message] | None = [] if self.journal is not None else None
         now = time.time()
         if not event_emitted.receivers:
             job.record_emits(rid, emits, self._routes[rid], now, produced)
             return produced or []
+        events = routine._events
         for event_name, data in emits:
             job.record_emit(rid, event_name, data, events[event_name]._connections, now, produced)
             send(
