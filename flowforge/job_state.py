@@ -11,7 +11,7 @@ interrupted job can continue in another process with :meth:`Flow.resume
 
 The job owns its changes. The scheduler never edits these fields itself: it
 calls the JobState's methods (:meth:`~JobState.record_success`,
-:meth:`~JobState.record_emit`, :meth:`~JobState.record_failure`, ...), and
+:meth:`~JobState.record_emits`, :meth:`~JobState.record_failure`, ...), and
 stores read a job through public readings (:meth:`~JobState.header_data`,
 :meth:`~JobState.routine_data`, :meth:`~JobState.history_since`, ...), so the
 saved format follows from this model.

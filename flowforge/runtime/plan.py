@@ -6,7 +6,8 @@ handler and merge deliveries, a connection knows its target routine and slot
 (``target_id``, ``slot_name``), its parameter mapping and its source key. A
 :class:`Plan` adds the few whole-flow facts: which routines sit on a loop
 (they get the flow's activation cap), which slots are joins, each routine's
-error handler. A flow keeps its plan until its wiring or policies change, so
+error handler, and each routine's connections by event name (so routing a
+call's emits is one lookup). A flow keeps its plan until its wiring or policies change, so
 starting a job costs nothing per routine.
 """
 

@@ -7,7 +7,7 @@ sequential executor, by the executor's session otherwise -- then applies each
 :class:`~flowforge.runtime.activation.Outcome` when it comes back. Applying is
 done by the :class:`~flowforge.JobState` methods, so the job owns its changes:
 ``record_success`` (the routine's :class:`~flowforge.job_state.RoutineRun`
-and the job's own counters), ``record_emit`` (history, event flow and the
+and the job's own counters), ``record_emits`` (history, event flow and the
 messages queued), ``record_failure`` / ``record_skipped_call`` / ``fail`` (the
 error strategy's outcome), ``set_slot_state`` and ``end_run``. Handlers never call each
 other, so chains of any length and long loops use no stack.
