@@ -173,19 +173,20 @@ class Flow:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
-        self._check_wired_elsewhere(routine)
+        connections = routine._connections()
+        self._check_wired_elsewhere(routine, connections)
         routine._routine_id = rid
         routine._flow = self
         self._routines[rid] = routine
-        for connection in routine._connections():
+        for connection in connections:
             connection.refresh()
             if connection.event.routine._flow is self and connection.slot.routine._flow is self:
                 self._wired(connection)
         self._invalidate()
         return rid
 
-    def _check_wired_elsewhere(self, routine: Routine) -> None:
-        for connection in routine._connections():
+    def _check_wired_elsewhere(self, routine: Routine, connections: list[Connection]) -> None:
+        for connection in connections:
             for end in (connection.event.routine, connection.slot.routine):
                 if end._flow is not None and end._flow is not self:
                     raise DefinitionError(
@@ -201,10 +202,10 @@ class Flow:
         self._wired_set.add(connection)
         self._invalidate()
         arriving = connection.slot._connections
-        later = set(arriving[arriving.index(connection) + 1 :])
-        if later:
+        if arriving[-1] is not connection:
             # Wired before its routines were added: keep the slot's order, which
             # a join combines by and which loading remakes from this list.
+            later = set(arriving[arriving.index(connection) + 1 :])
             for i, existing in enumerate(self._connections):
                 if existing in later:
                     self._connections.insert(i, connection)
