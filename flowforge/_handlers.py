@@ -55,17 +55,47 @@ def make_invoker(handler: Callable[..., Any], owner: Owner) -> Invoker:
         handler: The slot's handler.
         owner: The slot, named in error messages (read only when one is raised).
     """
-    params = _parameters(handler)
+    function = getattr(handler, "__func__", None)
+    if function is None or not inspect.isfunction(function):
+        return _shape(_parameters(handler))(handler, owner)
+    # Every instance of a routine class binds the same method: work out its shape once.
+    shape = _shapes.get(function)
+    if shape is None:
+        shape = _shapes[function] = _shape(_parameters(handler))
+    return shape(handler, owner)
+
+
+#: Makes an invoker for one handler from what its signature says: ``(handler, owner)``.
+Shape = Callable[[Callable[..., Any], Owner], Invoker]
+_shapes: weakref.WeakKeyDictionary[Any, Shape] = weakref.WeakKeyDictionary()
+
+
+def _shape(params: list[inspect.Parameter] | None) -> Shape:
     if params is None:  # builtins without a signature take the dict
-        return functools.partial(_call_with_dict, handler)
+        return _dict_invoker
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return _kwargs_invoker(handler, params, owner)
+        required = tuple(p.name for p in params if p.kind in _NAMED and p.default is p.empty)
+        return functools.partial(_kwargs_invoker, required)
     named = [p for p in params if p.kind in _NAMED or p.kind is inspect.Parameter.POSITIONAL_ONLY]
     if not named:
-        return functools.partial(_call_bare, handler)
+        return _bare_invoker
     if len(named) == 1:
-        return _single_invoker(handler, named[0], owner)
-    return _named_invoker(handler, named, owner)
+        param = named[0]
+        keyword = param.kind is inspect.Parameter.KEYWORD_ONLY
+        return functools.partial(_single_invoker, param.name, param.default is param.empty, keyword)
+    names = tuple(p.name for p in named)
+    if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in named):
+        return functools.partial(_positional_invoker, names)
+    required = tuple(p.name for p in named if p.default is p.empty)
+    return functools.partial(_named_invoker, names, required)
+
+
+def _dict_invoker(handler: Callable[..., Any], owner: Owner) -> Invoker:
+    return functools.partial(_call_with_dict, handler)
+
+
+def _bare_invoker(handler: Callable[..., Any], owner: Owner) -> Invoker:
+    return functools.partial(_call_bare, handler)
 
 
 def _call_with_dict(handler: Callable[..., Any], data: Mapping[str, Any]) -> Any:
@@ -144,10 +174,8 @@ def _missing(
 
 
 def _kwargs_invoker(
-    handler: Callable[..., Any], params: list[inspect.Parameter], owner: Owner
+    required: tuple[str, ...], handler: Callable[..., Any], owner: Owner
 ) -> Invoker:
-    required = tuple(p.name for p in params if p.kind in _NAMED and p.default is p.empty)
-
     def invoke(
         data: Mapping[str, Any],
         required: tuple[str, ...] = required,
@@ -162,11 +190,10 @@ def _kwargs_invoker(
     return invoke
 
 
-def _single_invoker(handler: Callable[..., Any], param: inspect.Parameter, owner: Owner) -> Invoker:
-    name, required = param.name, param.default is param.empty
-    call = handler
-    if param.kind is inspect.Parameter.KEYWORD_ONLY:
-        call = functools.partial(_call_by_name, handler, name)
+def _single_invoker(
+    name: str, required: bool, keyword: bool, handler: Callable[..., Any], owner: Owner
+) -> Invoker:
+    call = functools.partial(_call_by_name, handler, name) if keyword else handler
 
     def invoke(
         data: Mapping[str, Any],
@@ -194,27 +221,26 @@ def _call_by_name(handler: Callable[..., Any], name: str, value: Any) -> Any:
     return handler(**{name: value})
 
 
-def _named_invoker(
-    handler: Callable[..., Any], named: list[inspect.Parameter], owner: Owner
+def _positional_invoker(
+    positional: tuple[str, ...], handler: Callable[..., Any], owner: Owner
 ) -> Invoker:
-    if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in named):
-        positional = tuple(p.name for p in named)
+    def invoke_positional(
+        data: Mapping[str, Any],
+        positional: tuple[str, ...] = positional,
+        handler: Callable[..., Any] = handler,
+        owner: Owner = owner,
+    ) -> Any:
+        for name in positional:
+            if name not in data:
+                raise _missing(owner, handler, name, data)
+        return handler(*(data[name] for name in positional))
 
-        def invoke_positional(
-            data: Mapping[str, Any],
-            positional: tuple[str, ...] = positional,
-            handler: Callable[..., Any] = handler,
-            owner: Owner = owner,
-        ) -> Any:
-            for name in positional:
-                if name not in data:
-                    raise _missing(owner, handler, name, data)
-            return handler(*(data[name] for name in positional))
+    return invoke_positional
 
-        return invoke_positional
-    names = tuple(p.name for p in named)
-    required = tuple(p.name for p in named if p.default is p.empty)
 
+def _named_invoker(
+    names: tuple[str, ...], required: tuple[str, ...], handler: Callable[..., Any], owner: Owner
+) -> Invoker:
     def invoke(
         data: Mapping[str, Any],
         names: tuple[str, ...] = names,
