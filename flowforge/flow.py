@@ -184,19 +184,20 @@ class Flow:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
-        self._check_wired_elsewhere(routine)
+        connections = routine._connections()
+        self._check_wired_elsewhere(routine, connections)
         routine._routine_id = rid
         routine._flow = self
         self._routines[rid] = routine
-        for connection in routine._connections():
+        for connection in connections:
             connection.refresh()
             if connection.event.routine._flow is self and connection.slot.routine._flow is self:
                 self._wired(connection)
         self._invalidate()
         return rid
 
-    def _check_wired_elsewhere(self, routine: Routine) -> None:
-        for connection in routine._connections():
+    def _check_wired_elsewhere(self, routine: Routine, connections: list[Connection]) -> None:
+        for connection in connections:
             for end in (connection.event.routine, connection.slot.routine):
                 if end._flow is not None and end._flow is not self:
                     raise DefinitionError(
@@ -212,10 +213,10 @@ class Flow:
         self._wired_set.add(connection)
         self._invalidate()
         arriving = connection.slot._connections
-        later = set(arriving[arriving.index(connection) + 1 :])
-        if later:
+        if arriving[-1] is not connection:
             # Wired before its routines were added: keep the slot's order, which
             # a join combines by and which loading remakes from this list.
+            later = set(arriving[arriving.index(connection) + 1 :])
             for i, existing in enumerate(self._connections):
                 if existing in later:
                     self._connections.insert(i, connection)
@@ -600,13 +601,13 @@ class Flow:
             return entry_slot
         if type(routine).__call__ is not Routine.__call__:
             return None
-        if len(routine.slots) != 1:
+        if len(routine._slots) != 1:
             raise DefinitionError(
                 f"Entry routine '{rid}' has {len(routine.slots)} slots "
                 f"({quoted(routine.slots)}); name the one to start at with entry_slot=..., "
                 "or override __call__ to start work another way."
             )
-        only: str = next(iter(routine.slots))
+        only: str = next(iter(routine._slots))
         return only
 
     def _check_resumable(self, job: JobState) -> None:

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._activation import CURRENT, JobControl
-from ._checks import check_int, check_name, check_number, check_param_name
+from ._checks import NAME, check_int, check_name, check_number, check_param_name
 from ._middleware import Middleware, checked
 from .error_handler import ErrorHandler
 from .errors import (
@@ -117,6 +117,13 @@ class Policy:
 _DEFAULT_POLICY = Policy()
 
 
+def _plain_params(params: list[str] | tuple[str, ...]) -> bool:
+    """True for distinct identifiers: the usual case, checked without building messages."""
+    return all(p.__class__ is str and p.isidentifier() for p in params) and len(set(params)) == len(
+        params
+    )
+
+
 class Routine:
     """Base class of every unit of work in a flow.
 
@@ -175,9 +182,11 @@ class Routine:
         return event
 
     def _check_params(self, name: str, params: Iterable[str] | None) -> list[str] | None:
-        where = f"Event '{name}' of '{self.routine_label()}'"
         if params is None:
             return None
+        if params.__class__ in (list, tuple) and _plain_params(params):
+            return list(params)
+        where = f"Event '{name}' of '{self.routine_label()}'"
         if isinstance(params, str) or not isinstance(params, Iterable):
             raise DefinitionTypeError(
                 f"{where}: params must be a list of names or None, got "
@@ -193,7 +202,8 @@ class Routine:
 
     def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
         article = "an" if kind == "event" else "a"
-        check_name(name, f"'{self.routine_label()}': {article} {kind} name")
+        if name.__class__ is not str or not NAME.fullmatch(name):  # the message only on error
+            check_name(name, f"'{self.routine_label()}': {article} {kind} name")
         if name in existing:
             raise DefinitionError(
                 f"Routine '{self.routine_label()}' already has {article} {kind} named '{name}'; "

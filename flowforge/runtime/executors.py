@@ -83,7 +83,11 @@ class Session(Protocol):
         """The finished call's :class:`Outcome`; :class:`WorkerLost` to send it again."""
 
     def flush(self) -> None:
-        """Send what :meth:`submit` may have held back (the scheduler is about to wait)."""
+        """Send what :meth:`submit` may have held back (the scheduler is about to wait).
+
+        A session may go on holding calls while others it sent are still out:
+        each of those coming back makes the scheduler wait, and flush, again.
+        """
 
     def close(self) -> None:
         """Release what the session holds."""

@@ -6,7 +6,8 @@ handler and merge deliveries, a connection knows its target routine and slot
 (``target_id``, ``slot_name``), its parameter mapping and its source key. A
 :class:`Plan` adds the few whole-flow facts: which routines sit on a loop
 (they get the flow's activation cap), which slots are joins, each routine's
-error handler, and each routine's middleware composed into one
+error handler, each routine's connections by event name (so routing a
+call's emits is one lookup), and each routine's middleware composed into one
 :class:`~flowforge.runtime.chain.Chain` (the flow's outside the routine's).
 A flow keeps its plan until its wiring or policies change, so
 starting a job costs nothing per routine.
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "chains", "handlers", "joins", "routines", "tasks")
+    __slots__ = ("caps", "chains", "handlers", "joins", "routes", "routines", "tasks")
 
     def __init__(
         self,
@@ -52,7 +53,10 @@ class Plan:
         self.tasks: dict[str, tuple[str, ...]] = {}
         #: Each routine's middleware chain, for routines that have middleware.
         self.chains: dict[str, Chain] = {}
+        #: Each routine's connections by event name (the events' own lists, kept current).
+        self.routes: dict[str, dict[str, Sequence[Connection]]] = {}
         for rid, routine in routines.items():
+            self.routes[rid] = {name: e._connections for name, e in routine._events.items()}
             policy = routine._policy
             cap = policy.max_activations
             if cap is None and rid in looping:
