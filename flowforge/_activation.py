@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextvars
 import weakref
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -149,20 +151,37 @@ def current_activation() -> ActivationInfo | None:
     if ctx is None:
         return None
     job_id = ctx.job_id
-    return ActivationInfo(job_id, ctx.routine_id, f"{job_id}:{ctx.seq}", ctx.attempt, ctx.control)
+    return ActivationInfo(
+        job_id,
+        ctx.routine_id,
+        f"{job_id}:{ctx.seq}",
+        ctx.attempt,
+        getattr(ctx, "slot_name", None),
+        getattr(ctx, "data", None),
+        ctx.control,
+    )
+
+
+_NO_DATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class ActivationInfo:
     """A read-only description of a running handler call.
+
+    Middleware gets one as its ``call`` argument (see :doc:`/guide/middleware`).
 
     Attributes:
         job_id: The job the call belongs to.
         routine_id: The routine whose handler runs.
         activation_id: Stable id of this activation within the job.
         attempt: 0 for the first try, then 1, 2, ... for retries.
+        slot: The slot whose handler runs; ``None`` for the entry call of a
+            routine that overrides ``__call__``.
+        data: The call's parameters, read-only (a
+            :class:`~types.MappingProxyType` over the delivered dict).
     """
 
-    __slots__ = ("_control", "activation_id", "attempt", "job_id", "routine_id")
+    __slots__ = ("_control", "activation_id", "attempt", "data", "job_id", "routine_id", "slot")
 
     def __init__(
         self,
@@ -170,12 +189,16 @@ class ActivationInfo:
         routine_id: str,
         activation_id: str,
         attempt: int,
+        slot: str | None = None,
+        data: Mapping[str, Any] | None = None,
         control: JobControl | None = None,
     ) -> None:
         self.job_id = job_id
         self.routine_id = routine_id
         self.activation_id = activation_id
         self.attempt = attempt
+        self.slot = slot
+        self.data: Mapping[str, Any] = _NO_DATA if data is None else MappingProxyType(data)
         self._control = control
 
     @property
@@ -189,7 +212,8 @@ class ActivationInfo:
     def __repr__(self) -> str:
         return (
             f"ActivationInfo(job_id={self.job_id!r}, routine_id={self.routine_id!r}, "
-            f"activation_id={self.activation_id!r}, attempt={self.attempt})"
+            f"slot={self.slot!r}, activation_id={self.activation_id!r}, "
+            f"attempt={self.attempt})"
         )
 
 

@@ -10,6 +10,9 @@ A flow file (JSON or YAML) is a mapping::
     retention: 1000                               # optional
     max_activations: 1000000                      # optional, null disables
     entry: {routine: read, slot: null, params: {path: data.csv}}   # optional
+    middleware:                                   # optional, outermost first
+      - myapp.middleware:timed                    # a module-level function
+      - {class: flowforge.middleware:LogCalls, config: {logger: app, level: 20}}
     routines:
       read:
         class: myapp.routines:ReadCsv             # import path
@@ -17,6 +20,7 @@ A flow file (JSON or YAML) is a mapping::
         stats: {}
         policy: {max_concurrency: 1, timeout: null, max_activations: null,
                  error_handler: null}
+        middleware: []                            # optional, inside the flow's
     connections:
       - read.rows -> parse.input                 # "source.event -> target.slot"
       - {from: parse.bad, to: rejects.input, mapping: {row: record}}
@@ -43,6 +47,8 @@ import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._checks import check_flow_id, check_int, check_name
+from ._middleware import dump as dump_middleware
+from ._middleware import load_all as load_middleware
 from .connection import check_mapping
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import DefinitionError, Problem, SerializationError, quoted
@@ -96,6 +102,7 @@ class RoutineDoc:
     config: dict[str, Any] = attrs.field(factory=dict)
     stats: dict[str, Any] = attrs.field(factory=dict)
     policy: PolicyDoc = attrs.field(factory=PolicyDoc)
+    middleware: Any = attrs.field(factory=list)  # checked by _middleware.load_all
     #: Per slot: at most this many undelivered messages wait for it in a job.
     capacity: dict[str, int] = attrs.field(factory=dict)
 
@@ -156,6 +163,7 @@ class FlowDoc:
     max_activations: int | None = 1_000_000
     entry: EntryDoc | None = None
     tasks: dict[str, TaskDoc] = attrs.field(factory=dict)
+    middleware: Any = attrs.field(factory=list)  # checked by _middleware.load_all
 
 
 def _structure_connection(data: Any, _: Any) -> ConnectionDoc:
@@ -190,6 +198,7 @@ converter.register_unstructure_hook(
         RoutineDoc,
         converter,
         class_=override(rename="class"),
+        middleware=override(omit_if_default=True),
         capacity=override(omit_if_default=True),
     ),
 )
@@ -202,11 +211,18 @@ converter.register_structure_hook(
 
 
 def dump_flow(flow: Flow) -> dict[str, Any]:
-    """The flow as plain data."""
+    """The flow as plain data.
+
+    Raises:
+        SerializationError: a middleware or a task's function has no import
+            path (a lambda or a closure); the message says where it is used.
+    """
     tasks = tasks_of(flow.routines)
     doc = FlowDoc(
         flow_id=flow.flow_id,
-        routines={rid: _routine_doc(r) for rid, r in flow.routines.items() if rid not in tasks},
+        routines={
+            rid: _routine_doc(rid, r) for rid, r in flow.routines.items() if rid not in tasks
+        },
         tasks={rid: _task_doc(t) for rid, t in tasks.items()},
         connections=[
             ConnectionDoc(
@@ -226,11 +242,18 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
         else EntryDoc(
             flow.entry["routine_id"], flow.entry.get("slot"), dict(flow.entry.get("params") or {})
         ),
+        middleware=_middleware_docs(flow.middleware, "flow.middleware"),
     )
     data: dict[str, Any] = converter.unstructure(doc)
     if not tasks:
         del data["tasks"]
+    if not data["middleware"]:
+        del data["middleware"]
     return {"format": data.pop("format"), "version": data.pop("version"), **data}
+
+
+def _middleware_docs(middleware: tuple[Any, ...], where: str) -> list[Any]:
+    return [dump_middleware(mw, f"{where}[{i}]") for i, mw in enumerate(middleware)]
 
 
 def _task_doc(task: Task) -> TaskDoc:
@@ -253,7 +276,7 @@ def _task_doc(task: Task) -> TaskDoc:
     )
 
 
-def _routine_doc(routine: Routine) -> RoutineDoc:
+def _routine_doc(rid: str, routine: Routine) -> RoutineDoc:
     policy = routine.policy
     return RoutineDoc(
         import_path(type(routine)),
@@ -265,6 +288,7 @@ def _routine_doc(routine: Routine) -> RoutineDoc:
             policy.max_activations,
             None if policy.error_handler is None else _handler_doc(policy.error_handler),
         ),
+        _middleware_docs(routine.middleware, f"flow.routines.{rid}.middleware"),
         {name: s.capacity for name, s in routine.slots.items() if s.capacity is not None},
     )
 
@@ -290,6 +314,7 @@ class RoutineSpec:
     config: dict[str, Any]
     stats: dict[str, Any]
     policy: Policy
+    middleware: tuple[Any, ...] = ()
     capacity: dict[str, int] = attrs.field(factory=dict)
 
 
@@ -335,6 +360,7 @@ class FlowSpec:
     routines: dict[str, RoutineSpec]
     wires: list[WireSpec]
     tasks: dict[str, TaskSpec] = attrs.field(factory=dict)
+    middleware: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -450,6 +476,7 @@ def check_flow(data: Any, allowed: tuple[str, ...]) -> tuple[FlowSpec, list[Prob
         routines=routines,
         wires=wires,
         tasks=tasks,
+        middleware=load_middleware(doc.middleware, "flow.middleware", allowed, problems),
     )
     return spec, problems
 
@@ -509,11 +536,12 @@ def _routine_spec(
     except SerializationError as exc:
         problems += exc.problems
     policy = _policy(doc.policy, f"{where}.policy", allowed, problems)
+    middleware = load_middleware(doc.middleware, f"{where}.middleware", allowed, problems)
     if cls is None:
         return None
     # A bad policy is listed; the routine is still built to check its wires.
     return RoutineSpec(
-        cls, dict(doc.config), dict(doc.stats), policy or Policy(), dict(doc.capacity)
+        cls, dict(doc.config), dict(doc.stats), policy or Policy(), middleware, dict(doc.capacity)
     )
 
 
@@ -688,6 +716,8 @@ def _build_routine(rid: str, spec: RoutineSpec, problems: list[Problem]) -> Rout
     routine.set_config(**spec.config)
     routine._own_stats = dict(spec.stats)
     routine._policy = spec.policy
+    for mw in spec.middleware:
+        routine.use(mw)
     return routine if _set_capacities(rid, routine, spec.capacity, problems) else None
 
 

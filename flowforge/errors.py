@@ -199,6 +199,21 @@ class ActivationLimitError(FlowForgeError, RuntimeError):
         self.limit = limit
 
 
+class MiddlewareError(FlowForgeError, RuntimeError):
+    """A middleware broke the ``mw(call, proceed)`` protocol (it called
+    ``proceed()`` twice); the call fails like a handler error.
+
+    Attributes:
+        routine_id: The routine whose call it was.
+        middleware: The middleware's name.
+    """
+
+    def __init__(self, message: str, *, routine_id: str, middleware: str) -> None:
+        super().__init__(message)
+        self.routine_id = routine_id
+        self.middleware = middleware
+
+
 class JobStateError(FlowForgeError, ValueError):
     """A job was asked to do something its status does not allow.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
@@ -93,13 +94,14 @@ class ExecutionTracker:
         row = self._routines.get(routine_id)
         if row is None:
             row = self._routines[routine_id] = [0, 0, 0, 0.0, seconds, seconds]
-        row[_CALLS] += 1
-        row[_OK if ok else _FAILED] += 1
-        row[_TIME] += seconds
-        if seconds < row[_MIN]:
-            row[_MIN] = seconds
-        if seconds > row[_MAX]:
-            row[_MAX] = seconds
+        # Literal indices (_CALLS, _OK, _FAILED, _TIME, _MIN, _MAX): this runs for every call.
+        row[0] += 1
+        row[1 if ok else 2] += 1
+        row[3] += seconds
+        if seconds < row[4]:
+            row[4] = seconds
+        elif seconds > row[5]:
+            row[5] = seconds
 
     def record_delivery(
         self,
@@ -112,6 +114,13 @@ class ExecutionTracker:
         """Note that ``source.event`` was routed to ``target.slot`` at ``timestamp``."""
         self.event_flow_total += 1
         self._flow.append((timestamp, source, event, target, slot))
+
+    def record_deliveries(
+        self, rows: Sequence[tuple[float, str | None, str | None, str, str | None]]
+    ) -> None:
+        """:meth:`record_delivery` for each ``(timestamp, source, event, target, slot)``."""
+        self.event_flow_total += len(rows)
+        self._flow.extend(rows)
 
     # -- reading ------------------------------------------------------------
 

@@ -25,6 +25,12 @@ Routine counters
     their saved stats) adds only the work done after the resume point:
     work done before it was added by the run that did it.
 
+Middleware
+    :meth:`Flow.use` wraps every handler call of the flow's routines, outside
+    each routine's own (:meth:`Routine.use <flowforge.Routine.use>`). The
+    flow's plan composes each routine's chain once; the flow's middleware is
+    saved with it by import path.
+
 Resuming
     :meth:`Flow.resume` checks the JobState against the flow first and
     refuses, listing every problem, one it cannot run: a job that never
@@ -46,6 +52,7 @@ from typing import Any, NoReturn, cast
 from ._activation import CURRENT, merge_stats
 from ._checks import check_flow_id, check_int, check_name
 from ._flowfile import LoadedFlow, dump_flow, load_flow
+from ._middleware import Middleware, checked
 from ._pipeline import build_pipeline
 from .connection import Connection
 from .error_handler import ErrorHandler, ErrorStrategy
@@ -142,6 +149,7 @@ class Flow:
         self._connections: list[Connection] = []
         self._wired_set: set[Connection] = set()
         self._runners: dict[str, JobRunner] = {}
+        self._middleware: tuple[Middleware, ...] = ()
         self._tracker: ExecutionTracker | None = None
         self._stats_lock = threading.Lock()
 
@@ -178,19 +186,20 @@ class Flow:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
-        self._check_wired_elsewhere(routine)
+        connections = routine._connections()
+        self._check_wired_elsewhere(routine, connections)
         routine._routine_id = rid
         routine._flow = self
         self._routines[rid] = routine
-        for connection in routine._connections():
+        for connection in connections:
             connection.refresh()
             if connection.event.routine._flow is self and connection.slot.routine._flow is self:
                 self._wired(connection)
         self._invalidate()
         return rid
 
-    def _check_wired_elsewhere(self, routine: Routine) -> None:
-        for connection in routine._connections():
+    def _check_wired_elsewhere(self, routine: Routine, connections: list[Connection]) -> None:
+        for connection in connections:
             for end in (connection.event.routine, connection.slot.routine):
                 if end._flow is not None and end._flow is not self:
                     raise DefinitionError(
@@ -206,10 +215,10 @@ class Flow:
         self._wired_set.add(connection)
         self._invalidate()
         arriving = connection.slot._connections
-        later = set(arriving[arriving.index(connection) + 1 :])
-        if later:
+        if arriving[-1] is not connection:
             # Wired before its routines were added: keep the slot's order, which
             # a join combines by and which loading remakes from this list.
+            later = set(arriving[arriving.index(connection) + 1 :])
             for i, existing in enumerate(self._connections):
                 if existing in later:
                     self._connections.insert(i, connection)
@@ -221,6 +230,47 @@ class Flow:
             self._wired_set.discard(connection)
             self._connections.remove(connection)
         self._invalidate()
+
+    def use(self, mw: Middleware) -> Middleware:
+        """Wrap every handler call of every routine of this flow in ``mw(call, proceed)``.
+
+        ``call`` is the :class:`~flowforge.ActivationInfo` of the call (with
+        its read-only ``data``); ``proceed()`` runs the rest of the chain and
+        the handler once and returns what the handler returned. The flow's
+        middleware runs outside each routine's own (:meth:`Routine.use
+        <flowforge.Routine.use>`), the first added outermost. Returns ``mw``,
+        so it also works as a decorator. See :doc:`/guide/middleware`.
+
+        Example:
+            >>> from flowforge import Flow
+            >>> from flowforge.testing import Collect, Double
+            >>> seen = []
+            >>> flow = Flow(flow_id="mw")
+            >>> flow.add_routine(Double(), "double")
+            'double'
+            >>> flow.add_routine(Collect(), "sink")
+            'sink'
+            >>> _ = flow.connect("double", "out", "sink", "in")
+            >>> @flow.use
+            ... def note(call, proceed):
+            ...     seen.append(f"{call.routine_id}.{call.slot}")
+            ...     return proceed()
+            >>> print(flow.execute("double", {"value": 2}).status)
+            completed
+            >>> seen
+            ['double.in', 'sink.in']
+
+        Raises:
+            DefinitionTypeError: ``mw`` is not callable.
+        """
+        self._middleware = (*self._middleware, checked(mw, "Flow"))
+        self._invalidate()
+        return mw
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The flow's middleware, outermost first."""
+        return self._middleware
 
     def _invalidate(self) -> None:
         self._plan_cache = None
@@ -636,13 +686,13 @@ class Flow:
             return entry_slot
         if type(routine).__call__ is not Routine.__call__:
             return None
-        if len(routine.slots) != 1:
+        if len(routine._slots) != 1:
             raise DefinitionError(
                 f"Entry routine '{rid}' has {len(routine.slots)} slots "
                 f"({quoted(routine.slots)}); name the one to start at with entry_slot=..., "
                 "or override __call__ to start work another way."
             )
-        only: str = next(iter(routine.slots))
+        only: str = next(iter(routine._slots))
         return only
 
     def _check_resumable(self, job: JobState) -> None:
@@ -779,7 +829,11 @@ class Flow:
         plan = self._plan_cache
         if plan is None:
             plan = self._plan_cache = compile_plan(
-                self._routines, self.connections, self.error_handler, self.max_activations
+                self._routines,
+                self.connections,
+                self.error_handler,
+                self.max_activations,
+                self._middleware,
             )
         return plan
 
@@ -863,6 +917,8 @@ class Flow:
         for wire in spec.wires:
             self.connect(wire.source, wire.event, wire.target, wire.slot, wire.mapping)
         self.entry = None if spec.entry is None else dict(spec.entry)
+        for mw in spec.middleware:
+            self.use(mw)
 
     @classmethod
     def from_dict(

@@ -11,7 +11,7 @@ interrupted job can continue in another process with :meth:`Flow.resume
 
 The job owns its changes. The scheduler never edits these fields itself: it
 calls the JobState's methods (:meth:`~JobState.record_success`,
-:meth:`~JobState.record_emit`, :meth:`~JobState.record_failure`, ...), and
+:meth:`~JobState.record_emits`, :meth:`~JobState.record_failure`, ...), and
 stores read a job through public readings (:meth:`~JobState.header_data`,
 :meth:`~JobState.routine_data`, :meth:`~JobState.task_data`,
 :meth:`~JobState.history_since`, ...), so the saved format follows from this
@@ -183,6 +183,16 @@ class RoutineStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+def _job_status(value: Any) -> JobStatus:
+    # Every job makes one: skip the enum lookup when it is one already.
+    return value if value.__class__ is JobStatus else JobStatus(value)
+
+
+def _routine_status(value: Any) -> RoutineStatus:
+    # Every job makes one run per routine: skip the enum lookup when it is one already.
+    return value if value.__class__ is RoutineStatus else RoutineStatus(value)
+
+
 @attrs.define(slots=True, on_setattr=attrs.setters.NO_OP)
 class RoutineRun:
     """What one routine did in one job (kept in ``JobState.runs``).
@@ -199,7 +209,7 @@ class RoutineRun:
         stats: This job's own counters: what its calls did to ``self._stats``.
     """
 
-    status: RoutineStatus = attrs.field(default=RoutineStatus.PENDING, converter=RoutineStatus)
+    status: RoutineStatus = attrs.field(default=RoutineStatus.PENDING, converter=_routine_status)
     activations: int = 0
     failures: int = 0
     continued: int = 0
@@ -270,7 +280,7 @@ class JobState:
 
     flow_id: str | None = None
     job_id: str = attrs.field(factory=lambda: os.urandom(16).hex())
-    status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=JobStatus)
+    status: JobStatus = attrs.field(default=JobStatus.PENDING, converter=_job_status)
     created_at: float = attrs.field(factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
@@ -406,22 +416,46 @@ class JobState:
 
         Each message is also appended to ``produced`` when one is given.
         """
-        self.history_total += 1
-        self._history.append((routine_id, event_name, data, now))
+        self.record_emits(routine_id, ((event_name, data),), {event_name: routes}, now, produced)
+
+    def record_emits(
+        self,
+        routine_id: str,
+        emits: Iterable[tuple[str, dict[str, Any]]],
+        routes: Mapping[str, Sequence[Route]],
+        now: float,
+        produced: list[Message] | None = None,
+    ) -> None:
+        """Everything one call emitted, in order: :meth:`record_emit` for each
+        ``(event_name, data)``, with ``routes[event_name]`` as its routes.
+
+        One call for a whole activation, because it runs for every handler call.
+        """
+        history = self._history
         pending = self.pending
-        deliver = self.tracker.record_delivery
+        deliveries: list[tuple[float, str | None, str | None, str, str | None]] = []
         seq = self.next_seq
-        for route in routes:
-            mapping = route.param_mapping
-            payload = data if mapping is None else {mapping.get(k, k): v for k, v in data.items()}
-            target, slot = route.target_id, route.slot_name
-            msg = Message(seq, target, slot, payload, route.key)
-            seq += 1
-            pending.append(msg)
-            if produced is not None:
-                produced.append(msg)
-            deliver(now, routine_id, event_name, target, slot)
+        count = 0
+        for event_name, data in emits:
+            count += 1
+            history.append((routine_id, event_name, data, now))
+            for route in routes[event_name]:
+                mapping = route.param_mapping
+                if mapping is not None:
+                    payload = {mapping.get(k, k): v for k, v in data.items()}
+                else:
+                    payload = data
+                target, slot = route.target_id, route.slot_name
+                msg = Message(seq, target, slot, payload, route.key)
+                seq += 1
+                pending.append(msg)
+                if produced is not None:
+                    produced.append(msg)
+                deliveries.append((now, routine_id, event_name, target, slot))
+        self.history_total += count
         self.next_seq = seq
+        if deliveries:
+            self.tracker.record_deliveries(deliveries)
 
     def record_failure(self, info: ErrorInfo) -> None:
         """A call failed and ``info.strategy`` decided: count it against the routine.

@@ -94,11 +94,7 @@ class Slot:
         self.merge_strategy = merge_strategy
         self.merge: Merger | None = _merger(merge_strategy, routine, name)
         self.is_async = handler is not None and is_async_callable(handler)
-        self.invoke = (
-            None
-            if handler is None
-            else make_invoker(handler, lambda: (routine.routine_label(), name))
-        )
+        self.invoke = None if handler is None else make_invoker(handler, self)
         #: A sync handler and no merge state: the scheduler's fast path.
         self.plain = self.merge is None and not self.is_async and self.invoke is not None
         self._connections: list[Connection] = []
@@ -250,14 +246,21 @@ def _fold(function: MergeFunction, routine: Routine, name: str) -> Merger:
 def merge_join(
     state: Any, data: dict[str, Any], source: str | None, sources: Sequence[str]
 ) -> tuple[dict[str, Any] | None, Any]:
-    """Queue ``data`` under its source; fire once every source has an item."""
+    """Queue ``data`` under its source; fire once every source has an item.
+
+    ``state`` is never changed: the new state shares the queues it does not
+    touch (each delivery copies one queue, not all of them).
+    """
     if source is None or source not in sources:
         return data, state
-    queues: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in (state or {}).items()}
-    queues.setdefault(source, []).append(data)
-    if not all(queues.get(s) for s in sources):
+    queues: dict[str, list[dict[str, Any]]] = dict(state) if state else {}
+    queues[source] = [*queues.get(source, ()), data]
+    if len(queues) < len(sources) or not all(queues.get(s) for s in sources):
         return None, queues
-    return combine_round([queues[s].pop(0) for s in sources]), _drop_empty(queues)
+    combined = combine_round([queues[s][0] for s in sources])
+    for s in sources:
+        queues[s] = queues[s][1:]
+    return combined, _drop_empty(queues)
 
 
 def join_partial(state: Any, sources: Sequence[str]) -> tuple[dict[str, Any], Any, list[str]]:

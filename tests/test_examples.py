@@ -58,6 +58,19 @@ EXPECTED: dict[str, list[str]] = {
         "  status: failed; 2 call(s), 2 failed",
         "  gave up after 2 attempts: rate service unavailable (attempt 1) (stop)",
     ],
+    # docs/guide/middleware.rst shows these lines.
+    "middleware.py": [
+        "  > convert.input attempt 0 {'value': 10.0}",
+        "  < convert.input attempt 0 failed: rate service busy",
+        "  > convert.input attempt 1 {'value': 10.0}",
+        "  < convert.input attempt 1 returned 9.0",
+        "  > convert.input attempt 0 {'value': 0}",
+        "  < convert.input attempt 0 returned None",
+        "status: completed",
+        "saved: ['__main__:trace']",
+        "convert: ['__main__:skip_free']",
+        "process: completed, converted [18.0]",
+    ],
     # docs/guide/state.rst shows the first three lines.
     "state_management.py": [
         "paused (3 orders metered): 7 message(s) pending",

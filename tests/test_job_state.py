@@ -493,3 +493,36 @@ def test_elapsed_adds_up_over_runs_and_includes_a_running_one() -> None:
     assert JobState.from_dict(job.serialize()).tracker.elapsed >= first
     job.tracker.stop_run()
     assert job.tracker.elapsed >= running
+
+
+class _Route:
+    """A stand-in connection: where an emit goes, with an optional renaming."""
+
+    def __init__(self, target: str, slot: str, mapping: dict[str, str] | None = None) -> None:
+        self.target_id, self.slot_name, self.param_mapping = target, slot, mapping
+        self.key = f"a.out->{target}.{slot}"
+
+
+def test_record_emits_records_what_record_emit_would_one_emit_at_a_time() -> None:
+    """A whole call's emits recorded at once match recording them one by one."""
+    routes = {"out": [_Route("b", "in"), _Route("c", "in", {"x": "y"})], "done": []}
+    emits = [("out", {"x": 1}), ("done", {}), ("out", {"x": 2})]
+    batched, single = JobState(flow_id="f"), JobState(flow_id="f")
+    batched.record_emits("a", emits, routes, 5.0)
+    for name, data in emits:
+        single.record_emit("a", name, data, routes[name], 5.0)
+    for job in (batched, single):
+        assert [(m.seq, m.routine_id, m.data, m.source) for m in job.pending] == [
+            (0, "b", {"x": 1}, "a.out->b.in"),
+            (1, "c", {"y": 1}, "a.out->c.in"),
+            (2, "b", {"x": 2}, "a.out->b.in"),
+            (3, "c", {"y": 2}, "a.out->c.in"),
+        ]
+        assert job.next_seq == 4
+        assert [(r.event, r.target) for r in job.tracker.get_event_flow()] == [
+            ("out", "b"),
+            ("out", "c"),
+            ("out", "b"),
+            ("out", "c"),
+        ]
+        assert len(job.get_execution_history()) == 3

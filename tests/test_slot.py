@@ -251,3 +251,33 @@ def test_a_raising_merge_function_is_a_recorded_error_and_loses_nothing(executor
     assert job.status == "completed"
     assert sorted(i["value"] for i in sink.items) == [1, 3]
     assert [(e.routine_id, e.error_type) for e in job.errors] == [("sink", "RuntimeError")]
+
+
+def test_a_slot_invoker_closes_over_nothing() -> None:
+    """The invoker binds what it needs as defaults: no closure cells per routine."""
+
+    class Handlers(Routine):
+        def one(self, value: int) -> None: ...
+        def two(self, a: int, b: int = 0) -> None: ...
+        def anything(self, **data: Any) -> None: ...
+        def keyword(self, *, value: int) -> None: ...
+
+    routine = Handlers()
+    for name in ("one", "two", "anything", "keyword"):
+        invoke = routine.define_slot(name, handler=getattr(routine, name)).invoke
+        assert getattr(invoke, "__closure__", None) is None, name
+
+
+def test_merge_join_never_changes_the_state_it_is_given() -> None:
+    """A join delivery returns a new state; the job's committed state stays as it was."""
+    from flowforge.slot import merge_join
+
+    sources = ("a", "b")
+    state = {"a": [{"x": 1}, {"x": 2}]}
+    fired, after = merge_join(state, {"y": 3}, "b", sources)
+    assert fired == {"x": 1, "y": 3}
+    assert after == {"a": [{"x": 2}]}
+    assert state == {"a": [{"x": 1}, {"x": 2}]}
+    waiting, later = merge_join(after, {"x": 4}, "a", sources)
+    assert waiting is None and later == {"a": [{"x": 2}, {"x": 4}]}
+    assert after == {"a": [{"x": 2}]}

@@ -19,6 +19,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from .._middleware import describe
 from ..connection import Connection
 from ..error_handler import ErrorHandler
 from ..flow import Flow
@@ -340,9 +341,10 @@ def describe_flow(flow_file: FlowFile) -> str:
         f"  entry          {_entry_text(entry)}"
         if entry.get("routine_id") or not tasks_of(flow.routines)
         else "  entry          (none needed: every job starts every task; --param gives params)",
-        "",
-        f"Routines ({len(flow.routines)})",
     ]
+    if flow.middleware:
+        lines.append(f"  middleware     {_middleware_text(flow.middleware)}")
+    lines += ["", f"Routines ({len(flow.routines)})"]
     for rid, routine in flow.routines.items():
         lines += _routine_lines(rid, routine)
     lines += ["", f"Connections ({len(flow.connections)})"]
@@ -387,9 +389,15 @@ def _routine_lines(rid: str, routine: Routine) -> list[str]:
         params = "any" if event.params is None else ", ".join(event.params)
         lines.append(f"    event  {name}({params})")
     lines.append(f"    policy {_policy_text(routine)}")
+    if routine.middleware:
+        lines.append(f"    middleware {_middleware_text(routine.middleware)}")
     if routine.config:
         lines.append(f"    config {json.dumps(routine.config)}")
     return lines
+
+
+def _middleware_text(middleware: tuple[Any, ...]) -> str:
+    return ", ".join(repr(mw) if hasattr(mw, "config") else describe(mw) for mw in middleware)
 
 
 def _strategy_text(strategy: Any) -> str:

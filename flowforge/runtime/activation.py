@@ -18,9 +18,12 @@ activation's frozen :class:`CallContext`: the job id, the cancel flag, the
 retry callback, the async runner and a narrow
 :class:`~flowforge._activation.JobControl` -- never the scheduler itself.
 
-This signature is the seam for wrapping every handler call (middleware): a
-wrapper is a function ``(act) -> Outcome`` that calls the next one, and the
-innermost is :func:`invoke`.
+Middleware wraps every handler call here, inside each attempt: an
+activation whose routine has middleware carries the routine's composed
+:class:`~flowforge.runtime.chain.Chain` (made once per flow, with its plan),
+and each attempt runs the chain around the handler, so a retry runs it
+again and a middleware's error is sorted like the handler's. An activation
+without middleware has no chain and takes the plain path.
 
 Timeouts: a sync handler past its routine's timeout is failed and, outside a
 worker process, abandoned in its thread (it cannot be stopped). An abandoned
@@ -40,7 +43,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._activation import CURRENT, ActivationContext, JobControl
+from .._activation import CURRENT, ActivationContext, ActivationInfo, JobControl
 from ..errors import HandlerTimeoutError
 from ._async import AsyncRunner, run_here
 
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from ..error_handler import ErrorHandler
     from ..routine import Routine
     from ..slot import Slot
+    from .chain import Chain
 
 RetryCallback = Callable[["Activation", int, float, BaseException], None]
 #: A call still running in a thread after its timeout; done when it returns.
@@ -60,10 +64,11 @@ class Activation(ActivationContext):
     ``slot`` is ``None`` for an entry call of a routine that overrides
     ``__call__``. ``new_state`` is the slot's merge state to commit when the
     call is done (``NO_STATE`` for slots without merge state). ``call`` is
-    what the executor may know of the job (:class:`CallContext`).
+    what the executor may know of the job (:class:`CallContext`). ``chain``
+    is the routine's middleware, or ``None``.
     """
 
-    __slots__ = ("data", "error_handler", "new_state", "slot", "slot_key")
+    __slots__ = ("chain", "data", "error_handler", "new_state", "slot", "slot_key")
 
     call: CallContext
 
@@ -79,6 +84,7 @@ class Activation(ActivationContext):
         base_stats: dict[str, Any],
         error_handler: ErrorHandler,
         call: CallContext,
+        chain: Chain | None = None,
     ) -> None:
         self.routine = routine
         self.routine_id = routine_id
@@ -90,6 +96,7 @@ class Activation(ActivationContext):
         self.base_stats = base_stats
         self.error_handler = error_handler
         self.call = call
+        self.chain = chain
         self.attempt = 0
         self.stats = None
         self.emits = []
@@ -211,6 +218,7 @@ def invoke(act: Activation) -> Outcome:
         or slot.invoke is None
         or slot.is_async
         or act.routine._policy.timeout is not None
+        or act.chain is not None
     ):
         return _attempts(act, None)
     token = CURRENT.set(act)
@@ -252,7 +260,10 @@ def _attempts(act: Activation, first: tuple[float, Exception] | None) -> Outcome
             act.start_attempt(attempt)
             start = time.perf_counter()
             try:
-                _call(act, call.async_runner)
+                if act.chain is None:
+                    _call(act, call.async_runner)
+                else:
+                    _chained(act, act.chain, call.async_runner)
             except _Abandoned as abandoned:
                 error, running = abandoned.error, abandoned.running
             except Exception as exc:
@@ -303,7 +314,40 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def _call(act: Activation, runner: AsyncRunner | None) -> None:
+def _chained(act: Activation, chain: Chain, runner: AsyncRunner | None) -> None:
+    job_id = act.call.job_id
+    info = ActivationInfo(
+        job_id, act.routine_id, act.activation_id(job_id), act.attempt, act.slot_name, act.data
+    )
+
+    abandoned: list[_Abandoned] = []
+
+    def handler() -> Any:
+        try:
+            return _call(act, runner)
+        except BaseException as exc:
+            # A middleware that swallows the error must not commit what the
+            # failed handler emitted: the handler's call stays all-or-nothing.
+            act.emits = []
+            act.stats = None
+            if isinstance(exc, _Abandoned):
+                abandoned.append(exc)
+                raise exc.error from None  # middleware sees the timeout itself
+            raise
+
+    token = CURRENT.set(act)
+    try:
+        chain(info, handler)
+    except HandlerTimeoutError as exc:
+        if abandoned and exc is abandoned[0].error:
+            raise abandoned[0] from None  # the call keeps its slot while it runs on
+        raise
+    finally:
+        CURRENT.reset(token)
+
+
+def _call(act: Activation, runner: AsyncRunner | None) -> Any:
+    """Run the handler of ``act`` once; returns what it returned."""
     slot = act.slot
     if slot is None:
         invoke: Callable[[Mapping[str, Any]], Any] | None = _entry_call(act.routine)
@@ -311,21 +355,20 @@ def _call(act: Activation, runner: AsyncRunner | None) -> None:
     else:
         invoke, is_async = slot.invoke, slot.is_async
     if invoke is None:
-        return
+        return None
     timeout = act.routine._policy.timeout
     if is_async:
         run = runner.run if runner is not None else run_here
-        run(invoke, act.data, act, timeout, _timeout_error(act, timeout))
-    elif timeout is None:
+        return run(invoke, act.data, act, timeout, _timeout_error(act, timeout))
+    if timeout is None:
         token = CURRENT.set(act)
         try:
-            invoke(act.data)
+            return invoke(act.data)
         finally:
             CURRENT.reset(token)
-    elif _interrupting and threading.current_thread() is threading.main_thread():
-        _call_with_alarm(invoke, act.data, act, timeout, _timeout_error(act, timeout))
-    else:
-        _call_in_thread(invoke, act.data, act, timeout, _timeout_error(act, timeout))
+    if _interrupting and threading.current_thread() is threading.main_thread():
+        return _call_with_alarm(invoke, act.data, act, timeout, _timeout_error(act, timeout))
+    return _call_in_thread(invoke, act.data, act, timeout, _timeout_error(act, timeout))
 
 
 _interrupting = False
@@ -347,7 +390,7 @@ def _call_with_alarm(
     ctx: ActivationContext,
     timeout: float,
     timeout_error: HandlerTimeoutError,
-) -> None:
+) -> Any:
     def expire(signum: int, frame: Any) -> None:
         raise timeout_error
 
@@ -355,7 +398,7 @@ def _call_with_alarm(
     signal.setitimer(signal.ITIMER_REAL, timeout)
     token = CURRENT.set(ctx)
     try:
-        invoke(data)
+        return invoke(data)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -383,15 +426,16 @@ def _call_in_thread(
     ctx: ActivationContext,
     timeout: float,
     timeout_error: HandlerTimeoutError,
-) -> None:
+) -> Any:
     # A thread cannot be interrupted: on timeout it is abandoned, and since
     # its context is dropped, whatever it emits later goes nowhere.
     running: Running = concurrent.futures.Future()
+    returned: list[Any] = [None]
 
     def target() -> None:
         token = CURRENT.set(ctx)
         try:
-            invoke(data)
+            returned[0] = invoke(data)
         except BaseException as exc:  # handed to the caller's thread
             running.set_exception(exc)
         else:
@@ -408,3 +452,4 @@ def _call_in_thread(
         ctx.emits = []
         raise _Abandoned(timeout_error, running)
     running.result()
+    return returned[0]

@@ -32,6 +32,7 @@ from .remote import RemoteCall, RemoteResult, Shipper, run_remote
 if TYPE_CHECKING:
     from ..routine import Routine
     from .activation import Activation, Outcome
+    from .chain import Chain
 
 
 class DaskExecutor(Executor):
@@ -57,9 +58,11 @@ class DaskExecutor(Executor):
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.Lock()
 
-    def start(self, routines: Mapping[str, Routine]) -> Session:
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session:
         shipper = Shipper(cloudpickle.dumps)
-        shipper.check_routines(routines)
+        shipper.check_routines(routines, middleware or {})
         return _DaskSession(self.client(), shipper)
 
     def client(self) -> Client:
@@ -102,8 +105,11 @@ def _shut(client: Client, cluster: LocalCluster | None) -> None:
         cluster.close()
 
 
+Part = list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]]
+
+
 class _DaskSession:
-    """Sends short calls in batches, other calls one task each.
+    """Sends short calls in batches, other calls one task each, in few messages.
 
     Dask's own cost per task (a few milliseconds on a small machine) would
     eat the gain of a second worker if every short call were its own task,
@@ -111,18 +117,29 @@ class _DaskSession:
     :data:`BATCH_BELOW` seconds go in one task per worker for what is ready
     at once. Other calls (also those of a routine not yet seen) go one per
     task: batching them would gain little and could leave one worker with a
-    long batch while the other idles. The scheduler calls :meth:`flush`
-    whenever it is about to wait, so a call never waits for a batch to fill.
+    long batch while the other idles.
+
+    Sending costs CPU in this process (which also hosts a local cluster's
+    scheduler) for every message, and on a small machine that CPU is taken
+    from the workers. So what is ready goes in one message, and while more
+    than :data:`BACKLOG` tasks per worker are still out, newly ready calls
+    wait to go together with the next ones: the workers still have work
+    queued, so nothing waits for them. The scheduler calls :meth:`flush`
+    whenever it is about to wait, and every task that comes back makes it
+    wait again, so held calls always go out before the workers run dry.
     """
 
     def __init__(self, client: Client, shipper: Shipper) -> None:
         self.client = client
         self.shipper = shipper
-        self._ready: list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]] = []
+        self._ready: Part = []
         self._workers = max(1, len(client.scheduler_info().get("workers", {})))
         #: Routines whose calls took less than BATCH_BELOW seconds (and none more).
         self._short: set[str] = set()
         self._long: set[str] = set()
+        #: Tasks sent and not yet back; changed from Dask's thread too.
+        self._out = 0
+        self._lock = threading.Lock()
 
     def submit(self, act: Activation) -> Any:
         remote = self.shipper.call(act, act.call.job_id)
@@ -131,20 +148,28 @@ class _DaskSession:
         return placeholder
 
     def flush(self) -> None:
+        if not self._ready:
+            return
+        with self._lock:
+            if self._out > BACKLOG * self._workers:
+                return
         ready, self._ready = self._ready, []
         short = [item for item in ready if item[0].routine_id in self._short]
-        for item in ready:
-            if item[0].routine_id not in self._short:
-                self._send([item])
+        parts = [[item] for item in ready if item[0].routine_id not in self._short]
         batches = min(self._workers, len(short))
-        for i in range(batches):
-            self._send(short[i::batches])
+        parts += [short[i::batches] for i in range(batches)]
+        self._send(parts)
 
-    def _send(self, part: list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]]) -> None:
-        task = self.client.submit(
-            run_remote_batch, [(call, handler) for call, handler, _ in part], pure=False
+    def _send(self, parts: list[Part]) -> None:
+        with self._lock:
+            self._out += len(parts)
+        tasks = self.client.map(
+            run_remote_batch,
+            [[(call, handler) for call, handler, _ in part] for part in parts],
+            pure=False,
         )
-        task.add_done_callback(functools.partial(self._settle, part))
+        for part, task in zip(parts, tasks, strict=True):
+            task.add_done_callback(functools.partial(self._settle, part))
 
     def outcome(self, future: Any) -> Outcome:
         return remote_outcome(future, (FutureCancelledError, OSError))
@@ -152,9 +177,9 @@ class _DaskSession:
     def close(self) -> None:
         """The client and cluster stay for the next job."""
 
-    def _settle(
-        self, part: list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]], task: Any
-    ) -> None:
+    def _settle(self, part: Part, task: Any) -> None:
+        with self._lock:
+            self._out -= 1
         try:
             results: list[RemoteResult] = task.result()
         except BaseException as exc:  # the task itself failed (worker lost, cancelled)
@@ -173,6 +198,9 @@ class _DaskSession:
             self._short.add(routine_id)
 
 
+#: While more tasks than this per worker are out, newly ready calls wait to be
+#: sent with the next ones (the workers have queued work meanwhile).
+BACKLOG = 2
 #: Calls shorter than this (seconds) are batched; longer ones go one per task.
 BATCH_BELOW = 0.02
 

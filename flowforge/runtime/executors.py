@@ -62,6 +62,7 @@ from .remote import RemoteResult, Shipper, run_remote
 
 if TYPE_CHECKING:
     from ..routine import Routine
+    from .chain import Chain
 
 
 class WorkerLost(Exception):
@@ -82,7 +83,11 @@ class Session(Protocol):
         """The finished call's :class:`Outcome`; :class:`WorkerLost` to send it again."""
 
     def flush(self) -> None:
-        """Send what :meth:`submit` may have held back (the scheduler is about to wait)."""
+        """Send what :meth:`submit` may have held back (the scheduler is about to wait).
+
+        A session may go on holding calls while others it sent are still out:
+        each of those coming back makes the scheduler wait, and flush, again.
+        """
 
     def close(self) -> None:
         """Release what the session holds."""
@@ -94,8 +99,17 @@ class Executor:
     inline: ClassVar[bool] = True
     name: ClassVar[str] = "sequential"
 
-    def start(self, routines: Mapping[str, Routine]) -> Session | None:
-        """Start what one job needs, or ``None`` for inline executors."""
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session | None:
+        """Start what one job needs, or ``None`` for inline executors.
+
+        ``middleware`` holds the middleware chain of each routine that has
+        one (it is passed only when some routine has one). Calls carry their
+        chain (``act.chain``), so only an executor that sends calls
+        elsewhere needs it here: to check that it can send it before the
+        job starts, and to send it with the routine.
+        """
         return None
 
     def settings(self) -> dict[str, Any]:
@@ -133,7 +147,9 @@ class ThreadExecutor(Executor):
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def start(self, routines: Mapping[str, Routine]) -> Session:
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -187,9 +203,11 @@ class ProcessExecutor(Executor):
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def start(self, routines: Mapping[str, Routine]) -> Session:
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session:
         shipper = Shipper(pickle.dumps)
-        shipper.check_routines(routines)
+        shipper.check_routines(routines, middleware or {})
         return _ProcessSession(self, shipper)
 
     def pool(self, broken: Any = None) -> concurrent.futures.ProcessPoolExecutor:

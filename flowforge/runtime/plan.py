@@ -6,20 +6,25 @@ handler and merge deliveries, a connection knows its target routine and slot
 (``target_id``, ``slot_name``), its parameter mapping and its source key. A
 :class:`Plan` adds the few whole-flow facts: which routines sit on a loop
 (they get the flow's activation cap), which slots are joins, each routine's
-error handler, which slots have a capacity and which routines feed them. A
-flow keeps its plan until its wiring or policies change, so starting a job
-costs nothing per routine.
+error handler, each routine's connections by event name (so routing a
+call's emits is one lookup), each routine's middleware composed into one
+:class:`~flowforge.runtime.chain.Chain` (the flow's outside the routine's),
+and which slots have a capacity and which routines feed them.
+A flow keeps its plan until its wiring or policies change, so
+starting a job costs nothing per routine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..error_handler import ErrorHandler
+from .chain import Chain
 from .tasks import task_dependents, task_handlers
 
 if TYPE_CHECKING:
+    from .._middleware import Middleware
     from ..connection import Connection
     from ..routine import Routine
     from ..slot import Slot
@@ -28,7 +33,17 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("capacities", "caps", "feeds", "handlers", "joins", "routines", "tasks")
+    __slots__ = (
+        "capacities",
+        "caps",
+        "chains",
+        "feeds",
+        "handlers",
+        "joins",
+        "routes",
+        "routines",
+        "tasks",
+    )
 
     def __init__(
         self,
@@ -37,6 +52,7 @@ class Plan:
         joins: list[tuple[str, Slot]],
         error_handler: ErrorHandler,
         default_cap: int | None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.routines = routines
         self.joins = joins
@@ -46,7 +62,12 @@ class Plan:
         self.handlers: dict[str, ErrorHandler] = {}
         #: Each task's id, with the tasks its results feed (see :mod:`flowforge.runtime.tasks`).
         self.tasks: dict[str, tuple[str, ...]] = {}
+        #: Each routine's middleware chain, for routines that have middleware.
+        self.chains: dict[str, Chain] = {}
+        #: Each routine's connections by event name (the events' own lists, kept current).
+        self.routes: dict[str, dict[str, Sequence[Connection]]] = {}
         for rid, routine in routines.items():
+            self.routes[rid] = {name: e._connections for name, e in routine._events.items()}
             policy = routine._policy
             cap = policy.max_activations
             if cap is None and rid in looping:
@@ -54,6 +75,9 @@ class Plan:
             if cap is not None:
                 self.caps[rid] = cap
             self.handlers[rid] = policy.error_handler or error_handler
+            layers = (*middleware, *routine._middleware)
+            if layers:
+                self.chains[rid] = Chain(layers)
         #: Slot key ("rid.slot") -> capacity, for slots that have one.
         self.capacities: dict[str, int] = {
             f"{rid}.{slot.name}": slot.capacity
@@ -78,8 +102,10 @@ def compile_plan(
     connections: Iterable[Connection],
     default_handler: ErrorHandler,
     default_cap: int | None,
+    middleware: Sequence[Middleware] = (),
 ) -> Plan:
-    """Build the :class:`Plan` of a flow's routines and connections."""
+    """Build the :class:`Plan` of a flow's routines and connections, with the
+    flow's ``middleware`` (outermost first)."""
     ids = {id(r): rid for rid, r in routines.items()}
     connections = list(connections)
     edges = [(ids[id(c.event.routine)], ids[id(c.slot.routine)]) for c in connections]
@@ -87,7 +113,12 @@ def compile_plan(
         (rid, slot) for rid, r in routines.items() for slot in r._slots.values() if slot.is_join
     ]
     plan = Plan(
-        dict(routines), routines_on_loops(routines, edges), joins, default_handler, default_cap
+        dict(routines),
+        routines_on_loops(routines, edges),
+        joins,
+        default_handler,
+        default_cap,
+        middleware,
     )
     plan.tasks = task_dependents(routines)
     plan.handlers.update(task_handlers(routines, default_handler))

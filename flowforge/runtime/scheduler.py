@@ -7,7 +7,7 @@ sequential executor, by the executor's session otherwise -- then applies each
 :class:`~flowforge.runtime.activation.Outcome` when it comes back. Applying is
 done by the :class:`~flowforge.JobState` methods, so the job owns its changes:
 ``record_success`` (the routine's :class:`~flowforge.job_state.RoutineRun`
-and the job's own counters), ``record_emit`` (history, event flow and the
+and the job's own counters), ``record_emits`` (history, event flow and the
 messages queued), ``record_failure`` / ``record_skipped_call`` / ``fail`` (the
 error strategy's outcome), ``set_slot_state`` and ``end_run``. Handlers never call each
 other, so chains of any length and long loops use no stack.
@@ -199,6 +199,8 @@ class JobRunner:
         self._routines = plan.routines
         self._caps = plan.caps
         self._handlers = plan.handlers
+        self._chains = plan.chains
+        self._routes = plan.routes
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
@@ -278,7 +280,13 @@ class JobRunner:
     def run(self) -> JobState:
         """Run until no work is left (or pause, cancel, STOP); returns the JobState."""
         job = self.job
-        session = self.executor.start(self.plan.routines)
+        chains = self.plan.chains
+        # Without middleware, executors written before it (start(routines)) still work.
+        session = (
+            self.executor.start(self.plan.routines, chains)
+            if chains
+            else self.executor.start(self.plan.routines)
+        )
         before = (job.status, job.reason, job.started_at)
         job.status = JobStatus.RUNNING
         job.reason = None
@@ -679,6 +687,7 @@ class JobRunner:
             state.stats,
             self._handlers[rid],
             self.call,
+            self._chains.get(rid),
         )
         if routine_started.receivers:
             send(
@@ -710,11 +719,11 @@ class JobRunner:
         key = act.slot_key
         if key is not None:
             self._commit_slot(key, act.new_state)
-        produced = self._commit_success(
-            act.routine, rid, job.runs[rid], act.base_stats, outcome.stats, outcome.emits
-        )
+        job.record_success(job.runs[rid], act.base_stats, outcome.stats)
+        emits = outcome.emits
+        produced = self._route(act.routine, rid, emits) if emits else ()
         if self._feeds and rid in self._feeds:
-            self._count_emits(act.routine, outcome.emits)
+            self._count_emits(act.routine, emits)
         if self.journal is not None:
             self._journal_step((act.message,), produced, rid, key)
         if task:
@@ -787,34 +796,24 @@ class JobRunner:
             refused = task_hooks.unstorable_result(act.routine_id, outcome.emits, refused)
         return failed(refused, outcome.durations)
 
-    def _commit_success(
-        self,
-        routine: Any,
-        rid: str,
-        state: RoutineRun,
-        base: dict[str, Any],
-        stats: dict[str, Any] | None,
-        emits: list[tuple[str, Any]],
-    ) -> Sequence[Message]:
-        self.job.record_success(state, base, stats)
-        return self._route(routine, rid, emits) if emits else ()
-
     def _route(self, routine: Any, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
         job = self.job
-        events = routine._events
         produced: list[Message] | None = [] if self.journal is not None else None
         now = time.time()
+        if not event_emitted.receivers:
+            job.record_emits(rid, emits, self._routes[rid], now, produced)
+            return produced or []
+        events = routine._events
         for event_name, data in emits:
             job.record_emit(rid, event_name, data, events[event_name]._connections, now, produced)
-            if event_emitted.receivers:
-                send(
-                    event_emitted,
-                    self.sender,
-                    job_state=job,
-                    routine_id=rid,
-                    event=event_name,
-                    data=data,
-                )
+            send(
+                event_emitted,
+                self.sender,
+                job_state=job,
+                routine_id=rid,
+                event=event_name,
+                data=data,
+            )
         return produced or []
 
     def _commit_slot(self, key: str, new_state: Any) -> None:
