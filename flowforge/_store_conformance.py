@@ -449,7 +449,8 @@ class StoreConformance:
         job = JobState(flow_id="f", status=JobStatus.RUNNING)
         with self._reopened(store) as other:
             store.begin(job)
-            other.delete(job.job_id)
+            # delete() refuses a leased job; the backend's own removal goes around that.
+            other._remove(job.job_id)
         with pytest.raises(JobNotFoundError, match="deleted"):
             store.step(job, [], [], None, None)
         with pytest.raises(JobNotFoundError, match="deleted"):

@@ -104,6 +104,13 @@ class Batch:
     keep_from: dict[str, int] = attrs.field(factory=dict)
     #: ``(flow_id, definition)`` to save with the job, if any.
     flow: tuple[str, str] | None = None
+    #: The runner whose lease covers this commit (``None``: no lease is checked or kept).
+    owner: str | None = None
+    #: Take the lease (``begin``, ``save``): allowed when it is free, expired or ``owner``'s.
+    #: Without it the commit needs ``owner`` to hold the lease already.
+    acquire: bool = False
+    #: The lease's new expiry; ``None`` releases the lease (and clears control requests).
+    expires_at: float | None = None
 
 
 @attrs.frozen
