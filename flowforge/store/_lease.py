@@ -19,6 +19,7 @@ that runs the job.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -237,7 +238,9 @@ class LeaseKeeper:
         now = time.time()
         renew = now - self._renewed >= self.heartbeat_seconds
         try:
-            controls = self.heartbeat(list(watched), now, now + self.lease_seconds if renew else None)
+            controls = self.heartbeat(
+                list(watched), now, now + self.lease_seconds if renew else None
+            )
         except Exception as exc:  # a busy or unreachable database: try again next tick
             logger.warning("lease heartbeat failed, retrying: %s", exc)
             return
@@ -265,9 +268,9 @@ class LeaseKeeper:
     @staticmethod
     def _send(entry: _Watched, action: str, reason: str) -> None:
         if entry.flow is None:
-            logger.warning("job %s: cannot %s it (no flow given to begin)", entry.job.job_id, action)
+            logger.warning(
+                "job %s: cannot %s it (no flow given to begin)", entry.job.job_id, action
+            )
             return
-        try:
+        with contextlib.suppress(JobStateError):  # it ended meanwhile
             getattr(entry.flow, action)(entry.job, reason)
-        except JobStateError:  # it ended meanwhile
-            pass

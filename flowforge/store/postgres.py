@@ -84,7 +84,7 @@ _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails
 _JOB = "jid bigint NOT NULL REFERENCES jobs ON DELETE CASCADE"
 _TIME = "double precision"
 
-_SCHEMA = (
+_SCHEMA: tuple[str, ...] = (
     "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
     f"CREATE TABLE flows (flow_id text PRIMARY KEY, definition text NOT NULL, "
     f"updated_at {_TIME} NOT NULL)",

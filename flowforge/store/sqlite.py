@@ -73,7 +73,7 @@ FORMAT = "flowforge/store"
 _MAGIC = b"SQLite format 3\x00"
 _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails")
 
-_SCHEMA = (
+_SCHEMA: tuple[str, ...] = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE flows (flow_id TEXT PRIMARY KEY, definition TEXT NOT NULL, "
     "updated_at REAL NOT NULL) WITHOUT ROWID",
