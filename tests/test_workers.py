@@ -127,7 +127,7 @@ def test_status_names_the_runner_of_a_live_job_and_suggests_no_resume(
             job_id = the_job(store)
         wait_until(lambda: lines(flows / "seen.txt") >= 1, "the job is under way")
         shown = cli("status", job_id, cwd=tmp_path)
-        assert f"Running in " in shown.stdout and f":{proc.pid}:" in shown.stdout
+        assert "Running in " in shown.stdout and f":{proc.pid}:" in shown.stdout
         assert "Resume it with" not in shown.stdout
     finally:
         proc.kill()

@@ -18,16 +18,19 @@ imported under the same allow-list rules as ``flowforge resume``.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import attrs
 import click
 
+from ..errors import JobStateError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus
 from ..store import Store, StoreError, parse_store_url
@@ -146,7 +149,7 @@ def worker(
     on a clean stop, 2 for bad usage.
     """
     flows = _flow_files(flow_dirs, allow)
-    options: dict[str, object] = {"lease_seconds": lease_seconds}
+    options: dict[str, Any] = {"lease_seconds": lease_seconds}
     if _kind(store) == "postgresql":
         options["pool_size"] = concurrency + 2
     with open_store(store, **options) as job_store:
@@ -217,10 +220,8 @@ class Worker:
         with self._lock:
             running = list(self._running.values())
         for flow, job in running:
-            try:
+            with contextlib.suppress(JobStateError):  # it ended meanwhile
                 flow.pause(job, STOP_REASON)
-            except Exception:  # noqa: BLE001 - it ended meanwhile
-                continue
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -252,7 +253,7 @@ class Worker:
             with flow:
                 done = flow.resume(job, store=self.store)
             self._finished(done)
-        except Exception as exc:  # noqa: BLE001 - one job's trouble must not stop the worker
+        except Exception as exc:  # one job's trouble must not stop the worker
             err(f"Worker {self.store.owner}: job {job.job_id} could not run: {exc}")
         finally:
             with self._lock:
