@@ -1,6 +1,6 @@
-"""Registers the durable-store and CPU-bound workloads with the runner.
+"""Registers the durable-store, worker and CPU-bound workloads with the runner.
 
-Their modules (``store_bench``, ``cpu_bench``) measure and return rows; this
+Their modules (``store_bench``, ``worker_bench``, ``cpu_bench``) measure and return rows; this
 module only names them for ``run.py`` and ``--only``.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import cpu_bench, store_bench
+from benchmarks import cpu_bench, store_bench, worker_bench
 from benchmarks.harness import Settings, benchmark
 
 
@@ -16,6 +16,16 @@ from benchmarks.harness import Settings, benchmark
 def store(settings: Settings) -> list[dict[str, Any]]:
     """Stream throughput with and without the SQLite store."""
     return store_bench.rows(settings.quick)
+
+
+@benchmark(
+    "workers",
+    "queued jobs drained by 1, 2 and 4 worker processes, on SQLite and PostgreSQL",
+    cpu_bound=False,
+)
+def workers(settings: Settings) -> list[dict[str, Any]]:
+    """Queued-job throughput per number of workers."""
+    return worker_bench.rows(settings.quick)
 
 
 @benchmark(

@@ -20,6 +20,7 @@ ROWS = (
     "big-chain.job",
     "big-chain.memory",
     "big-chain.rss",
+    "workers.sqlite.1",
 )
 
 

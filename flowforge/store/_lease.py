@@ -248,7 +248,11 @@ class LeaseKeeper:
             self._renewed = now
         for job_id, entry in watched.items():
             if job_id not in controls:
-                self._lost(entry)
+                with self._lock:
+                    # A job that ended meanwhile released its lease after it was unwatched.
+                    running = self._watched.get(job_id) is entry
+                if running:
+                    self._lost(entry)
             else:
                 self._deliver(entry, controls[job_id])
 
