@@ -390,7 +390,10 @@ class Flow:
                 f"{target!r}. Pass store=open_store(URL)."
             )
         if entry_routine_id is None and entry_params is not None:
-            entry_routine_id = (self.entry or {}).get("routine_id")
+            # The given params replace the entry's, which execute() takes only with no params.
+            defaults = self.entry or {}
+            entry_routine_id = defaults.get("routine_id")
+            entry_slot = entry_slot if entry_slot is not None else defaults.get("slot")
         job = self._new_job(entry_routine_id, entry_params, entry_slot, job_state)
         target.submit(job, self)
         return job
