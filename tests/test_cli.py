@@ -55,9 +55,12 @@ COMMANDS = (
     "status",
     "history",
     "resume",
+    "pause",
     "cancel",
     "delete",
     "prune",
+    "submit",
+    "worker",
 )
 
 
