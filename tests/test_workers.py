@@ -197,10 +197,10 @@ def test_workers_take_over_the_jobs_of_a_killed_worker_exactly_once(
             victim = workers.pop(owners[0])
             victim.kill()
             victim.wait(30)
-            wait_until(
-                lambda: all(s.status == JobStatus.COMPLETED for s in store.list_jobs()),
-                "every job completes",
-            )
+            wait_until(lambda: all(s.status.finished for s in store.list_jobs()), "every job ends")
+            assert [(s.status, s.reason) for s in store.list_jobs()] == [
+                (JobStatus.COMPLETED, None)
+            ] * len(ids)
             for job_id in ids:
                 job = store.load(job_id)
                 assert job.routine_states["note"]["stats"]["noted"] == len(values)

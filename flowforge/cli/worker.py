@@ -51,6 +51,7 @@ from ._store import open_store, shown, stored_flow
 #: The reason a worker's job is paused with when the worker stops; it goes back to the queue.
 STOP_REASON = "worker stopping"
 FLOW_SUFFIXES = (".yaml", ".yml", ".json")
+_LOADING = threading.Lock()
 
 
 @click.command(
@@ -260,10 +261,13 @@ class Worker:
                 self._running.pop(job.job_id, None)
 
     def _flow_for(self, job: JobState) -> Flow:
-        path = self.flows.get(str(job.flow_id))
-        if path is not None:
-            return open_flow(str(path), self.allow).flow
-        return stored_flow(self.store, job, self.allow)
+        # One at a time: a thread importing a routine module must not let another
+        # thread see the module half-initialized in sys.modules.
+        with _LOADING:
+            path = self.flows.get(str(job.flow_id))
+            if path is not None:
+                return open_flow(str(path), self.allow).flow
+            return stored_flow(self.store, job, self.allow)
 
     def _finished(self, job: JobState) -> None:
         if job.status == JobStatus.PAUSED and job.reason == STOP_REASON:
