@@ -146,6 +146,27 @@ def test_a_store_from_a_newer_flowforge_is_refused(
     )
 
 
+def test_a_version_1_store_gains_leases_and_the_queue_when_opened(
+    postgres_server: pg_server.PgServer, schema: str
+) -> None:
+    """A store made before leases (schema 1) is migrated; its jobs keep and leases work."""
+    with PostgresStore(postgres_server.dsn, schema=schema) as store:
+        done = stream_flow(store).execute("src", {"values": [1]})
+    columns = sql.SQL(
+        "ALTER TABLE {}.jobs DROP COLUMN lease_owner, DROP COLUMN lease_since, "
+        "DROP COLUMN lease_heartbeat, DROP COLUMN lease_expires, DROP COLUMN request, "
+        "DROP COLUMN request_reason, DROP COLUMN queued_at"
+    ).format(sql.Identifier(schema))
+    execute(postgres_server, columns)
+    set_version(postgres_server, schema, 1)
+    with PostgresStore(postgres_server.dsn, schema=schema) as store:
+        assert store.load(done.job_id).status == JobStatus.COMPLETED
+        queued = stream_flow().submit({"values": [2]}, entry_routine_id="src", store=store)
+        claimed = store.claim()
+        assert claimed is not None and claimed.job_id == queued.job_id
+        assert store.lease(queued.job_id).owner == store.owner  # type: ignore[union-attr]
+
+
 def test_an_older_schema_is_migrated_forward_on_open(
     postgres_server: pg_server.PgServer, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
