@@ -9,6 +9,10 @@
     over warm time; the target is 1.7x on two cores.
 ``cpu.coarse``
     The same with 20 items of ~100 ms, where a call's fixed cost matters less.
+``dask.vs-plain``
+    40 calls of ~60 ms as a flow on the Dask executor against the same
+    function through ``client.map`` on the same local cluster: the flow's
+    speedup as a share of plain Dask's, best of five rounds each (target 90%).
 ``remote-call``
     A tiny handler (count one, emit nothing) over many items, with one call
     in flight (``round-trip``: the latency of a remote call) and with eight
@@ -281,11 +285,63 @@ def overhead_rows(quick: bool, executors: dict[str, Executor]) -> list[dict[str,
     return rows
 
 
+#: (items, seconds per call, rounds) of the flow-against-plain-Dask comparison.
+_VS_DASK = ((40, 0.06, 5), (8, 0.01, 1))
+VS_DASK_TARGET = 0.9
+
+
+def vs_dask_rows(quick: bool, executor: Executor) -> list[dict[str, Any]]:
+    """The Dask executor against plain Dask (``client.map``) on the same cluster.
+
+    Each round times the same CPU-bound calls three ways: sequentially here,
+    as a flow on the Dask executor, and as ``client.map`` + ``gather`` of the
+    same function. The figure is the flow's speedup as a share of plain
+    Dask's, ``plain time / flow time`` over the best round of each (so a
+    moment of load on a shared machine does not decide it); the note lists
+    every round's share.
+    """
+    items, call, rounds = _VS_DASK[quick]
+    loops = loops_for(call)
+    flow = cpu_flow(executor, loops)
+    client = executor.client()  # type: ignore[attr-defined]
+    with quiet_start():
+        timed_job(flow, 2 * workers())
+    times: dict[str, list[float]] = {"sequential": [], "flow": [], "plain": []}
+    for _ in range(rounds):
+        times["sequential"].append(_time(lambda: [mix(i, loops) for i in range(items)]))
+        times["flow"].append(timed_job(flow, items))
+        times["plain"].append(
+            _time(lambda: client.gather(client.map(mix, range(items), [loops] * items)))
+        )
+    best = {kind: min(seconds) for kind, seconds in times.items()}
+    shares = [p / f for p, f in zip(times["plain"], times["flow"], strict=True)]
+    spread = ", ".join(f"{s:.0%}" for s in shares)
+    return [
+        row(
+            "dask.vs-plain",
+            "Dask executor's speedup as a share of plain Dask's",
+            best["plain"] / best["flow"],
+            "x",
+            f"{items} calls x ~{call * 1000:.0f} ms, {workers()} workers, best of {rounds}: "
+            f"speedup over sequential {best['sequential'] / best['flow']:.2f}x as a flow, "
+            f"{best['sequential'] / best['plain']:.2f}x with client.map; "
+            f"share round by round: {spread}",
+            VS_DASK_TARGET,
+            judged=not quick,
+        )
+    ]
+
+
 def rows(quick: bool) -> list[dict[str, Any]]:
-    """Every row of this module: the CPU-bound workloads, then remote-call overhead."""
+    """Every row of this module: the CPU-bound workloads, remote-call overhead, and
+    the Dask executor against plain Dask."""
     executors = {kind: parallel_executor(kind) for kind in ("process", "dask")}
     try:
-        return cpu_rows(quick, executors) + overhead_rows(quick, executors)
+        return (
+            cpu_rows(quick, executors)
+            + overhead_rows(quick, executors)
+            + vs_dask_rows(quick, executors["dask"])
+        )
     finally:
         for executor in executors.values():
             executor.close()

@@ -28,10 +28,15 @@ _CHECKS: dict[str, Callable[[float, float], bool]] = {
 
 @dataclass(frozen=True)
 class Target:
-    """A goal for a figure, such as ``Target("<=", 3.0)``."""
+    """A goal for a figure, such as ``Target("<=", 3.0)``.
+
+    ``of="ratio"`` sets the goal for the row's ratio to plain Python (such as
+    ``Target("<=", 30.0, of="ratio")``: at most 30 times the plain call).
+    """
 
     op: str
     limit: float
+    of: str = "value"
 
     def met_by(self, value: float) -> bool:
         """True when ``value`` reaches the goal."""
@@ -78,14 +83,16 @@ class Row:
         fields = {name: row[name] for name in cls.__dataclass_fields__ if name in row}
         target = fields.get("target")
         if isinstance(target, Mapping):
-            fields["target"] = Target(str(target["op"]), float(target["limit"]))
+            of = str(target.get("of", "value"))
+            fields["target"] = Target(str(target["op"]), float(target["limit"]), of)
         return cls(**fields)
 
     def met(self, judged: bool = True) -> bool | None:
         """Whether the target is met; None without a target or when not judged."""
         if self.target is None or not judged:
             return None
-        return self.target.met_by(self.value)
+        figure = self.ratio if self.target.of == "ratio" else self.value
+        return None if figure is None else self.target.met_by(figure)
 
     def to_json(self, judged: bool = True) -> dict[str, Any]:
         """The row as plain data, with ``met`` filled in."""

@@ -35,7 +35,7 @@ if _ROOT not in sys.path:
 from benchmarks.harness import BENCHMARKS, Row, Settings, Timing  # noqa: E402
 
 #: Modules whose import registers workloads, in the order they run.
-WORKLOAD_MODULES = ("benchmarks.engine", "benchmarks.extra")
+WORKLOAD_MODULES = ("benchmarks.engine", "benchmarks.extra", "benchmarks.task_bench")
 
 
 def load_workloads() -> None:
@@ -117,6 +117,8 @@ def _number(value: float | None, unit: str) -> str:
 def _target(row: Row) -> str:
     if row.target is None:
         return "-"
+    if row.target.of == "ratio":
+        return f"ratio {row.target.op} {row.target.limit:g}x"
     return f"{row.target.op} {_number(row.target.limit, row.unit)}"
 
 

@@ -7,11 +7,11 @@ would take it::
              -> compile_app -/          /
              -> docs ------------------/
 
-Every task is a :class:`Task` routine whose ``after`` slot is a ``"join"``:
-it runs once every task it depends on has finished, with what each of them
-produced. The script runs the DAG, then shows what happens when a task
-fails: the job stops, the fix is made, and resuming runs only what had not
-run yet.
+Every task is a plain function made a task with :meth:`Flow.task`: it runs
+once, when every task it depends on has succeeded, with their results under
+their names. The script runs the DAG, then shows what a failing task does
+under each strategy, how a fixed job resumes, and the mistakes the flow
+catches before anything runs.
 
 Run it with ``python examples/recipe_dag.py``. ``docs/cookbook/dag.rst``
 explains it.
@@ -22,156 +22,142 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from flowforge import ErrorHandler, ErrorStrategy, Flow, Routine
+from flowforge import DefinitionError, Flow, Skip
 
 #: Tasks print from several threads at once with the thread executor.
 PRINT_LOCK = threading.Lock()
+#: Tasks that fail when they run (to show a failing task).
+BROKEN: set[str] = set()
 
 
-# [routines]
-class Start(Routine):
-    """Entry: starts the tasks that depend on nothing."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.define_slot("input", handler=self.start)
-        self.define_event("go", ["version"])
-
-    def start(self, version: str) -> None:
-        self.emit("go", version=version)
+def ran(name: str, **inputs: Any) -> None:
+    """Say that ``name`` ran, with what; fail if it is broken."""
+    if name in BROKEN:
+        raise RuntimeError(f"{name} failed")
+    with PRINT_LOCK:
+        print(f"  {name} ran with {inputs}")
 
 
-class Task(Routine):
-    """One task: runs when every dependency has finished; emits what it produced.
-
-    Config:
-        produces: The name of the artifact it makes (default: its id).
-        fail: Raise instead of working (to show a failing task).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.define_slot("after", handler=self.run, merge_strategy="join")
-        self.define_event("done", ["artifact"])
-
-    def run(self, **inputs: Any) -> None:
-        if self.get_config("fail", False):
-            raise RuntimeError(f"{self.routine_id} failed")
-        artifact = self.get_config("produces", self.routine_id)
-        with PRINT_LOCK:
-            print(f"  {self.routine_id} ran with {inputs}")
-        self.emit("done", artifact=artifact)
+# [tasks]
+def checkout(version: str) -> str:
+    ran("checkout", version=version)
+    return "src/"
 
 
-# [/routines]
+def compile_lib(checkout: str) -> str:
+    ran("compile_lib", checkout=checkout)
+    return "lib.o"
+
+
+def compile_app(checkout: str) -> str:
+    ran("compile_app", checkout=checkout)
+    return "app.o"
+
+
+def docs(checkout: str, skip_docs: bool = False) -> str:
+    if skip_docs:
+        raise Skip("docs not wanted")
+    ran("docs", checkout=checkout)
+    return "html/"
+
+
+def link(compile_lib: str, compile_app: str) -> str:
+    ran("link", compile_lib=compile_lib, compile_app=compile_app)
+    return "app"
+
+
+def package(link: str, docs: str, version: str) -> str:
+    ran("package", link=link, docs=docs)
+    return f"app-{version}.tar.gz"
+
+
+# [/tasks]
+
 
 # [dag]
-#: Each task and the tasks it depends on.
-DAG: dict[str, list[str]] = {
-    "checkout": [],
-    "compile_lib": ["checkout"],
-    "compile_app": ["checkout"],
-    "docs": ["checkout"],
-    "link": ["compile_lib", "compile_app"],
-    "package": ["link", "docs"],
-}
-PRODUCES = {
-    "checkout": "src/",
-    "compile_lib": "lib.o",
-    "compile_app": "app.o",
-    "docs": "html/",
-    "link": "app",
-    "package": "app.tar.gz",
-}
-
-
-def build_flow(
-    dag: dict[str, list[str]], executor: str = "sequential", rename: bool = True
-) -> Flow:
-    """One Task per key of ``dag``, its ``after`` slot joined to each dependency."""
+def build_flow(executor: str = "sequential", docs_strategy: str | None = None) -> Flow:
+    """The build as a flow of tasks."""
     flow = Flow(flow_id="build", executor=executor)
-    flow.add_routine(Start(), "start")
-    for name in dag:
-        task = Task()
-        task.set_config(produces=PRODUCES.get(name, name))
-        flow.add_routine(task, name)
-    for name, dependencies in dag.items():
-        if not dependencies:
-            flow.connect("start", "go", name, "after")
-        for dependency in dependencies:
-            # Name each input after its task, so the join's data says who sent what.
-            mapping = {"artifact": dependency} if rename else None
-            flow.connect(dependency, "done", name, "after", param_mapping=mapping)
+    flow.task(package, depends_on=["link", "docs"])  # names may come before their tasks
+    flow.task(checkout)
+    flow.task(compile_lib, depends_on=["checkout"])
+    flow.task(compile_app, depends_on=["checkout"])
+    flow.task(docs, depends_on=["checkout"], error_strategy=docs_strategy)
+    flow.task(link, depends_on=["compile_lib", "compile_app"])
     return flow
 
 
 # [/dag]
 
 
+def statuses(job: Any, flow: Flow) -> dict[str, str]:
+    """Each task's status in ``job``."""
+    return {name: job.task_status(name) for name in flow.routines}
+
+
 def run_dag() -> None:
     # [run]
-    flow = build_flow(DAG)
-    flow.validate("start", strict=True)
+    flow = build_flow()
+    flow.validate(strict=True)
     print("sequential:")
-    job = flow.execute("start", {"version": "1.2"})
-    print(f"  {job.status}; each task ran once: {all_ran_once(job, DAG)}")
+    job = flow.execute(entry_params={"version": "1.2"})
+    print(f"  {job.status}: {job.output('package')}")
     # [/run]
     # [threads]
-    with build_flow(DAG, executor="thread") as threaded:
+    with build_flow(executor="thread") as threaded:
         print("threads:")
-        job = threaded.execute("start", {"version": "1.2"})
-    print(f"  {job.status}; each task ran once: {all_ran_once(job, DAG)}")
+        job = threaded.execute(entry_params={"version": "1.2"})
+    print(f"  {job.status}: {job.outputs['package']}")
     # [/threads]
-
-
-def all_ran_once(job: Any, dag: dict[str, list[str]]) -> bool:
-    """Whether every task of ``dag`` made exactly one successful call in ``job``."""
-    return all(job.get_routine_state(name)["activations"] == 1 for name in dag)
 
 
 def fail_and_resume() -> None:
     # [resume]
-    flow = build_flow(DAG)
-    flow.get_routine("docs").set_config(fail=True)
+    flow = build_flow()
+    BROKEN.add("docs")
     print("docs fails:")
-    job = flow.execute("start", {"version": "1.2"})
+    job = flow.execute(entry_params={"version": "1.2"})
     print(f"  {job.status}: {job.reason}")
-    flow.get_routine("docs").set_config(fail=False)
+    print(f"  docs {job.task_status('docs')}, package {job.task_status('package')}")
+    BROKEN.clear()
     print("fixed, resumed:")
     job = flow.resume(job)
-    print(f"  {job.status}; each task ran once: {all_ran_once(job, DAG)}")
+    print(f"  {job.status}: {job.output('package')}")
     # [/resume]
 
 
 def skip_and_continue() -> None:
     # [strategies]
-    for strategy in (ErrorStrategy.SKIP, ErrorStrategy.CONTINUE):
-        flow = build_flow(DAG)
-        flow.get_routine("docs").set_config(fail=True)
-        flow.get_routine("docs").set_error_handler(ErrorHandler(strategy))
-        print(f"docs fails under {strategy.name}:")
-        job = flow.execute("start", {"version": "1.2"})
-        ran = job.get_routine_state("package")["activations"]
-        print(f"  {job.status}; package ran {ran} time(s); skipped: {job_skips(job)}")
+    BROKEN.add("docs")
+    for strategy in ("continue", "skip"):
+        flow = build_flow(docs_strategy=strategy)
+        print(f"docs fails under {strategy}:")
+        job = flow.execute(entry_params={"version": "1.2"})
+        print(f"  {job.status}; link {job.task_status('link')}")
+        print(f"  skipped: {[(s.routine_id, s.reason) for s in job.skipped]}")
+    BROKEN.clear()
     # [/strategies]
-
-
-def job_skips(job: Any) -> list[str]:
-    """The routines the job recorded as skipped."""
-    return [skip.routine_id for skip in job.skipped]
+    # [skip]
+    print("docs skips itself:")
+    job = build_flow().execute(entry_params={"version": "1.2", "skip_docs": True})
+    print(f"  {job.status}; {statuses(job, build_flow())}")
+    # [/skip]
 
 
 def mistakes() -> None:
     # [mistakes]
-    flow = build_flow({"checkout": [], "lint": ["checkout"]})
-    flow.add_routine(Task(), "orphan")  # added, but connected to nothing
-    for problem in flow.validate("start"):
-        print(f"{problem.severity}: {problem.where}: {problem.message}")
+    flow = build_flow()
+    try:
+        flow.task(checkout, name="fetch", depends_on=["package"])
+        flow.connect("fetch", "done", "checkout", "input")
+        flow.execute(entry_params={"version": "1.2"})
+    except DefinitionError as error:
+        print(f"refused: {error}")
+    try:
+        build_flow().execute(entry_params={})
+    except DefinitionError as error:
+        print(f"refused: {error}")
     # [/mistakes]
-    # [no-rename]
-    print("without param_mapping:")
-    build_flow(DAG, rename=False).execute("start", {"version": "1.2"})
-    # [/no-rename]
 
 
 if __name__ == "__main__":

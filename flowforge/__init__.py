@@ -21,6 +21,7 @@ from .errors import (
     HandlerParameterError,
     HandlerTimeoutError,
     JobStateError,
+    MiddlewareError,
     Problem,
     SerializationError,
     UnknownNameError,
@@ -39,11 +40,13 @@ from .job_state import (
     RoutineRun,
     RoutineStatus,
     SkippedWork,
+    TaskRun,
 )
 from .routine import Policy, Routine
 from .runtime.executors import Executor, SequentialExecutor, ThreadExecutor
 from .serialization import allow_modules
 from .slot import Slot
+from .task import Skip, Task
 
 __version__ = "0.1.0"
 
@@ -70,6 +73,7 @@ __all__ = [
     "JobStateError",
     "JobStatus",
     "Message",
+    "MiddlewareError",
     "Policy",
     "Problem",
     "Routine",
@@ -77,8 +81,11 @@ __all__ = [
     "RoutineStatus",
     "SequentialExecutor",
     "SerializationError",
+    "Skip",
     "SkippedWork",
     "Slot",
+    "Task",
+    "TaskRun",
     "ThreadExecutor",
     "UnknownNameError",
     "UnstorableDataError",

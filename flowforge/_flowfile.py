@@ -10,6 +10,9 @@ A flow file (JSON or YAML) is a mapping::
     retention: 1000                               # optional
     max_activations: 1000000                      # optional, null disables
     entry: {routine: read, slot: null, params: {path: data.csv}}   # optional
+    middleware:                                   # optional, outermost first
+      - myapp.middleware:timed                    # a module-level function
+      - {class: flowforge.middleware:LogCalls, config: {logger: app, level: 20}}
     routines:
       read:
         class: myapp.routines:ReadCsv             # import path
@@ -17,9 +20,12 @@ A flow file (JSON or YAML) is a mapping::
         stats: {}
         policy: {max_concurrency: 1, timeout: null, max_activations: null,
                  error_handler: null}
+        middleware: []                            # optional, inside the flow's
     connections:
       - read.rows -> parse.input                 # "source.event -> target.slot"
       - {from: parse.bad, to: rejects.input, mapping: {row: record}}
+    tasks:                                        # optional: functions run as tasks
+      summary: {function: myapp.tasks:summary, depends_on: [], retries: 0}
 
 Loading (:func:`load_flow`) first checks the data alone, without running any
 routine's code, into a :class:`FlowSpec`; then builds the routines whose
@@ -31,6 +37,8 @@ as a :class:`~flowforge.Problem` with its place in the file; a
 
 from __future__ import annotations
 
+import graphlib
+import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -39,12 +47,16 @@ import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._checks import check_flow_id, check_int, check_name
+from ._middleware import dump as dump_middleware
+from ._middleware import load_all as load_middleware
 from .connection import check_mapping
 from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import Problem, SerializationError, quoted
 from .routine import Policy, Routine
-from .runtime.executors import EXECUTORS, make_executor
+from .runtime.executors import create_executor, executor_kinds
 from .serialization import (
+    _import_allowed,
+    allowed_modules,
     check_shape,
     converter,
     failure,
@@ -52,6 +64,7 @@ from .serialization import (
     problems_of,
     resolve,
 )
+from .task import Task, dependency_wire, tasks_of
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -89,6 +102,7 @@ class RoutineDoc:
     config: dict[str, Any] = attrs.field(factory=dict)
     stats: dict[str, Any] = attrs.field(factory=dict)
     policy: PolicyDoc = attrs.field(factory=PolicyDoc)
+    middleware: Any = attrs.field(factory=list)  # checked by _middleware.load_all
 
 
 @attrs.frozen
@@ -119,6 +133,20 @@ class EntryDoc:
 
 
 @attrs.frozen
+class TaskDoc:
+    """A task in a flow file: its function's import path and its options."""
+
+    function: str
+    depends_on: list[str] = attrs.field(factory=list)
+    retries: int = 0
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    timeout: float | None = None
+    max_concurrency: int = 1
+    error_strategy: ErrorStrategy | None = None
+
+
+@attrs.frozen
 class FlowDoc:
     """A whole flow file."""
 
@@ -132,6 +160,8 @@ class FlowDoc:
     retention: int = 1000
     max_activations: int | None = 1_000_000
     entry: EntryDoc | None = None
+    tasks: dict[str, TaskDoc] = attrs.field(factory=dict)
+    middleware: Any = attrs.field(factory=list)  # checked by _middleware.load_all
 
 
 def _structure_connection(data: Any, _: Any) -> ConnectionDoc:
@@ -161,7 +191,16 @@ converter.register_structure_hook(
     ),
 )
 converter.register_unstructure_hook(
-    RoutineDoc, make_dict_unstructure_fn(RoutineDoc, converter, class_=override(rename="class"))
+    RoutineDoc,
+    make_dict_unstructure_fn(
+        RoutineDoc,
+        converter,
+        class_=override(rename="class"),
+        middleware=override(omit_if_default=True),
+    ),
+)
+converter.register_structure_hook(
+    TaskDoc, make_dict_structure_fn(TaskDoc, converter, _cattrs_forbid_extra_keys=True)
 )
 
 
@@ -169,10 +208,19 @@ converter.register_unstructure_hook(
 
 
 def dump_flow(flow: Flow) -> dict[str, Any]:
-    """The flow as plain data."""
+    """The flow as plain data.
+
+    Raises:
+        SerializationError: a middleware or a task's function has no import
+            path (a lambda or a closure); the message says where it is used.
+    """
+    tasks = tasks_of(flow.routines)
     doc = FlowDoc(
         flow_id=flow.flow_id,
-        routines={rid: _routine_doc(r) for rid, r in flow.routines.items()},
+        routines={
+            rid: _routine_doc(rid, r) for rid, r in flow.routines.items() if rid not in tasks
+        },
+        tasks={rid: _task_doc(t) for rid, t in tasks.items()},
         connections=[
             ConnectionDoc(
                 f"{c.event.routine_label()}.{c.event.name}",
@@ -180,6 +228,7 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
                 c.param_mapping,
             )
             for c in flow.connections
+            if not dependency_wire(c)
         ],
         executor=ExecutorDoc(**flow.executor.settings()),
         error_handler=_handler_doc(flow.error_handler),
@@ -190,12 +239,41 @@ def dump_flow(flow: Flow) -> dict[str, Any]:
         else EntryDoc(
             flow.entry["routine_id"], flow.entry.get("slot"), dict(flow.entry.get("params") or {})
         ),
+        middleware=_middleware_docs(flow.middleware, "flow.middleware"),
     )
     data: dict[str, Any] = converter.unstructure(doc)
+    if not tasks:
+        del data["tasks"]
+    if not data["middleware"]:
+        del data["middleware"]
     return {"format": data.pop("format"), "version": data.pop("version"), **data}
 
 
-def _routine_doc(routine: Routine) -> RoutineDoc:
+def _middleware_docs(middleware: tuple[Any, ...], where: str) -> list[Any]:
+    return [dump_middleware(mw, f"{where}[{i}]") for i, mw in enumerate(middleware)]
+
+
+def _task_doc(task: Task) -> TaskDoc:
+    qualname = getattr(task.fn, "__qualname__", "<locals>")
+    if "<" in qualname:  # a lambda, a nested function, a partial: nothing to import
+        raise SerializationError(
+            f"Task '{task.name}' cannot be saved: its function {task.fn!r} has no import path. "
+            "A saved task needs a module-level function.",
+            path=f"flow.tasks.{task.name}.function",
+        )
+    return TaskDoc(
+        import_path(task.fn),
+        list(task.depends_on),
+        task.retries,
+        task.retry_delay,
+        task.retry_backoff,
+        task.policy.timeout,
+        task.policy.max_concurrency,
+        task.error_strategy,
+    )
+
+
+def _routine_doc(rid: str, routine: Routine) -> RoutineDoc:
     policy = routine.policy
     return RoutineDoc(
         import_path(type(routine)),
@@ -207,6 +285,7 @@ def _routine_doc(routine: Routine) -> RoutineDoc:
             policy.max_activations,
             None if policy.error_handler is None else _handler_doc(policy.error_handler),
         ),
+        _middleware_docs(routine.middleware, f"flow.routines.{rid}.middleware"),
     )
 
 
@@ -231,6 +310,7 @@ class RoutineSpec:
     config: dict[str, Any]
     stats: dict[str, Any]
     policy: Policy
+    middleware: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -243,6 +323,20 @@ class WireSpec:
     target: str
     slot: str
     mapping: dict[str, str] | None
+
+
+@attrs.frozen
+class TaskSpec:
+    """A task of a checked flow file: its function and options (see :meth:`Flow.task`)."""
+
+    fn: Callable[..., Any]
+    depends_on: tuple[str, ...]
+    retries: int
+    retry_delay: float
+    retry_backoff: float
+    timeout: float | None
+    max_concurrency: int
+    error_strategy: ErrorStrategy | None
 
 
 @attrs.frozen
@@ -260,6 +354,8 @@ class FlowSpec:
     entry: dict[str, Any] | None
     routines: dict[str, RoutineSpec]
     wires: list[WireSpec]
+    tasks: dict[str, TaskSpec] = attrs.field(factory=dict)
+    middleware: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -269,6 +365,8 @@ class LoadedFlow:
     spec: FlowSpec
     routines: dict[str, Routine]
     executor: Any
+    #: The tasks, made but not yet added (adding one wires its dependencies).
+    tasks: dict[str, Task] = attrs.field(factory=dict)
 
 
 def load_flow(data: Any, allowed: tuple[str, ...]) -> LoadedFlow:
@@ -285,19 +383,25 @@ def load_flow(data: Any, allowed: tuple[str, ...]) -> LoadedFlow:
     """
     spec, problems = check_flow(data, allowed)
     routines = {rid: _build_routine(rid, r, problems) for rid, r in spec.routines.items()}
-    built = {rid: r for rid, r in routines.items() if r is not None}
+    built: dict[str, Routine] = {rid: r for rid, r in routines.items() if r is not None}
+    tasks = {name: t for name, ts in spec.tasks.items() if (t := _make_task(name, ts, problems))}
+    built.update(tasks)
     for wire in spec.wires:
         _check_wire(wire, built, problems)
     _check_entry_slot(spec.entry, built, problems)
     executor = _executor(spec.executor, problems) if not problems else None
     if problems:
         raise SerializationError.of(sorted(problems, key=_file_order))
-    return LoadedFlow(spec, built, executor)
+    routines_only = {rid: r for rid, r in built.items() if rid not in tasks}
+    return LoadedFlow(spec, routines_only, executor, tasks)
 
 
 def _file_order(problem: Problem) -> tuple[int, int]:
-    """Problems in the order of the file's sections: header, routines, connections, entry."""
+    """Problems in the order of the file's sections: header, routines, tasks, connections,
+    entry."""
     where = problem.where
+    if where.startswith("flow.tasks"):
+        return 1, 1
     if where.startswith("flow.connections["):
         return 2, int(where[len("flow.connections[") :].partition("]")[0])
     if where.startswith("flow.connections"):
@@ -327,6 +431,9 @@ def check_flow(data: Any, allowed: tuple[str, ...]) -> tuple[FlowSpec, list[Prob
     header = dict(data)
     raw_routines = header.pop("routines", None)
     raw_connections = header.pop("connections", [])
+    raw_tasks = header.pop("tasks", {})
+    if raw_routines is None and raw_tasks:
+        raw_routines = {}
     _check_format(header.get("format", FORMAT), header.get("version", VERSION))
     doc, problems = problems_of({**header, "routines": {}}, FlowDoc, "flow")
     doc = doc or FlowDoc(routines={})  # the header's problems are listed; check the rest too
@@ -351,16 +458,20 @@ def check_flow(data: Any, allowed: tuple[str, ...]) -> tuple[FlowSpec, list[Prob
         for rid, entry in ids.items()
         if (found := _routine_spec(rid, entry, allowed, problems)) is not None
     }
-    wires = _wires(raw_connections, ids, problems)
+    tasks = _task_specs(raw_tasks, ids, allowed, problems)
+    names = {**ids, **dict.fromkeys(tasks)}
+    wires = _wires(raw_connections, names, problems)
     spec = FlowSpec(
         flow_id=flow_id,
         executor=executor,
         error_handler=handler,
         retention=retention or 1,
         max_activations=max_activations,
-        entry=_entry(doc.entry, ids, problems),
+        entry=_entry(doc.entry, names, problems),
         routines=routines,
         wires=wires,
+        tasks=tasks,
+        middleware=load_middleware(doc.middleware, "flow.middleware", allowed, problems),
     )
     return spec, problems
 
@@ -420,10 +531,11 @@ def _routine_spec(
     except SerializationError as exc:
         problems += exc.problems
     policy = _policy(doc.policy, f"{where}.policy", allowed, problems)
+    middleware = load_middleware(doc.middleware, f"{where}.middleware", allowed, problems)
     if cls is None:
         return None
     # A bad policy is listed; the routine is still built to check its wires.
-    return RoutineSpec(cls, dict(doc.config), dict(doc.stats), policy or Policy())
+    return RoutineSpec(cls, dict(doc.config), dict(doc.stats), policy or Policy(), middleware)
 
 
 def _policy(
@@ -544,7 +656,7 @@ def _entry(
 
 
 def _checked_executor(doc: ExecutorDoc, problems: list[Problem]) -> ExecutorDoc:
-    known = [*EXECUTORS, "dask"]
+    known = executor_kinds()
     if doc.kind not in known:
         problems.append(
             Problem(
@@ -564,7 +676,7 @@ def _checked_executor(doc: ExecutorDoc, problems: list[Problem]) -> ExecutorDoc:
 
 def _executor(doc: ExecutorDoc, problems: list[Problem]) -> Any:
     try:
-        return make_executor(doc.kind, doc.max_workers, address=doc.address)
+        return create_executor(doc.kind, max_workers=doc.max_workers, address=doc.address)
     except (ImportError, ValueError) as exc:
         problems.append(Problem("error", "flow.executor", str(exc), ""))
         return None
@@ -597,6 +709,8 @@ def _build_routine(rid: str, spec: RoutineSpec, problems: list[Problem]) -> Rout
     routine.set_config(**spec.config)
     routine._own_stats = dict(spec.stats)
     routine._policy = spec.policy
+    for mw in spec.middleware:
+        routine.use(mw)
     return routine
 
 
@@ -655,3 +769,147 @@ def _check_entry_slot(
                 f"Its slots are: {quoted(routine.slots)}.",
             )
         )
+
+
+# -- tasks ---------------------------------------------------------------------
+
+
+def _task_specs(
+    raw: Any, ids: Mapping[str, Any], allowed: tuple[str, ...], problems: list[Problem]
+) -> dict[str, TaskSpec]:
+    """The ``tasks`` section checked as data: names, options, functions, dependencies."""
+    if not isinstance(raw, Mapping):
+        problems.append(
+            Problem(
+                "error",
+                "flow.tasks",
+                f"expected a mapping of task names to tasks, got {type(raw).__name__}.",
+                "Write tasks: {my_task: {function: 'package.module:function'}}.",
+            )
+        )
+        return {}
+    specs: dict[str, TaskSpec] = {}
+    for name, entry in raw.items():
+        where = f"flow.tasks.{name}"
+        if not _checked(partial(check_name, name, "Task name"), where, problems):
+            continue
+        if name in ids:
+            problems.append(
+                Problem("error", where, f"'{name}' is also a routine id.", "Rename one of them.")
+            )
+            continue
+        spec = _task_spec(entry, where, allowed, problems)
+        if spec is not None:
+            specs[name] = spec
+    _check_dependencies(raw, specs, ids, problems)
+    return specs
+
+
+def _task_spec(
+    entry: Any, where: str, allowed: tuple[str, ...], problems: list[Problem]
+) -> TaskSpec | None:
+    doc, found = problems_of(entry, TaskDoc, where)
+    problems += found
+    if doc is None:
+        return None
+    try:
+        fn = _function(doc.function, f"{where}.function", allowed)
+    except SerializationError as exc:
+        problems += exc.problems
+        return None
+    return TaskSpec(
+        fn,
+        tuple(doc.depends_on),
+        doc.retries,
+        doc.retry_delay,
+        doc.retry_backoff,
+        doc.timeout,
+        doc.max_concurrency,
+        doc.error_strategy,
+    )
+
+
+def _check_dependencies(
+    raw: Mapping[str, Any],
+    specs: Mapping[str, TaskSpec],
+    ids: Mapping[str, Any],
+    problems: list[Problem],
+) -> None:
+    graph: dict[str, tuple[str, ...]] = {}
+    for name, spec in specs.items():
+        where = f"flow.tasks.{name}.depends_on"
+        for dep in spec.depends_on:
+            if dep in ids:
+                problems.append(
+                    Problem(
+                        "error",
+                        where,
+                        f"'{dep}' is a routine, not a task; a task depends on tasks only.",
+                        "Connect the routine to the task's 'input' slot instead.",
+                    )
+                )
+            elif dep not in raw:
+                problems.append(
+                    Problem(
+                        "error", where, f"unknown task '{dep}'.", f"The tasks are: {quoted(raw)}."
+                    )
+                )
+        graph[name] = tuple(d for d in spec.depends_on if d in specs)
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        order = {name: i for i, name in enumerate(specs)}
+        cycle = list(reversed(exc.args[1]))[:-1]
+        first = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+        cycle = cycle[first:] + cycle[:first]
+        problems.append(
+            Problem(
+                "error",
+                f"flow.tasks.{max(cycle, key=order.__getitem__)}",  # the task closing it
+                f"its dependencies close a cycle: {' -> '.join([*cycle, cycle[0]])}.",
+                "Remove one of these dependencies.",
+            )
+        )
+
+
+def _function(path: Any, where: str, allowed: tuple[str, ...]) -> Callable[..., Any]:
+    module_name, _, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
+    if not module_name or not qualname:
+        raise failure(
+            where,
+            f"expected an import path 'package.module:function', got {path!r}.",
+            "Write the module, a colon, then the function, e.g. 'myapp.tasks:summary'.",
+        )
+    obj: Any = sys.modules.get(module_name) or _import_allowed(
+        module_name, where, {*allowed, *allowed_modules()}
+    )
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if isinstance(obj, Task):
+        return obj.fn
+    if not callable(obj) or isinstance(obj, type):
+        raise failure(
+            where,
+            f"{path!r} does not name a function (found {obj!r:.60}).",
+            f"Name a module-level function defined in '{module_name}'.",
+        )
+    fn: Callable[..., Any] = obj
+    return fn
+
+
+def _make_task(name: str, spec: TaskSpec, problems: list[Problem]) -> Task | None:
+    try:
+        return Task(
+            spec.fn,
+            name=name,
+            depends_on=spec.depends_on,
+            retries=spec.retries,
+            retry_delay=spec.retry_delay,
+            retry_backoff=spec.retry_backoff,
+            timeout=spec.timeout,
+            max_concurrency=spec.max_concurrency,
+            error_strategy=spec.error_strategy,
+        )
+    except (TypeError, ValueError) as exc:
+        problems.append(Problem("error", f"flow.tasks.{name}", str(exc), ""))
+        return None

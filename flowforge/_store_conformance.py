@@ -19,10 +19,10 @@ fixture, and every test here then runs against that backend::
 The suite checks the behaviour users rely on, through real flows: a job
 saved and loaded back whole, atomic commits (every commit of a running job
 resumes to exactly the result of an uninterrupted run), both durability
-modes, pausing, cancelling and failing, resuming from the store,
-``list_jobs`` filters, ``delete``, ``prune``, flow definitions, the errors
-for unknown ids and for jobs that are running, closing, threads sharing
-one store, and leases, control requests and the queue (``submit``,
+modes, pausing, cancelling and failing, resuming from the store, task
+results, ``list_jobs`` filters, ``delete``, ``prune``, flow definitions, the
+errors for unknown ids and for jobs that are running, closing, threads
+sharing one store, and leases, control requests and the queue (``submit``,
 ``claim``). Tests with a second runner act for it through the backend
 interface with another owner id, so they run on every backend.
 
@@ -410,6 +410,39 @@ class StoreConformance:
         done = flow.resume(stored, store=store)
         assert done.status == JobStatus.COMPLETED
         assert done.routine_states["sink"]["stats"]["calls"] == 2
+
+    def test_task_results_survive_the_store_and_resume(self, store: Store) -> None:
+        """Task statuses and results load back from the store, and a resumed job keeps them."""
+        flow = Flow(flow_id="tasks")
+        calls: list[str] = []
+        broken = [True]
+
+        def extract(n: int) -> dict[str, Any]:
+            calls.append("extract")
+            return {"rows": list(range(n)), "source": "s\u00e9"}
+
+        def total(extract: dict[str, Any]) -> int:
+            calls.append("total")
+            if broken[0]:
+                raise ValueError("not yet")
+            return sum(extract["rows"])
+
+        flow.task(extract)
+        flow.task(total, depends_on=["extract"])
+
+        failed = flow.execute(entry_params={"n": 4}, store=store)
+        stored = store.load(failed.job_id)
+        assert stored.status == JobStatus.FAILED
+        assert stored.outputs == {"extract": {"rows": [0, 1, 2, 3], "source": "s\u00e9"}}
+        assert stored.task_status("total") == "failed"
+        broken[0] = False
+        done = flow.resume(stored, store=store)
+        assert done.status == JobStatus.COMPLETED
+        assert store.load(done.job_id).outputs == {
+            "extract": {"rows": [0, 1, 2, 3], "source": "s\u00e9"},
+            "total": 6,
+        }
+        assert calls == ["extract", "total", "total"]
 
     # -- reading and housekeeping ------------------------------------------------------
 

@@ -165,6 +165,21 @@ class ActivationLimitError(FlowForgeError, RuntimeError):
         self.limit = limit
 
 
+class MiddlewareError(FlowForgeError, RuntimeError):
+    """A middleware broke the ``mw(call, proceed)`` protocol (it called
+    ``proceed()`` twice); the call fails like a handler error.
+
+    Attributes:
+        routine_id: The routine whose call it was.
+        middleware: The middleware's name.
+    """
+
+    def __init__(self, message: str, *, routine_id: str, middleware: str) -> None:
+        super().__init__(message)
+        self.routine_id = routine_id
+        self.middleware = middleware
+
+
 class JobStateError(FlowForgeError, ValueError):
     """A job was asked to do something its status does not allow.
 
@@ -245,3 +260,17 @@ class ValidationError(FlowForgeError, ValueError):
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"The flow has {len(problems)} problem(s):\n{lines}")
         self.problems = problems
+
+
+class MissingExtraError(FlowForgeError, ModuleNotFoundError):
+    """A feature needs an optional extra of FlowForge that is not installed.
+
+    Attributes:
+        extra: The extra to install (``pip install "flowforge[<extra>]"``).
+        module: The module that could not be imported.
+    """
+
+    def __init__(self, message: str, *, extra: str, module: str) -> None:
+        super().__init__(message, name=module)
+        self.extra = extra
+        self.module = module

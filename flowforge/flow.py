@@ -25,6 +25,12 @@ Routine counters
     their saved stats) adds only the work done after the resume point:
     work done before it was added by the run that did it.
 
+Middleware
+    :meth:`Flow.use` wraps every handler call of the flow's routines, outside
+    each routine's own (:meth:`Routine.use <flowforge.Routine.use>`). The
+    flow's plan composes each routine's chain once; the flow's middleware is
+    saved with it by import path.
+
 Resuming
     :meth:`Flow.resume` checks the JobState against the flow first and
     refuses, listing every problem, one it cannot run: a job that never
@@ -39,15 +45,16 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NoReturn, cast
 
 from ._activation import CURRENT, merge_stats
 from ._checks import check_flow_id, check_int, check_name
 from ._flowfile import LoadedFlow, dump_flow, load_flow
+from ._middleware import Middleware, checked
 from .connection import Connection
-from .error_handler import ErrorHandler
+from .error_handler import ErrorHandler, ErrorStrategy
 from .errors import (
     DefinitionError,
     DefinitionTypeError,
@@ -59,11 +66,14 @@ from .errors import (
 from .execution_tracker import ExecutionTracker
 from .job_state import DEFAULT_RETENTION, JobState, JobStatus
 from .routine import Routine, lookup
+from .runtime import tasks as task_hooks
 from .runtime._async import AsyncRunner
 from .runtime.executors import Executor, make_executor
 from .runtime.plan import Plan, compile_plan
 from .runtime.scheduler import JobRunner, Journal
 from .serialization import MAX_FILE_BYTES, dump_file, load_file, module_names
+from .task import PARAMS_SOURCE, Task, add_task, check_runnable, covered_by_tasks, task_problems
+from .task import tasks_of as _tasks_of
 from .validation import Problem, find_problems, join_cycles
 
 #: Default cap on calls per job of a routine that sits on a loop.
@@ -137,6 +147,7 @@ class Flow:
         self._connections: list[Connection] = []
         self._wired_set: set[Connection] = set()
         self._runners: dict[str, JobRunner] = {}
+        self._middleware: tuple[Middleware, ...] = ()
         self._tracker: ExecutionTracker | None = None
         self._stats_lock = threading.Lock()
 
@@ -216,6 +227,47 @@ class Flow:
             self._wired_set.discard(connection)
             self._connections.remove(connection)
         self._invalidate()
+
+    def use(self, mw: Middleware) -> Middleware:
+        """Wrap every handler call of every routine of this flow in ``mw(call, proceed)``.
+
+        ``call`` is the :class:`~flowforge.ActivationInfo` of the call (with
+        its read-only ``data``); ``proceed()`` runs the rest of the chain and
+        the handler once and returns what the handler returned. The flow's
+        middleware runs outside each routine's own (:meth:`Routine.use
+        <flowforge.Routine.use>`), the first added outermost. Returns ``mw``,
+        so it also works as a decorator. See :doc:`/guide/middleware`.
+
+        Example:
+            >>> from flowforge import Flow
+            >>> from flowforge.testing import Collect, Double
+            >>> seen = []
+            >>> flow = Flow(flow_id="mw")
+            >>> flow.add_routine(Double(), "double")
+            'double'
+            >>> flow.add_routine(Collect(), "sink")
+            'sink'
+            >>> _ = flow.connect("double", "out", "sink", "in")
+            >>> @flow.use
+            ... def note(call, proceed):
+            ...     seen.append(f"{call.routine_id}.{call.slot}")
+            ...     return proceed()
+            >>> print(flow.execute("double", {"value": 2}).status)
+            completed
+            >>> seen
+            ['double.in', 'sink.in']
+
+        Raises:
+            DefinitionTypeError: ``mw`` is not callable.
+        """
+        self._middleware = (*self._middleware, checked(mw, "Flow"))
+        self._invalidate()
+        return mw
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The flow's middleware, outermost first."""
+        return self._middleware
 
     def _invalidate(self) -> None:
         self._plan_cache = None
@@ -304,7 +356,13 @@ class Flow:
         self._max_activations = _max_activations(value)
         self._invalidate()
 
-    def validate(self, entry: str | None = None, *, strict: bool = False) -> list[Problem]:
+    def validate(
+        self,
+        entry: str | None = None,
+        *,
+        strict: bool = False,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[Problem]:
         """Every problem of the flow at once, each with a hint.
 
         Args:
@@ -312,12 +370,89 @@ class Flow:
                 for the reachability check.
             strict: Raise :class:`~flowforge.errors.ValidationError` if any
                 problem is an error.
+            params: The job params a run will have (default: the flow's
+                entry params); tasks' parameters they fill are not listed.
         """
         entry = entry or (self.entry or {}).get("routine_id")
         problems = find_problems(self._routines, self.connections, entry)
+        tasks = _tasks_of(self._routines)
+        if tasks:
+            problems = [p for p in problems if not covered_by_tasks(p, tasks)]
+            given = params if params is not None else (self.entry or {}).get("params")
+            problems += task_problems(self._routines, self.connections, given)
         if strict and any(p.severity == "error" for p in problems):
             raise ValidationError(problems)
         return problems
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        depends_on: Iterable[Task | str] = (),
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        timeout: float | None = None,
+        max_concurrency: int = 1,
+        error_strategy: ErrorStrategy | str | None = None,
+    ) -> Any:
+        """Add a function as a :class:`~flowforge.Task`; a decorator, bare or with arguments.
+
+        The task runs once per job, when every dependency has succeeded, with
+        each dependency's result bound to the parameter of its name, then the
+        job's params by name (see :mod:`flowforge.task`).
+
+        Args:
+            fn: The function (given when used bare, ``@flow.task``).
+            name: The task's name (default: the function's).
+            depends_on: Tasks or task names, including tasks defined later.
+            retries: How many more attempts after a failed first one.
+            retry_delay: Seconds before the first retry.
+            retry_backoff: Factor applied to the delay for each further retry.
+            timeout: Seconds one attempt may take, or ``None``.
+            max_concurrency: The routine policy of the same name.
+            error_strategy: What a failure does once retries are used up:
+                ``"stop"``, ``"continue"`` or ``"skip"`` (default: the flow's).
+
+        Returns:
+            The :class:`~flowforge.Task`, still callable as the plain function
+            (or, with no ``fn``, a decorator that returns it).
+
+        Raises:
+            DefinitionError: the task closes a dependency cycle, or its name
+                is taken.
+
+        Example:
+            >>> from flowforge import Flow
+            >>> flow = Flow(flow_id="numbers")
+            >>> @flow.task
+            ... def base(n):
+            ...     return n * 10
+            >>> @flow.task(depends_on=[base])
+            ... def plus_one(base):
+            ...     return base + 1
+            >>> flow.execute(entry_params={"n": 4}).outputs
+            {'base': 40, 'plus_one': 41}
+            >>> plus_one(1)
+            2
+        """
+
+        def make(fn: Callable[..., Any]) -> Task:
+            options = {"retry_delay": retry_delay, "retry_backoff": retry_backoff}
+            task = Task(
+                fn,
+                name=name,
+                depends_on=depends_on,
+                retries=retries,
+                timeout=timeout,
+                max_concurrency=max_concurrency,
+                error_strategy=error_strategy,
+                **options,
+            )
+            return add_task(self, task)
+
+        return make if fn is None else make(fn)
 
     # -- running -------------------------------------------------------------
 
@@ -457,7 +592,8 @@ class Flow:
         self._check_startable()
         defaults = self.entry or {}
         rid = entry_routine_id or defaults.get("routine_id")
-        if rid is None:
+        tasks = _tasks_of(self._routines)
+        if rid is None and not tasks:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' has no entry: pass the routine to start at, e.g. "
                 f"flow.execute({next(iter(self._routines), 'routine_id')!r}, {{...}})."
@@ -467,7 +603,10 @@ class Flow:
         if entry_slot is None and entry_routine_id is None:
             entry_slot = defaults.get("slot")
         params = _check_params(entry_params)
-        slot = self._entry_slot(rid, entry_slot)
+        if tasks:
+            check_runnable(self.flow_id, self._routines, self.connections, params)
+            rid = None if rid in tasks else rid
+        slot = None if rid is None else self._entry_slot(rid, entry_slot)
         job = (
             job_state
             if job_state is not None
@@ -482,7 +621,10 @@ class Flow:
             )
         job.flow_id = self.flow_id
         job.entry = {"routine_id": rid, "slot": slot, "params": params}
-        job.queue(rid, slot, params)
+        if rid is not None:
+            job.queue(rid, slot, params)
+        for tid in tasks:  # every task's join waits for the job params too
+            job.queue(tid, "input", params, PARAMS_SOURCE)
         return job
 
     def _entry_slot(self, rid: str, entry_slot: str | None) -> str | None:
@@ -590,6 +732,7 @@ class Flow:
         # A job replaces a run's stats dict on every change, never edits one,
         # so these references say what the job's counters were when this run began.
         before = {rid: run.stats for rid, run in job.runs.items()}
+        task_hooks.begin(job, self._routines)
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)
@@ -617,7 +760,11 @@ class Flow:
         plan = self._plan_cache
         if plan is None:
             plan = self._plan_cache = compile_plan(
-                self._routines, self.connections, self.error_handler, self.max_activations
+                self._routines,
+                self.connections,
+                self.error_handler,
+                self.max_activations,
+                self._middleware,
             )
         return plan
 
@@ -696,9 +843,13 @@ class Flow:
         self.max_activations = spec.max_activations
         for rid, routine in loaded.routines.items():
             self.add_routine(routine, rid)
+        for task in loaded.tasks.values():
+            add_task(self, task)
         for wire in spec.wires:
             self.connect(wire.source, wire.event, wire.target, wire.slot, wire.mapping)
         self.entry = None if spec.entry is None else dict(spec.entry)
+        for mw in spec.middleware:
+            self.use(mw)
 
     @classmethod
     def from_dict(

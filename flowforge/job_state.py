@@ -13,8 +13,10 @@ The job owns its changes. The scheduler never edits these fields itself: it
 calls the JobState's methods (:meth:`~JobState.record_success`,
 :meth:`~JobState.record_emit`, :meth:`~JobState.record_failure`, ...), and
 stores read a job through public readings (:meth:`~JobState.header_data`,
-:meth:`~JobState.routine_data`, :meth:`~JobState.history_since`, ...), so the
-saved format follows from this model.
+:meth:`~JobState.routine_data`, :meth:`~JobState.task_data`,
+:meth:`~JobState.history_since`, ...), so the saved format follows from this
+model. Tasks (:mod:`flowforge.task`) record what became of each task with
+:meth:`~JobState.set_task_run`.
 
 Two readings of a routine's counters
     ``job.runs[rid].stats`` (also ``get_routine_state(rid)["stats"]``) is what
@@ -36,9 +38,11 @@ latest ``retention`` entries; the ``*_dropped`` counts say how many older
 entries were let go.
 
 Saved format
-    Version 2 (this one) keeps each routine as ``{"run": {...}, "state":
-    {...}}`` under ``routines``. Version 1 documents, which kept one flat
-    dict per routine under ``routine_states``, still load. Loading checks
+    Version 3 (this one) keeps each routine as ``{"run": {...}, "state":
+    {...}}`` under ``routines`` and each task's :class:`TaskRun` (status,
+    reason, result) under ``task_runs``. Version 2 documents (no tasks) and
+    version 1 documents, which kept one flat dict per routine under
+    ``routine_states``, still load. Loading checks
     types and values (non-negative counters, unique ``seq`` numbers below
     ``next_seq``, a non-empty ``job_id``) and reports every problem at once.
 """
@@ -63,7 +67,7 @@ from .serialization import converter, describe_value, structure, unencodable_pat
 
 DEFAULT_RETENTION = 1000
 #: The version of the saved job format this FlowForge writes.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class JobStatus(enum.StrEnum):
@@ -154,6 +158,22 @@ class SkippedWork:
     reason: str
     missing: tuple[str, ...] = ()
     timestamp: float = attrs.field(factory=time.time)
+
+
+@attrs.frozen
+class TaskRun:
+    """What became of one task in a job (see :mod:`flowforge.task`).
+
+    Attributes:
+        status: ``"pending"``, ``"running"``, ``"succeeded"``, ``"failed"``,
+            ``"skipped"`` or ``"cancelled"``.
+        reason: Why it was skipped, failed or cancelled, in words.
+        result: The task's return value, once it succeeded.
+    """
+
+    status: str = "pending"
+    reason: str | None = None
+    result: Any = None
 
 
 class RoutineStatus(enum.StrEnum):
@@ -277,6 +297,8 @@ class JobState:
             takes_self=True,
         )
     )
+    #: Each task's :class:`TaskRun`, by name (empty for flows without tasks).
+    task_runs: dict[str, TaskRun] = attrs.field(factory=dict)
     _user_states: dict[str, dict[str, Any]] = attrs.field(init=False, factory=dict)
     _history: deque[tuple[str, str, dict[str, Any], float]] = attrs.field(
         init=False, default=attrs.Factory(lambda self: deque(maxlen=self.retention), True)
@@ -347,9 +369,12 @@ class JobState:
             if rid not in runs:
                 runs[rid] = RoutineRun()
 
-    def queue(self, routine_id: str, slot: str | None, data: dict[str, Any]) -> Message:
-        """Add a message with the next ``seq`` to the end of the pending queue."""
-        msg = Message(self.next_seq, routine_id, slot, data, None)
+    def queue(
+        self, routine_id: str, slot: str | None, data: dict[str, Any], source: str | None = None
+    ) -> Message:
+        """Add a message with the next ``seq`` to the end of the pending queue
+        (``source`` names where it came from: ``None`` for the entry)."""
+        msg = Message(self.next_seq, routine_id, slot, data, source)
         self.next_seq += 1
         self.pending.append(msg)
         return msg
@@ -539,6 +564,50 @@ class JobState:
         """The kept skipped work recorded after the first ``total`` entries, oldest first."""
         return _since(self._skipped, self.skipped_total, total)
 
+    # -- tasks -------------------------------------------------------------
+
+    def set_task_run(self, name: str, run: TaskRun) -> None:
+        """What became of task ``name`` (see :mod:`flowforge.runtime.tasks`)."""
+        self.task_runs[name] = run
+
+    def task_data(self, name: str) -> dict[str, Any]:
+        """One task's part of :meth:`serialize`: its status, reason and result."""
+        return dict(converter.unstructure(self.task_runs[name]))
+
+    def task_status(self, name: str) -> str:
+        """The status of task ``name``: ``"pending"``, ``"running"``, ``"succeeded"``,
+        ``"failed"``, ``"skipped"`` or ``"cancelled"``.
+
+        Raises:
+            KeyError: the job has no task of that name.
+        """
+        return self._task_run(name).status
+
+    def output(self, name: str) -> Any:
+        """The return value of task ``name``.
+
+        Raises:
+            KeyError: the task has no result (the message says its status), or
+                the job has no task of that name.
+        """
+        run = self._task_run(name)
+        if run.status != "succeeded":
+            why = f" ({run.reason})" if run.reason else ""
+            raise KeyError(f"Task '{name}' has no result: it is {run.status}{why}.")
+        return run.result
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The results of the tasks that succeeded, by name."""
+        return {n: run.result for n, run in self.task_runs.items() if run.status == "succeeded"}
+
+    def _task_run(self, name: str) -> TaskRun:
+        run = self.task_runs.get(name)
+        if run is None:
+            known = ", ".join(f"'{n}'" for n in self.task_runs) or "(none)"
+            raise KeyError(f"Job {self.job_id} has no task '{name}'. Its tasks are: {known}.")
+        return run
+
     # -- saving ------------------------------------------------------------
 
     def serialize(self) -> dict[str, Any]:
@@ -563,8 +632,8 @@ class JobState:
 
     def header_data(self) -> dict[str, Any]:
         """The job serialized without its bulky parts (entry, routines, slot
-        states, pending messages, history, errors, skipped work, event flow),
-        which stores save apart."""
+        states, pending messages, history, errors, skipped work, event flow,
+        task runs), which stores save apart."""
         return _unstructure_job(self, whole=False)
 
     def routine_data(self, routine_id: str) -> dict[str, Any]:
@@ -608,17 +677,21 @@ class JobState:
         errors: list[Any],
         skipped: list[Any],
         event_flow: list[Any],
+        task_runs: Mapping[str, Any] | None = None,
     ) -> JobState:
         """Build a JobState from a :meth:`header_data` and the parts saved apart.
 
         ``routines`` maps routine ids to :meth:`routine_data` (for a version 1
-        header: to the flat state dicts that version kept).
+        header: to the flat state dicts that version kept); ``task_runs`` maps
+        task names to :meth:`task_data`.
         """
         data = dict(header)
         data.update(entry=entry, pending=pending, slot_states=slot_states)
         data.update(history=history, errors=errors, skipped=skipped)
         key = "routine_states" if data.get("version") == 1 else "routines"
         data[key] = dict(routines)
+        if task_runs:
+            data["task_runs"] = dict(task_runs)
         tracker = data.get("tracker")
         if isinstance(tracker, dict):
             data["tracker"] = {**tracker, "event_flow": event_flow}
@@ -675,6 +748,7 @@ def _unstructure_job(job: JobState, whole: bool = True) -> dict[str, Any]:
     data["errors"] = converter.unstructure(list(job._errors))
     data["skipped"] = converter.unstructure(list(job._skipped))
     data["tracker"] = job.tracker.serialize()
+    data["task_runs"] = {name: job.task_data(name) for name in job.task_runs}
     return data
 
 
@@ -703,6 +777,8 @@ def _place(data: dict[str, Any], path: list[Any]) -> str:
         return f"the {what} of routine '{rest[0]}', key {''.join(f'[{k!r}]' for k in inner)}"
     if section == "slot_states" and rest:
         return f"the merge state of slot '{rest[0]}'{''.join(f'[{k!r}]' for k in rest[1:])}"
+    if section == "task_runs" and rest:
+        return f"the result of task '{rest[0]}'{''.join(f'[{k!r}]' for k in rest[2:])}"
     if section == "entry":
         return f"the entry params{''.join(f'[{k!r}]' for k in rest[1:])}"
     return ".".join(map(str, path))
@@ -750,6 +826,7 @@ class _JobDoc:
     errors: list[ErrorInfo] = attrs.field(factory=list)
     skipped: list[SkippedWork] = attrs.field(factory=list)
     tracker: ExecutionTracker | None = None
+    task_runs: dict[str, TaskRun] = attrs.field(factory=dict)
 
 
 def _structure_job(data: Any, _: Any) -> JobState:
@@ -769,7 +846,9 @@ def _structure_job(data: Any, _: Any) -> JobState:
         raise ValueError(f"version: expected 1 to {FORMAT_VERSION}, got {doc.version}")
     routines = _routines_v1(doc.routine_states) if doc.version == 1 else doc.routines
     if doc.version > 1 and doc.routine_states:
-        raise ValueError("routine_states: a version 1 field, in a version 2 job; use routines")
+        raise ValueError(
+            f"routine_states: a version 1 field, in a version {doc.version} job; use routines"
+        )
     problems = _problems(doc)
     key = "routine_states" if doc.version == 1 else "routines"
     for rid, routine in routines.items():
@@ -779,7 +858,7 @@ def _structure_job(data: Any, _: Any) -> JobState:
     if problems:
         raise SerializationError("Invalid job:\n  - " + "\n  - ".join(problems), path="job")
     fields = {name: getattr(doc, name) for name in _SAVED if name != "job_id"}
-    fields.update(entry=doc.entry, slot_states=doc.slot_states)
+    fields.update(entry=doc.entry, slot_states=doc.slot_states, task_runs=doc.task_runs)
     job = JobState(
         job_id=doc.job_id, status=doc.status, error=doc.error, pending=deque(doc.pending), **fields
     )

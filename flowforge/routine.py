@@ -19,7 +19,9 @@ How a handler is called
     with exactly one parameter that the data does not name gets the single
     delivered value if there is exactly one, else the whole dict. Handlers may
     be plain functions, bound methods or ``async def``. How to call each
-    handler is worked out once, when its slot is defined.
+    handler is worked out once, when its slot is defined. Middleware added
+    with :meth:`~Routine.use` (inside the flow's, :meth:`Flow.use
+    <flowforge.Flow.use>`) wraps every call, in the handler's process.
 
 What emit guarantees
     :meth:`~Routine.emit` checks the event and its parameters at once. Inside
@@ -49,6 +51,7 @@ import attrs
 
 from ._activation import CURRENT, JobControl
 from ._checks import check_int, check_name, check_number, check_param_name
+from ._middleware import Middleware, checked
 from .error_handler import ErrorHandler
 from .errors import (
     DefinitionError,
@@ -139,6 +142,7 @@ class Routine:
         self._routine_id: str | None = None
         #: The flow this routine belongs to (told when its wiring or policy changes).
         self._flow: Flow | None = None
+        self._middleware: tuple[Middleware, ...] = ()
 
     # -- declaring -------------------------------------------------------
 
@@ -423,10 +427,32 @@ class Routine:
         """Give this routine its own error handler (it wins over the flow's)."""
         self.set_policy(error_handler=error_handler)
 
+    def use(self, mw: Middleware) -> Middleware:
+        """Wrap every handler call of this routine in ``mw(call, proceed)``.
+
+        The routine's middleware runs inside the flow's (see
+        :meth:`Flow.use <flowforge.Flow.use>`), the first added outermost.
+        Returns ``mw``, so it also works as a decorator. See
+        :doc:`/guide/middleware`.
+
+        Raises:
+            DefinitionTypeError: ``mw`` is not callable.
+        """
+        self._middleware = (*self._middleware, checked(mw, "Routine"))
+        self._changed()
+        return mw
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """This routine's own middleware, outermost first."""
+        return self._middleware
+
     def __getstate__(self) -> dict[str, Any]:
-        # A routine is shipped to worker processes on its own, without its flow.
+        # A routine is shipped to worker processes on its own, without its flow;
+        # its middleware travels in its flow's composed chain.
         state = self.__dict__.copy()
         state["_flow"] = None
+        state["_middleware"] = ()
         return state
 
     def __repr__(self) -> str:

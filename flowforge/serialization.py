@@ -156,6 +156,31 @@ def resolve(path: str, base: type[T], where: str, allowed: Iterable[str] = ()) -
 _MISSING: Any = object()
 
 
+def resolve_object(path: str, where: str, allowed: Iterable[str] = ()) -> Any:
+    """Import whatever ``path`` (``"module:QualName"``) names, from an allowed module.
+
+    Raises:
+        SerializationError: the path is malformed, its module does not exist
+            or is not allowed, or it names nothing; its one problem is at ``where``.
+    """
+    module_name, _, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
+    if not module_name or not qualname:
+        raise failure(
+            where,
+            f"expected an import path 'package.module:name', got {path!r}.",
+            "Write the module, a colon, then the name, e.g. 'myapp.middleware:timed'.",
+        )
+    module = sys.modules.get(module_name)
+    if module is None:
+        module = _import_allowed(module_name, where, {*allowed, *_allowed_prefixes})
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, _MISSING)
+        if obj is _MISSING:
+            raise failure(where, f"module '{module_name}' has no '{qualname}'.", "")
+    return obj
+
+
 def _kind_of(obj: Any) -> str:
     if isinstance(obj, type):
         return f"the class {obj.__qualname__}"

@@ -93,8 +93,12 @@ class FirstAttemptFails(Routine):
 
 
 class Span(Routine):
-    """Sleeps ``seconds`` (config, default 0.2) and emits when it ran, and where.
+    """Reports when it ran, and where; the first calls can be made to meet.
 
+    Config: ``seconds`` (default 0.2) to hold after starting; ``meet_dir``
+    and ``parties``: each call drops a file in ``meet_dir``, and the first
+    ``parties`` calls wait (up to 30 s) until that many files are there, so
+    they are provably in their handlers at once, whatever the machine's load.
     ``out`` carries ``value``, ``start`` and ``end`` (wall-clock seconds) and
     ``pid`` (the worker process).
     """
@@ -105,11 +109,21 @@ class Span(Routine):
         self.define_event("out", ["value", "start", "end", "pid"])
 
     def run(self, value: Any) -> None:
-        """Sleep, then report the call's time span."""
+        """Meet the other first calls, hold, then report the call's time span."""
         start = time.time()
+        meet_dir = self.get_config("meet_dir", None)
+        if meet_dir is not None:
+            _meet(Path(meet_dir), value, self.get_config("parties", 1))
         time.sleep(self.get_config("seconds", 0.2))
         self._stats["calls"] = self._stats.get("calls", 0) + 1
         self.emit("out", value=value, start=start, end=time.time(), pid=os.getpid())
+
+
+def _meet(meet_dir: Path, value: Any, parties: int) -> None:
+    (meet_dir / f"{os.getpid()}-{value}").touch()
+    deadline = time.monotonic() + 30
+    while len(list(meet_dir.iterdir())) < parties and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 class DieOnce(Routine):

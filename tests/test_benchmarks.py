@@ -20,6 +20,8 @@ ROWS = (
     "big-chain.job",
     "big-chain.memory",
     "big-chain.rss",
+    "tasks.per-task",
+    "tasks.build",
     "workers.sqlite.1",
 )
 

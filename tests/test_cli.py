@@ -620,6 +620,20 @@ def test_show_describes_routines_and_connections(workdir: Path) -> None:
     assert 'read.end -> aggregate.tally  mapping {"total": "expected"}' in result.stdout
 
 
+def test_show_lists_middleware(workdir: Path) -> None:
+    """show names the flow's middleware and each routine's, outermost first."""
+    data = Flow.load(REPORT_FLOW, allowed_modules="report_routines").serialize()
+    data["middleware"] = [{"class": "flowforge.middleware:LogCalls", "config": {"level": 10}}]
+    data["routines"]["read"]["middleware"] = [
+        {"class": "flowforge.middleware:LogCalls", "config": {"logger": "app"}}
+    ]
+    write(workdir, "mw.json", json.dumps(data))
+    result = invoke("show", "mw.json")
+    assert result.exit_code == 0, result.output
+    assert "middleware     log_calls(logger='flowforge.calls', level=10)" in result.stdout
+    assert "    middleware log_calls(logger='app', level=20)" in result.stdout
+
+
 def test_show_json_is_the_flow_file_format(workdir: Path) -> None:
     """show --json prints the flow as a flow file, which loads back."""
     data = json.loads(invoke("show", str(REPORT_FLOW), "--json").stdout)

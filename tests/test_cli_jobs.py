@@ -184,6 +184,45 @@ def test_prune_of_nothing_deletes_nothing(completed_job: str, workdir: Path) -> 
     assert len(stored_jobs(workdir)) == 1
 
 
+SKIPPING_TASKS = """\
+from flowforge import Skip
+
+
+def check():
+    raise Skip("nothing new today")
+
+
+def report():
+    return "report"
+"""
+
+SKIPPING_FLOW = """\
+flow_id: skipping
+tasks:
+  check: {function: "skipping_tasks:check"}
+  report: {function: "skipping_tasks:report"}
+"""
+
+
+def test_status_shows_a_task_that_skipped_itself_as_skipped(workdir: Path) -> None:
+    """A task that raised Skip shows 'skipped' in the table and task_status in JSON."""
+    write(workdir, "skipping_tasks.py", SKIPPING_TASKS)
+    write(workdir, "skipping.yaml", SKIPPING_FLOW)
+    run = invoke("run", "skipping.yaml", "-q", "--json")
+    assert run.exit_code == 0, run.output
+    job_id = str(json.loads(run.stdout)["job_id"])
+    table = invoke("status", job_id)
+    rows = {
+        line.split()[0]: line.split()[1]
+        for line in table.stdout.splitlines()
+        if line.split()[:1] in (["check"], ["report"])
+    }
+    assert rows == {"check": "skipped", "report": "succeeded"}
+    routines = json.loads(invoke("status", job_id, "--json").stdout)["routines"]
+    assert routines["check"]["task_status"] == "skipped"
+    assert routines["check"]["status"] == "completed"
+
+
 SECRET_URL = "postgresql://app:s3cret@127.0.0.1:1/jobs"
 
 

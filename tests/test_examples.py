@@ -53,6 +53,19 @@ EXPECTED: dict[str, list[str]] = {
         "  status: failed; 2 call(s), 2 failed",
         "  gave up after 2 attempts: rate service unavailable (attempt 1) (stop)",
     ],
+    # docs/guide/middleware.rst shows these lines.
+    "middleware.py": [
+        "  > convert.input attempt 0 {'value': 10.0}",
+        "  < convert.input attempt 0 failed: rate service busy",
+        "  > convert.input attempt 1 {'value': 10.0}",
+        "  < convert.input attempt 1 returned 9.0",
+        "  > convert.input attempt 0 {'value': 0}",
+        "  < convert.input attempt 0 returned None",
+        "status: completed",
+        "saved: ['__main__:trace']",
+        "convert: ['__main__:skip_free']",
+        "process: completed, converted [18.0]",
+    ],
     # docs/guide/state.rst shows the first three lines.
     "state_management.py": [
         "paused (3 orders metered): 7 message(s) pending",
@@ -106,16 +119,33 @@ EXPECTED: dict[str, list[str]] = {
     "recipe_dag.py": [
         "  link ran with {'compile_lib': 'lib.o', 'compile_app': 'app.o'}",
         "  package ran with {'link': 'app', 'docs': 'html/'}",
-        "  completed; each task ran once: True",
+        "  completed: app-1.2.tar.gz",
         "  failed: RuntimeError: docs failed",
-        "  completed; package ran 0 time(s); skipped: ['docs', 'package']",
-        "  package ran with {'link': 'app'}",
-        "  completed; package ran 1 time(s); skipped: []",
-        "error: orphan.after: this join slot has no sources, so it never fires.",
-        "warning: orphan: no connection leads here from the entry 'start', so it never runs "
-        "in a job started there.",
-        "  link ran with {'artifact': ['lib.o', 'app.o']}",
-        "  package ran with {'artifact': ['app', 'html/']}",
+        "  docs failed, package cancelled",
+        "  skipped: [('package', \"upstream 'docs' failed\")]",
+        "  skipped: [('docs', 'the handler failed and its strategy is SKIP'), "
+        "('package', \"upstream 'docs' skipped\")]",
+        "refused: Flow 'build' has a dependency cycle: package -> fetch -> checkout -> docs -> "
+        "package. No task of it could ever run; remove one of the dependencies.",
+        "refused: Task 'package' needs parameter 'version', which no dependency, default or job "
+        "param provides (job params: (none)). Pass it: flow.execute(entry_params={'version': "
+        "...}).",
+    ],
+    # docs/guide/tasks.rst shows these lines; etl_tasks.yaml imports the module.
+    "etl_tasks.py": [
+        "completed",
+        "extracted 5000, kept 4995",
+        "by region: {'central': 104153.74, 'east': 101119.23, 'north': 114156.5, "
+        "'south': 100902.19, 'west': 102790.93}",
+        "top products: [['doohickey', 158130.0], ['thingamajig', 115581.23], ['gadget', 77937.6]]",
+        "report: skipped - no output file given (param 'out')",
+        "['by_region', 'clean', 'extract', 'report', 'top_products']",
+        "top: doohickey 158130.00",
+        "failed {'extract': 'failed', 'clean': 'cancelled', 'by_region': 'cancelled', "
+        "'top_products': 'cancelled', 'report': 'cancelled'}",
+        "Task 'clean' has no result: it is cancelled (the job failed before it started).",
+        "stored: True",
+        "on processes: completed doohickey",
     ],
     "recipe_pipeline.py": [
         "every stage within its limit: True",

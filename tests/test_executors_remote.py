@@ -492,11 +492,15 @@ def max_overlap(spans: Sequence[tuple[float, float]]) -> int:
     return peak
 
 
-def spans_with_limit(executor: Executor, limit: int, items: int = 4) -> list[dict[str, Any]]:
-    """Run ``items`` calls of a sleeping routine capped at ``limit``; what each call reported."""
+def spans_with_limit(
+    executor: Executor, limit: int, meet_dir: Path, items: int = 4
+) -> list[dict[str, Any]]:
+    """Run ``items`` calls of a routine capped at ``limit``, whose first ``limit``
+    calls wait for each other; what each call reported."""
     flow = Flow(executor=executor)
     span = Span()
-    span.set_config(seconds=0.3)
+    # The meeting proves the limit is reached; the hold lets a call beyond it show.
+    span.set_config(seconds=0.1, meet_dir=str(meet_dir), parties=limit)
     span.max_concurrency = limit
     _wire(flow, {"src": Source(), "span": span}, [("src", "span")])
     job = flow.execute("src", {"values": list(range(items))})
@@ -505,24 +509,26 @@ def spans_with_limit(executor: Executor, limit: int, items: int = 4) -> list[dic
 
 
 @pytest.mark.parametrize("limit", [1, 2])
-def test_max_concurrency_holds_across_worker_processes(remote: Executor, limit: int) -> None:
+def test_max_concurrency_holds_across_worker_processes(
+    remote: Executor, limit: int, tmp_path: Path
+) -> None:
     """Calls measured inside the workers overlap exactly up to the routine's limit."""
-    reports = spans_with_limit(remote, limit)
+    reports = spans_with_limit(remote, limit, tmp_path)
     assert len(reports) == 4
     assert max_overlap([(r["start"], r["end"]) for r in reports]) == limit
 
 
-def test_calls_do_run_in_several_processes(remote: Executor) -> None:
+def test_calls_do_run_in_several_processes(remote: Executor, tmp_path: Path) -> None:
     """With a limit of 2, calls run in two worker processes, neither of them the test's."""
-    pids = {r["pid"] for r in spans_with_limit(remote, 2)}
+    pids = {r["pid"] for r in spans_with_limit(remote, 2, tmp_path)}
     assert len(pids) == 2
     assert os.getpid() not in pids
 
 
 # -- timeouts -----------------------------------------------------------------------------
 
-#: A timeout error cannot travel back from a worker (engine bug): on the process
-#: executor the pool breaks and the call ends WorkerLost, on Dask it ends TypeError.
+#: A timeout in a worker comes back as a HandlerTimeoutError like any handler error:
+#: the process executor interrupts the call, Dask abandons it on its worker.
 
 
 def spin_flow(
@@ -560,7 +566,9 @@ def test_process_timeout_interrupts_the_call_and_the_worker_serves_on(
     assert sorted(r.data["value"] for r in job.get_execution_history("spin")) == ["a", "b"]
     spun = int((tmp_path / "pid").read_text())
     # Two calls allowed at once land on both workers only if the one that looped is free.
-    assert spun in {r["pid"] for r in spans_with_limit(process_executor, 2, items=2)}
+    meet_dir = tmp_path / "meet"
+    meet_dir.mkdir()
+    assert spun in {r["pid"] for r in spans_with_limit(process_executor, 2, meet_dir, items=2)}
 
 
 def test_dask_timeout_fails_the_call_and_the_job_goes_on(

@@ -225,14 +225,14 @@ def test_deserialize_fills_an_empty_job_state() -> None:
 def test_serialized_job_is_marked_with_format_and_version() -> None:
     """serialize() names the format and version."""
     data = JobState().serialize()
-    assert (data["format"], data["version"]) == ("flowforge/job", 2)
+    assert (data["format"], data["version"]) == ("flowforge/job", 3)
 
 
 @pytest.mark.parametrize(
     ("change", "match"),
     [
         ({"format": "flowforge/flow"}, "not a FlowForge job"),
-        ({"version": 3}, "newer"),
+        ({"version": 4}, "newer"),
         ({"status": "sleeping"}, "sleeping"),
         ({"surprise": 1}, "surprise"),
     ],
@@ -356,7 +356,48 @@ def test_a_version_1_document_still_loads() -> None:
         "note": 1,
     }
     assert job.get_routine_state("mine") == {"cursor": 3}
-    assert job.serialize()["version"] == 2
+    assert job.serialize()["version"] == 3
+
+
+def test_a_version_2_document_still_loads() -> None:
+    """A version 2 job (from before task runs were saved) loads, with no task runs."""
+    data = JobState(flow_id="f").serialize()
+    data["version"] = 2
+    del data["task_runs"]
+    job = JobState.from_dict(data)
+    assert job.task_runs == {} and job.outputs == {}
+    assert job.serialize()["version"] == 3
+
+
+def test_task_runs_round_trip_through_serialize_and_from_parts() -> None:
+    """Task runs are saved under task_runs and rebuilt by from_dict and from_parts alike."""
+    from flowforge import TaskRun
+
+    job = JobState(flow_id="f")
+    job.set_task_run("load", TaskRun("succeeded", None, {"rows": [1, 2]}))
+    job.set_task_run("mail", TaskRun("skipped", "upstream 'load' skipped"))
+    data = job.serialize()
+    assert data["task_runs"]["load"] == {
+        "status": "succeeded",
+        "reason": None,
+        "result": {"rows": [1, 2]},
+    }
+    assert "task_runs" not in job.header_data()
+    parts = JobState.from_parts(
+        job.header_data(),
+        entry=None,
+        pending=[],
+        routines={},
+        slot_states={},
+        history=[],
+        errors=[],
+        skipped=[],
+        event_flow=[],
+        task_runs={name: job.task_data(name) for name in job.task_runs},
+    )
+    for loaded in (JobState.from_dict(data), parts):
+        assert loaded.output("load") == {"rows": [1, 2]}
+        assert loaded.task_status("mail") == "skipped"
 
 
 def test_a_version_1_document_with_a_bad_engine_key_says_where() -> None:

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from flowforge import JobStatus
+from flowforge import Flow, JobStatus
 from flowforge._store_conformance import stream_flow
 from flowforge.store import (
     NotAStoreError,
@@ -152,13 +152,8 @@ def test_a_version_1_store_gains_leases_and_the_queue_when_opened(
     """A store made before leases (schema 1) is migrated; its jobs keep and leases work."""
     with PostgresStore(postgres_server.dsn, schema=schema) as store:
         done = stream_flow(store).execute("src", {"values": [1]})
-    columns = sql.SQL(
-        "ALTER TABLE {}.jobs DROP COLUMN lease_owner, DROP COLUMN lease_since, "
-        "DROP COLUMN lease_heartbeat, DROP COLUMN lease_expires, DROP COLUMN request, "
-        "DROP COLUMN request_reason, DROP COLUMN queued_at"
-    ).format(sql.Identifier(schema))
-    execute(postgres_server, columns)
-    set_version(postgres_server, schema, 1)
+    drop_leases(postgres_server, schema)
+    set_version(postgres_server, schema, 2)
     with PostgresStore(postgres_server.dsn, schema=schema) as store:
         assert store.load(done.job_id).status == JobStatus.COMPLETED
         queued = stream_flow().submit({"values": [2]}, entry_routine_id="src", store=store)
@@ -193,6 +188,34 @@ def test_an_older_schema_is_migrated_forward_on_open(
             )
         ).fetchone()
     assert version == (str(older),)
+
+
+def test_a_version_1_schema_gains_task_runs_when_opened(
+    postgres_server: pg_server.PgServer, schema: str
+) -> None:
+    """A schema of version 1 (no task runs) is migrated on open and then keeps task results."""
+    PostgresStore(postgres_server.dsn, schema=schema).close()
+    execute(postgres_server, sql.SQL("DROP TABLE {}.task_runs").format(sql.Identifier(schema)))
+    drop_leases(postgres_server, schema)
+    set_version(postgres_server, schema, 1)
+    flow = Flow(flow_id="tasks")
+    flow.task(lambda n: n * 2, name="double")
+    with PostgresStore(postgres_server.dsn, schema=schema) as store:
+        job = flow.execute(entry_params={"n": 21}, store=store)
+        assert store.load(job.job_id).output("double") == 42
+    assert "task_runs" in tables(postgres_server, schema)
+
+
+def drop_leases(server: pg_server.PgServer, schema: str) -> None:
+    """Take schema 3's lease columns off the jobs table (to make an older store)."""
+    execute(
+        server,
+        sql.SQL(
+            "ALTER TABLE {}.jobs DROP COLUMN lease_owner, DROP COLUMN lease_since, "
+            "DROP COLUMN lease_heartbeat, DROP COLUMN lease_expires, DROP COLUMN request, "
+            "DROP COLUMN request_reason, DROP COLUMN queued_at"
+        ).format(sql.Identifier(schema)),
+    )
 
 
 def set_version(server: pg_server.PgServer, schema: str, version: int) -> None:

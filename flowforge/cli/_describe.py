@@ -19,11 +19,13 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from .._middleware import describe
 from ..connection import Connection
 from ..error_handler import ErrorHandler
 from ..flow import Flow
 from ..job_state import ErrorInfo, JobState, JobStatus, RoutineRun
 from ..routine import Routine
+from ..task import Task, tasks_of
 from ..validation import Problem
 from ._common import console, on_terminal
 from ._loading import FlowFile
@@ -35,6 +37,8 @@ STATUS_STYLES = {
     "paused": "yellow",
     "running": "cyan",
     "pending": "dim",
+    "succeeded": "green",
+    "skipped": "yellow",
 }
 _MISSING_PARAM = re.compile(r"needs parameter '([^']+)'")
 
@@ -79,7 +83,7 @@ def job_summary(
 def _routine_summary(job: JobState, routine_id: str) -> dict[str, Any]:
     run = routine_run(job, routine_id)
     perf = job.tracker.get_routine_performance(routine_id)
-    return {
+    summary = {
         "status": str(run.status),
         "activations": run.activations,
         "failures": run.failures,
@@ -88,6 +92,10 @@ def _routine_summary(job: JobState, routine_id: str) -> dict[str, Any]:
         "avg_execution_time": perf["avg_execution_time"],
         "stats": dict(run.stats),
     }
+    if routine_id in job.task_runs:
+        # A task that skipped itself returned normally: its routine completed, the task did not.
+        summary["task_status"] = job.task_status(routine_id)
+    return summary
 
 
 def _error_summary(job: JobState, error: ErrorInfo) -> dict[str, Any]:
@@ -236,7 +244,7 @@ def _routine_rows(job: JobState, flow: Flow | None) -> list[list[str]]:
     return [
         [
             rid,
-            s["status"],
+            s.get("task_status", s["status"]),
             f"{s['activations']:,}",
             f"{s['failures']:,}",
             f"{s['avg_execution_time'] * 1000:.2f}",
@@ -330,10 +338,13 @@ def describe_flow(flow_file: FlowFile) -> str:
     lines += [
         f"  executor       {executor_text(flow)}",
         f"  error handler  {_handler_text(flow.error_handler)}",
-        f"  entry          {_entry_text(entry)}",
-        "",
-        f"Routines ({len(flow.routines)})",
+        f"  entry          {_entry_text(entry)}"
+        if entry.get("routine_id") or not tasks_of(flow.routines)
+        else "  entry          (none needed: every job starts every task; --param gives params)",
     ]
+    if flow.middleware:
+        lines.append(f"  middleware     {_middleware_text(flow.middleware)}")
+    lines += ["", f"Routines ({len(flow.routines)})"]
     for rid, routine in flow.routines.items():
         lines += _routine_lines(rid, routine)
     lines += ["", f"Connections ({len(flow.connections)})"]
@@ -368,15 +379,25 @@ def _entry_text(entry: Mapping[str, Any]) -> str:
 def _routine_lines(rid: str, routine: Routine) -> list[str]:
     cls = type(routine)
     lines = ["", f"  {rid}  ({cls.__module__}:{cls.__qualname__})"]
+    if isinstance(routine, Task):
+        after = ", ".join(routine.depends_on) or "nothing"
+        fn = f"{routine.fn.__module__}:{getattr(routine.fn, '__qualname__', routine.fn)}"
+        lines[1] = f"  {rid}  (task {fn}, after {after}, retries={routine.retries})"
     for name, slot in routine.slots.items():
         lines.append(f"    slot   {name} ({_strategy_text(slot.merge_strategy)})")
     for name, event in routine.events.items():
         params = "any" if event.params is None else ", ".join(event.params)
         lines.append(f"    event  {name}({params})")
     lines.append(f"    policy {_policy_text(routine)}")
+    if routine.middleware:
+        lines.append(f"    middleware {_middleware_text(routine.middleware)}")
     if routine.config:
         lines.append(f"    config {json.dumps(routine.config)}")
     return lines
+
+
+def _middleware_text(middleware: tuple[Any, ...]) -> str:
+    return ", ".join(repr(mw) if hasattr(mw, "config") else describe(mw) for mw in middleware)
 
 
 def _strategy_text(strategy: Any) -> str:

@@ -20,17 +20,17 @@ import attrs
 
 from ..errors import SerializationError, quoted
 from ..flow import Flow
-from ..runtime.executors import make_executor
+from ..runtime.executors import executor_kind, executor_kinds, make_executor
 from ..serialization import load_file
+from ..task import tasks_of
 from ._common import CommandError
 
 logger = logging.getLogger(__name__)
 
 FLOW_DIR = "${flow_dir}"
 #: The executors ``--executor`` offers; ``--workers`` sizes the pools.
-# registry: switch to flowforge.runtime.executors.executor_kinds() at merge.
-EXECUTOR_CHOICES = ("sequential", "thread", "process", "dask")
-POOLS = ("thread", "process", "dask")
+EXECUTOR_CHOICES = executor_kinds()
+POOLS = tuple(kind for kind in EXECUTOR_CHOICES if executor_kind(kind).pool)
 #: Errors that escape a loader fed a hostile or broken file.
 LOAD_FAILURES = (SerializationError, RecursionError, MemoryError, UnicodeDecodeError)
 _NOT_ALLOWED = "is not allowed to be imported"
@@ -292,6 +292,8 @@ def resolve_entry(flow: Flow, entry: str | None) -> tuple[str, str | None]:
     """``(routine_id, slot)`` from ``--entry ROUTINE[.SLOT]`` or the flow file's entry."""
     if entry is None:
         defaults = flow.entry or {}
+        if defaults.get("routine_id") is None and tasks_of(flow.routines):
+            return "", None  # a flow of tasks: every job starts every task
         if defaults.get("routine_id") is None:
             raise CommandError(
                 f"Flow '{flow.flow_id}' has no entry. Name the routine to start at with "
@@ -328,4 +330,7 @@ def apply_executor(flow: Flow, executor: str | None, workers: int | None) -> Non
         raise CommandError("--workers needs a pool: add --executor thread (or process).")
     if executor is not None or workers is not None:
         default = getattr(flow.executor, "max_workers", None)
-        flow.executor = make_executor(kind, workers or default)
+        try:
+            flow.executor = make_executor(kind, workers or default)
+        except ImportError as exc:  # the kind's extra is missing; the message says which
+            raise CommandError(str(exc)) from exc

@@ -110,7 +110,7 @@ def run(
     apply_executor(flow, executor, workers)
     routine_id, slot = resolve_entry(flow, entry)
     params = entry_params(flow, routine_id, param, params_file)
-    problems = flow.validate(routine_id)
+    problems = flow.validate(routine_id, params=params)
     if dry_run:
         _dry_run(loaded, routine_id, slot, params, problems, store, as_json)
     if any(p.severity == "error" for p in problems):

@@ -1,23 +1,49 @@
-"""Running one activation: a handler call with its retries and timeout.
+"""Turning an activation into an outcome: the one path of every handler call.
 
-:func:`run_activation` is what an executor runs. It never raises for a
-handler's failure: it returns an :class:`Outcome` that the scheduler (the one
-owner of the job's state) applies. Emits and counter changes of a failed
-attempt are dropped with the attempt's context, which is what makes an
-activation all-or-nothing.
+:func:`invoke` is the only function that calls a handler. Every executor runs
+its calls through it -- the sequential and thread executors on the job's
+machine, the process and Dask executors in their workers (through
+:func:`~flowforge.runtime.remote.run_remote`) -- so every call gets the same
+activation context, timing, timeout, retries and exception sorting. Which
+way it goes depends on the call alone (a sync handler without a timeout runs
+flat), never on global state such as signal receivers.
+
+``invoke(act) -> Outcome`` never raises for a handler's failure: the
+:class:`Outcome` says what the call did, and the scheduler (the one owner of
+the job's state) applies it. The :class:`Activation` is also the handler's
+context while it runs (``emit`` and ``self._stats`` write to it); emits and
+counter changes of a failed attempt are dropped with it, which is what makes
+an activation all-or-nothing. What an executor knows of the job is the
+activation's frozen :class:`CallContext`: the job id, the cancel flag, the
+retry callback, the async runner and a narrow
+:class:`~flowforge._activation.JobControl` -- never the scheduler itself.
+
+Middleware wraps every handler call here, inside each attempt: an
+activation whose routine has middleware carries the routine's composed
+:class:`~flowforge.runtime.chain.Chain` (made once per flow, with its plan),
+and each attempt runs the chain around the handler, so a retry runs it
+again and a middleware's error is sorted like the handler's. An activation
+without middleware has no chain and takes the plain path.
+
+Timeouts: a sync handler past its routine's timeout is failed and, outside a
+worker process, abandoned in its thread (it cannot be stopped). An abandoned
+call keeps its place until it really returns: the :class:`Outcome` carries it
+as ``running``, the scheduler counts it against the routine's
+``max_concurrency``, and a retry of the same activation waits for it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._activation import CURRENT, ActivationContext, JobControl
+from .._activation import CURRENT, ActivationContext, ActivationInfo, JobControl
 from ..errors import HandlerTimeoutError
 from ._async import AsyncRunner, run_here
 
@@ -25,30 +51,26 @@ if TYPE_CHECKING:
     from ..error_handler import ErrorHandler
     from ..routine import Routine
     from ..slot import Slot
+    from .chain import Chain
 
 RetryCallback = Callable[["Activation", int, float, BaseException], None]
+#: A call still running in a thread after its timeout; done when it returns.
+Running = concurrent.futures.Future[None]
 
 
-class Activation:
-    """One handler call the scheduler has dispatched.
+class Activation(ActivationContext):
+    """One handler call the scheduler has dispatched, and its context while it runs.
 
     ``slot`` is ``None`` for an entry call of a routine that overrides
     ``__call__``. ``new_state`` is the slot's merge state to commit when the
-    call is done (``NO_STATE`` for slots without merge state).
+    call is done (``NO_STATE`` for slots without merge state). ``call`` is
+    what the executor may know of the job (:class:`CallContext`). ``chain``
+    is the routine's middleware, or ``None``.
     """
 
-    __slots__ = (
-        "base_stats",
-        "control",
-        "data",
-        "error_handler",
-        "message",
-        "new_state",
-        "routine",
-        "routine_id",
-        "slot",
-        "slot_key",
-    )
+    __slots__ = ("chain", "data", "error_handler", "new_state", "slot", "slot_key")
+
+    call: CallContext
 
     def __init__(
         self,
@@ -61,6 +83,8 @@ class Activation:
         slot_key: str | None,
         base_stats: dict[str, Any],
         error_handler: ErrorHandler,
+        call: CallContext,
+        chain: Chain | None = None,
     ) -> None:
         self.routine = routine
         self.routine_id = routine_id
@@ -71,8 +95,11 @@ class Activation:
         self.slot_key = slot_key
         self.base_stats = base_stats
         self.error_handler = error_handler
-        #: The job's scheduler, for handlers that pause or cancel it (local calls only).
-        self.control: JobControl | None = None
+        self.call = call
+        self.chain = chain
+        self.attempt = 0
+        self.stats = None
+        self.emits = []
 
     def activation_id(self, job_id: str) -> str:
         """The stable id of this activation: the job and the message it consumes."""
@@ -82,6 +109,12 @@ class Activation:
     def slot_name(self) -> str | None:
         """The slot's name, or ``None`` for an entry ``__call__``."""
         return None if self.slot is None else self.slot.name
+
+    def start_attempt(self, attempt: int) -> None:
+        """Start afresh for a retry: what an earlier attempt did is dropped."""
+        self.attempt = attempt
+        self.stats = None
+        self.emits = []
 
 
 NO_STATE: Any = object()
@@ -121,111 +154,159 @@ class CancelFlag:
         return self._set
 
 
-class Outcome:
-    """What an activation did: its emits and counters, or its error."""
+class CallContext(NamedTuple):
+    """What an executor may know of the job whose calls it runs (frozen; a
+    tuple because every job makes one).
 
-    __slots__ = ("durations", "emits", "error", "ok", "retries", "stats", "traceback")
+    Attributes:
+        job_id: The job's id (activation ids are ``"job_id:seq"``).
+        cancelled: Set when the job is cancelled; retry waits end early.
+        on_retry: Told of every retry before its delay (the scheduler sends
+            the ``retry_scheduled`` signal from it).
+        async_runner: Runs ``async def`` handlers; ``None`` runs them on a
+            fresh event loop in the calling thread (worker processes).
+        control: Lets a handler pause or cancel its job; ``None`` where that
+            is not possible (calls in another process).
+    """
 
-    def __init__(
-        self,
-        ok: bool,
-        durations: list[float],
-        emits: list[tuple[str, Any]],
-        stats: dict[str, Any] | None,
-        error: BaseException | None = None,
-        tb: str = "",
-    ) -> None:
-        self.ok = ok
-        self.durations = durations
-        self.emits = emits
-        self.stats = stats
-        self.error = error
-        self.traceback = tb
-        #: Retries made in another process: ``(attempt, delay, repr(error))``.
-        self.retries: list[tuple[int, float, str]] = []
+    job_id: str
+    cancelled: CancelFlag | None = None
+    on_retry: RetryCallback | None = None
+    async_runner: AsyncRunner | None = None
+    control: JobControl | None = None
 
 
-def run_activation(
-    act: Activation,
-    job_id: str,
-    runner: AsyncRunner | None,
-    cancelled: CancelFlag | None,
-    on_retry: RetryCallback | None,
-    first: tuple[float, Exception] | None = None,
-) -> Outcome:
-    """Call the handler, retrying by the routine's error handler; never raises.
+class Outcome(NamedTuple):
+    """What an activation did: its emits and counters, or its error.
 
-    ``first`` is a first attempt's failure that the caller already saw.
+    A tuple, because one is made per call and a tuple is the cheapest
+    immutable record. ``running`` is a timed-out attempt still running in its
+    thread (failed outcomes only); it holds the routine's concurrency slot
+    until done. ``retries`` lists retries made in another process:
+    ``(attempt, delay, repr(error))``.
+    """
+
+    ok: bool
+    durations: list[float]
+    emits: list[tuple[str, Any]]
+    stats: dict[str, Any] | None
+    error: BaseException | None = None
+    traceback: str = ""
+    running: Running | None = None
+    retries: Sequence[tuple[int, float, str]] = ()
+
+
+_new_tuple = tuple.__new__
+
+
+def failed(error: BaseException, durations: list[float] | None = None) -> Outcome:
+    """The outcome of a call that failed with ``error`` (or could not run)."""
+    return Outcome(False, durations or [0.0], [], None, error, format_exception(error))
+
+
+def invoke(act: Activation) -> Outcome:
+    """Call the handler of ``act``, retrying by its error handler; never raises
+    for the handler's failure (``KeyboardInterrupt`` and the like propagate).
+
+    The one function through which every executor calls handlers. A plain
+    sync first attempt (no timeout) runs flat here: it is most calls, and the
+    general loop would cost it a third more.
     """
     slot = act.slot
     if (
-        first is None
-        and slot is not None
-        and not slot.is_async
-        and slot.invoke is not None
-        and act.routine._policy.timeout is None
+        slot is None
+        or slot.invoke is None
+        or slot.is_async
+        or act.routine._policy.timeout is not None
+        or act.chain is not None
     ):
-        # The common case, kept flat: one sync call, no timeout.
-        ctx = ActivationContext(
-            act.routine, act.routine_id, job_id, act.message.seq, act.base_stats, 0, act.control
-        )
-        token = CURRENT.set(ctx)
-        start = time.perf_counter()
-        try:
-            slot.invoke(act.data)
-            return Outcome(True, [time.perf_counter() - start], ctx.emits, ctx.stats)
-        except Exception as exc:
-            first = (time.perf_counter() - start, exc)
-        finally:
-            CURRENT.reset(token)
-    return _run_with_retries(act, job_id, runner, cancelled, on_retry, first)
+        return _attempts(act, None)
+    token = CURRENT.set(act)
+    start = time.perf_counter()
+    try:
+        slot.invoke(act.data)
+    except Exception as exc:
+        first = (time.perf_counter() - start, exc)
+    else:
+        # Skips Outcome's generated __new__: this runs once per handler call.
+        elapsed = [time.perf_counter() - start]
+        return _new_tuple(Outcome, (True, elapsed, act.emits, act.stats, None, "", None, ()))
+    finally:
+        CURRENT.reset(token)
+    return _attempts(act, first)
 
 
-def _run_with_retries(
-    act: Activation,
-    job_id: str,
-    runner: AsyncRunner | None,
-    cancelled: CancelFlag | None,
-    on_retry: RetryCallback | None,
-    first: tuple[float, Exception] | None,
-) -> Outcome:
+class _Abandoned(Exception):
+    """A sync call timed out and was left running in its thread."""
+
+    def __init__(self, error: HandlerTimeoutError, running: Running) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.running = running
+
+
+def _attempts(act: Activation, first: tuple[float, Exception] | None) -> Outcome:
+    call = act.call
     handler = act.error_handler
     durations: list[float] = []
-    retries = 0
+    attempt = 0
     error: Exception | None = None
+    running: Running | None = None
     if first is not None:
         seconds, error = first
         durations.append(seconds)
     while True:
         if error is None:
-            ctx = ActivationContext(
-                act.routine,
-                act.routine_id,
-                job_id,
-                act.message.seq,
-                act.base_stats,
-                retries,
-                act.control,
-            )
+            act.start_attempt(attempt)
             start = time.perf_counter()
             try:
-                _call(act, ctx, runner)
+                if act.chain is None:
+                    _call(act, call.async_runner)
+                else:
+                    _chained(act, act.chain, call.async_runner)
+            except _Abandoned as abandoned:
+                error, running = abandoned.error, abandoned.running
             except Exception as exc:
                 error = exc
             durations.append(time.perf_counter() - start)
             if error is None:
-                return Outcome(True, durations, ctx.emits, ctx.stats)
-        if not handler.should_retry(error, retries):
-            return Outcome(False, durations, [], None, error, format_exception(error))
-        retries += 1
-        delay = handler.delay(retries)
-        if on_retry is not None:
-            on_retry(act, retries, delay, error)
-        if cancelled is None:
-            time.sleep(delay)
-        elif cancelled.wait(delay):
-            return Outcome(False, durations, [], None, error, format_exception(error))
-        error = None
+                return Outcome(True, durations, act.emits, act.stats)
+        if not handler.should_retry(error, attempt):
+            return _failure(error, durations, running)
+        attempt += 1
+        delay = handler.delay(attempt)
+        if call.on_retry is not None:
+            call.on_retry(act, attempt, delay, error)
+        if _cancelled_while_waiting(call.cancelled, delay, running):
+            return _failure(error, durations, running)
+        error = running = None
+
+
+def _failure(error: Exception, durations: list[float], running: Running | None) -> Outcome:
+    if running is not None and running.done():
+        running = None
+    return Outcome(False, durations, [], None, error, format_exception(error), running)
+
+
+#: How often a wait for an abandoned call looks at the cancel flag.
+_POLL = 0.05
+
+
+def _cancelled_while_waiting(
+    cancelled: CancelFlag | None, delay: float, running: Running | None
+) -> bool:
+    """Wait out a retry's delay, then for the timed-out attempt to really return."""
+    if cancelled is None:
+        time.sleep(delay)
+        if running is not None:
+            running.result()
+        return False
+    if cancelled.wait(delay):
+        return True
+    while running is not None and not running.done():
+        if cancelled.wait(_POLL):
+            return True
+    return False
 
 
 def format_exception(exc: BaseException) -> str:
@@ -233,7 +314,40 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def _call(act: Activation, ctx: ActivationContext, runner: AsyncRunner | None) -> None:
+def _chained(act: Activation, chain: Chain, runner: AsyncRunner | None) -> None:
+    job_id = act.call.job_id
+    info = ActivationInfo(
+        job_id, act.routine_id, act.activation_id(job_id), act.attempt, act.slot_name, act.data
+    )
+
+    abandoned: list[_Abandoned] = []
+
+    def handler() -> Any:
+        try:
+            return _call(act, runner)
+        except BaseException as exc:
+            # A middleware that swallows the error must not commit what the
+            # failed handler emitted: the handler's call stays all-or-nothing.
+            act.emits = []
+            act.stats = None
+            if isinstance(exc, _Abandoned):
+                abandoned.append(exc)
+                raise exc.error from None  # middleware sees the timeout itself
+            raise
+
+    token = CURRENT.set(act)
+    try:
+        chain(info, handler)
+    except HandlerTimeoutError as exc:
+        if abandoned and exc is abandoned[0].error:
+            raise abandoned[0] from None  # the call keeps its slot while it runs on
+        raise
+    finally:
+        CURRENT.reset(token)
+
+
+def _call(act: Activation, runner: AsyncRunner | None) -> Any:
+    """Run the handler of ``act`` once; returns what it returned."""
     slot = act.slot
     if slot is None:
         invoke: Callable[[Mapping[str, Any]], Any] | None = _entry_call(act.routine)
@@ -241,21 +355,20 @@ def _call(act: Activation, ctx: ActivationContext, runner: AsyncRunner | None) -
     else:
         invoke, is_async = slot.invoke, slot.is_async
     if invoke is None:
-        return
+        return None
     timeout = act.routine._policy.timeout
     if is_async:
         run = runner.run if runner is not None else run_here
-        run(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
-    elif timeout is None:
-        token = CURRENT.set(ctx)
+        return run(invoke, act.data, act, timeout, _timeout_error(act, timeout))
+    if timeout is None:
+        token = CURRENT.set(act)
         try:
-            invoke(act.data)
+            return invoke(act.data)
         finally:
             CURRENT.reset(token)
-    elif _interrupting and threading.current_thread() is threading.main_thread():
-        _call_with_alarm(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
-    else:
-        _call_in_thread(invoke, act.data, ctx, timeout, _timeout_error(act, timeout))
+    if _interrupting and threading.current_thread() is threading.main_thread():
+        return _call_with_alarm(invoke, act.data, act, timeout, _timeout_error(act, timeout))
+    return _call_in_thread(invoke, act.data, act, timeout, _timeout_error(act, timeout))
 
 
 _interrupting = False
@@ -277,7 +390,7 @@ def _call_with_alarm(
     ctx: ActivationContext,
     timeout: float,
     timeout_error: HandlerTimeoutError,
-) -> None:
+) -> Any:
     def expire(signum: int, frame: Any) -> None:
         raise timeout_error
 
@@ -285,7 +398,7 @@ def _call_with_alarm(
     signal.setitimer(signal.ITIMER_REAL, timeout)
     token = CURRENT.set(ctx)
     try:
-        invoke(data)
+        return invoke(data)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -313,28 +426,30 @@ def _call_in_thread(
     ctx: ActivationContext,
     timeout: float,
     timeout_error: HandlerTimeoutError,
-) -> None:
+) -> Any:
     # A thread cannot be interrupted: on timeout it is abandoned, and since
     # its context is dropped, whatever it emits later goes nowhere.
-    box: list[BaseException] = []
-    done = threading.Event()
+    running: Running = concurrent.futures.Future()
+    returned: list[Any] = [None]
 
     def target() -> None:
         token = CURRENT.set(ctx)
         try:
-            invoke(data)
+            returned[0] = invoke(data)
         except BaseException as exc:  # handed to the caller's thread
-            box.append(exc)
+            running.set_exception(exc)
+        else:
+            running.set_result(None)
         finally:
             CURRENT.reset(token)
-            done.set()
 
     worker = threading.Thread(
         target=target, name=f"flowforge-timeout-{ctx.routine_id}", daemon=True
     )
     worker.start()
-    if not done.wait(timeout):
+    finished, _ = concurrent.futures.wait((running,), timeout)
+    if not finished:
         ctx.emits = []
-        raise timeout_error
-    if box:
-        raise box[0]
+        raise _Abandoned(timeout_error, running)
+    running.result()
+    return returned[0]

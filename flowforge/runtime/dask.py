@@ -32,7 +32,7 @@ from .remote import RemoteCall, RemoteResult, Shipper, run_remote
 if TYPE_CHECKING:
     from ..routine import Routine
     from .activation import Activation, Outcome
-    from .scheduler import JobRunner
+    from .chain import Chain
 
 
 class DaskExecutor(Executor):
@@ -58,9 +58,11 @@ class DaskExecutor(Executor):
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.Lock()
 
-    def start(self, routines: Mapping[str, Routine]) -> Session:
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session:
         shipper = Shipper(cloudpickle.dumps)
-        shipper.check_routines(routines)
+        shipper.check_routines(routines, middleware or {})
         return _DaskSession(self.client(), shipper)
 
     def client(self) -> Client:
@@ -104,12 +106,16 @@ def _shut(client: Client, cluster: LocalCluster | None) -> None:
 
 
 class _DaskSession:
-    """Sends calls in batches: one Dask task per worker for what is ready at once.
+    """Sends short calls in batches, other calls one task each.
 
     Dask's own cost per task (a few milliseconds on a small machine) would
-    otherwise eat the gain of a second worker. The scheduler calls
-    :meth:`flush` whenever it is about to wait, so a call never waits for a
-    batch to fill.
+    eat the gain of a second worker if every short call were its own task,
+    so calls of routines whose calls came back in less than
+    :data:`BATCH_BELOW` seconds go in one task per worker for what is ready
+    at once. Other calls (also those of a routine not yet seen) go one per
+    task: batching them would gain little and could leave one worker with a
+    long batch while the other idles. The scheduler calls :meth:`flush`
+    whenever it is about to wait, so a call never waits for a batch to fill.
     """
 
     def __init__(self, client: Client, shipper: Shipper) -> None:
@@ -117,22 +123,31 @@ class _DaskSession:
         self.shipper = shipper
         self._ready: list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]] = []
         self._workers = max(1, len(client.scheduler_info().get("workers", {})))
+        #: Routines whose calls took less than BATCH_BELOW seconds (and none more).
+        self._short: set[str] = set()
+        self._long: set[str] = set()
 
-    def submit(self, act: Activation, runner: JobRunner) -> Any:
-        call = self.shipper.call(act, runner.job.job_id)
+    def submit(self, act: Activation) -> Any:
+        remote = self.shipper.call(act, act.call.job_id)
         placeholder: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._ready.append((call, act.error_handler, placeholder))
+        self._ready.append((remote, act.error_handler, placeholder))
         return placeholder
 
     def flush(self) -> None:
         ready, self._ready = self._ready, []
-        batches = min(self._workers, len(ready))
+        short = [item for item in ready if item[0].routine_id in self._short]
+        for item in ready:
+            if item[0].routine_id not in self._short:
+                self._send([item])
+        batches = min(self._workers, len(short))
         for i in range(batches):
-            part = ready[i::batches]
-            task = self.client.submit(
-                run_remote_batch, [(call, handler) for call, handler, _ in part], pure=False
-            )
-            task.add_done_callback(functools.partial(_settle, [p for *_, p in part]))
+            self._send(short[i::batches])
+
+    def _send(self, part: list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]]) -> None:
+        task = self.client.submit(
+            run_remote_batch, [(call, handler) for call, handler, _ in part], pure=False
+        )
+        task.add_done_callback(functools.partial(self._settle, part))
 
     def outcome(self, future: Any) -> Outcome:
         return remote_outcome(future, (FutureCancelledError, OSError))
@@ -140,18 +155,31 @@ class _DaskSession:
     def close(self) -> None:
         """The client and cluster stay for the next job."""
 
+    def _settle(
+        self, part: list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]], task: Any
+    ) -> None:
+        try:
+            results: list[RemoteResult] = task.result()
+        except BaseException as exc:  # the task itself failed (worker lost, cancelled)
+            for *_, placeholder in part:
+                placeholder.set_exception(exc)
+            return
+        for (call, _, placeholder), result in zip(part, results, strict=True):
+            self._learn(call.routine_id, sum(result.durations))
+            placeholder.set_result(result)
+
+    def _learn(self, routine_id: str, seconds: float) -> None:
+        if seconds >= BATCH_BELOW:
+            self._long.add(routine_id)
+            self._short.discard(routine_id)
+        elif routine_id not in self._long:
+            self._short.add(routine_id)
+
+
+#: Calls shorter than this (seconds) are batched; longer ones go one per task.
+BATCH_BELOW = 0.02
+
 
 def run_remote_batch(calls: list[tuple[RemoteCall, Any]]) -> list[RemoteResult]:
     """Run several activations in one Dask task, one after another."""
     return [run_remote(call, handler) for call, handler in calls]
-
-
-def _settle(placeholders: list[concurrent.futures.Future[Any]], task: Any) -> None:
-    try:
-        results = task.result()
-    except BaseException as exc:  # the task itself failed (worker lost, cancelled)
-        for placeholder in placeholders:
-            placeholder.set_exception(exc)
-        return
-    for placeholder, result in zip(placeholders, results, strict=True):
-        placeholder.set_result(result)

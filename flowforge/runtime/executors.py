@@ -14,6 +14,15 @@ handlers); routines and message data must be picklable.
 ``DaskExecutor(address)`` uses a running scheduler, ``DaskExecutor()``
 starts a local cluster of worker processes.
 
+The names live in one registry here, which ``Flow(executor=...)``, flow
+files and the CLI share: :func:`executor_kinds` lists them and
+:func:`create_executor` builds one, importing an optional extra's module only
+then (a missing extra raises :class:`~flowforge.errors.MissingExtraError`
+naming what to ``pip install``). Every executor runs a call through
+:func:`~flowforge.runtime.activation.invoke`, here or in a worker, and knows
+of the job only the activation's frozen
+:class:`~flowforge.runtime.activation.CallContext`.
+
 With every parallel executor the job's own thread stays the only one that
 touches its state: it hands calls out, at most ``max_concurrency`` of one
 routine at a time across all workers, and applies each result when it comes
@@ -22,7 +31,8 @@ back. A call whose worker died is sent again (up to 3 times).
 What a timeout can interrupt: the sequential and thread executors cannot stop
 a running Python function, so a call past its timeout is failed and
 abandoned (it keeps running in the background; whatever it does later is
-discarded). ``async def`` handlers are cancelled at their next ``await``. The
+discarded); it keeps its place in the routine's ``max_concurrency`` until it
+really returns. ``async def`` handlers are cancelled at their next ``await``. The
 process executor interrupts the call inside its worker (a timer signal raises
 in the handler; a call blocked inside C code is interrupted when it returns
 to Python). On Dask the call is abandoned on its worker like a thread.
@@ -31,25 +41,28 @@ to Python). On Dask the call is abandoned on its worker like a thread.
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
 import multiprocessing
 import pickle
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from ..errors import DefinitionError, quoted
+import attrs
+
+from ..errors import DefinitionError, MissingExtraError, quoted
 from .activation import (
     Activation,
     Outcome,
     enable_interrupting_timeouts,
-    format_exception,
-    run_activation,
+    failed,
+    invoke,
 )
 from .remote import RemoteResult, Shipper, run_remote
 
 if TYPE_CHECKING:
     from ..routine import Routine
-    from .scheduler import JobRunner
+    from .chain import Chain
 
 
 class WorkerLost(Exception):
@@ -59,8 +72,12 @@ class WorkerLost(Exception):
 class Session(Protocol):
     """One job's use of an executor."""
 
-    def submit(self, act: Activation, runner: JobRunner) -> Any:
-        """Start ``act``; returns a future with ``add_done_callback``."""
+    def submit(self, act: Activation) -> Any:
+        """Start ``act`` (through :func:`~flowforge.runtime.activation.invoke`,
+        here or in a worker); returns a future with ``add_done_callback``.
+
+        What the session may know of the job is ``act.call``, a frozen
+        :class:`~flowforge.runtime.activation.CallContext`."""
 
     def outcome(self, future: Any) -> Outcome:
         """The finished call's :class:`Outcome`; :class:`WorkerLost` to send it again."""
@@ -78,8 +95,17 @@ class Executor:
     inline: ClassVar[bool] = True
     name: ClassVar[str] = "sequential"
 
-    def start(self, routines: Mapping[str, Routine]) -> Session | None:
-        """Start what one job needs, or ``None`` for inline executors."""
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session | None:
+        """Start what one job needs, or ``None`` for inline executors.
+
+        ``middleware`` holds the middleware chain of each routine that has
+        one (it is passed only when some routine has one). Calls carry their
+        chain (``act.chain``), so only an executor that sends calls
+        elsewhere needs it here: to check that it can send it before the
+        job starts, and to send it with the routine.
+        """
         return None
 
     def settings(self) -> dict[str, Any]:
@@ -117,7 +143,9 @@ class ThreadExecutor(Executor):
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def start(self, routines: Mapping[str, Routine]) -> Session:
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -139,15 +167,8 @@ class _ThreadSession:
     def __init__(self, pool: concurrent.futures.ThreadPoolExecutor) -> None:
         self.pool = pool
 
-    def submit(self, act: Activation, runner: JobRunner) -> Any:
-        return self.pool.submit(
-            run_activation,
-            act,
-            runner.job.job_id,
-            runner.async_runner,
-            runner.cancelled,
-            runner._on_retry,
-        )
+    def submit(self, act: Activation) -> Any:
+        return self.pool.submit(invoke, act)
 
     def outcome(self, future: Any) -> Outcome:
         result: Outcome = future.result()
@@ -178,9 +199,11 @@ class ProcessExecutor(Executor):
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def start(self, routines: Mapping[str, Routine]) -> Session:
+    def start(
+        self, routines: Mapping[str, Routine], middleware: Mapping[str, Chain] | None = None
+    ) -> Session:
         shipper = Shipper(pickle.dumps)
-        shipper.check_routines(routines)
+        shipper.check_routines(routines, middleware or {})
         return _ProcessSession(self, shipper)
 
     def pool(self, broken: Any = None) -> concurrent.futures.ProcessPoolExecutor:
@@ -217,13 +240,13 @@ class _ProcessSession:
         self.executor = executor
         self.shipper = shipper
 
-    def submit(self, act: Activation, runner: JobRunner) -> Any:
-        call = self.shipper.call(act, runner.job.job_id)
+    def submit(self, act: Activation) -> Any:
+        remote = self.shipper.call(act, act.call.job_id)
         pool = self.executor.pool()
         try:
-            return pool.submit(run_remote, call, act.error_handler)
+            return pool.submit(run_remote, remote, act.error_handler)
         except concurrent.futures.BrokenExecutor:
-            return self.executor.pool(broken=pool).submit(run_remote, call, act.error_handler)
+            return self.executor.pool(broken=pool).submit(run_remote, remote, act.error_handler)
 
     def outcome(self, future: Any) -> Outcome:
         return remote_outcome(future, (concurrent.futures.BrokenExecutor,))
@@ -246,36 +269,112 @@ def remote_outcome(future: Any, lost: tuple[type[BaseException], ...]) -> Outcom
     except lost as exc:
         raise WorkerLost(f"{type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # the call could not run remotely at all
-        return Outcome(False, [0.0], [], None, exc, format_exception(exc))
+        return failed(exc)
     return result.outcome()
 
 
-EXECUTORS: dict[str, type[Executor]] = {
-    "sequential": SequentialExecutor,
-    "thread": ThreadExecutor,
-    "process": ProcessExecutor,
+# -- the registry: every executor kind, by name ----------------------------------------
+
+
+@attrs.frozen
+class ExecutorKind:
+    """A name :func:`create_executor` accepts.
+
+    Attributes:
+        name: The name (``Flow(executor=name)``, ``kind:`` in flow files,
+            ``--executor`` on the command line).
+        factory: ``"module:Class"``, imported when the kind is first used,
+            so an optional extra is needed only by those who use it.
+        options: The keyword options the executor takes.
+        extra: The ``flowforge[...]`` extra its module needs, if any.
+    """
+
+    name: str
+    factory: str
+    options: tuple[str, ...] = ()
+    extra: str | None = None
+
+    @property
+    def pool(self) -> bool:
+        """True when ``max_workers`` sizes it."""
+        return "max_workers" in self.options
+
+
+_KINDS: dict[str, ExecutorKind] = {
+    kind.name: kind
+    for kind in (
+        ExecutorKind("sequential", f"{__name__}:SequentialExecutor"),
+        ExecutorKind("thread", f"{__name__}:ThreadExecutor", ("max_workers",)),
+        ExecutorKind("process", f"{__name__}:ProcessExecutor", ("max_workers",)),
+        ExecutorKind(
+            "dask", "flowforge.runtime.dask:DaskExecutor", ("address", "max_workers"), "dask"
+        ),
+    )
 }
+
+
+def executor_kinds() -> tuple[str, ...]:
+    """The executor names :func:`create_executor` accepts, in order of weight."""
+    return tuple(_KINDS)
+
+
+def executor_kind(kind: str) -> ExecutorKind:
+    """The registry entry of ``kind``.
+
+    Raises:
+        DefinitionError: ``kind`` is not an executor name.
+    """
+    found = _KINDS.get(kind)
+    if found is None:
+        raise DefinitionError(
+            f"Unknown executor {kind!r}. Use one of {quoted(_KINDS)} or an Executor instance."
+        )
+    return found
+
+
+def create_executor(kind: str, **options: Any) -> Executor:
+    """A new executor of the named ``kind``; options left ``None`` are not given.
+
+    Raises:
+        DefinitionError: unknown kind, or an option the kind does not take.
+        MissingExtraError: the kind's extra is not installed (the message
+            says what to ``pip install``).
+    """
+    entry = executor_kind(kind)
+    given = {key: value for key, value in options.items() if value is not None}
+    unknown = sorted(given.keys() - set(entry.options))
+    if unknown:
+        raise DefinitionError(
+            f"The {kind!r} executor takes no option {unknown[0]!r}; "
+            f"its options are: {quoted(entry.options)}."
+        )
+    module_name, _, class_name = entry.factory.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if entry.extra is None:
+            raise
+        raise MissingExtraError(
+            f"The {kind!r} executor needs the {entry.extra!r} extra, which is not installed "
+            f'(no module {exc.name!r}). Install it: pip install "flowforge[{entry.extra}]"',
+            extra=entry.extra,
+            module=exc.name or module_name,
+        ) from exc
+    executor: Executor = getattr(module, class_name)(**given)
+    return executor
 
 
 def make_executor(
     kind: str | Executor | None, max_workers: int | None = None, **options: Any
 ) -> Executor:
-    """An :class:`Executor` from a name or an instance.
+    """An :class:`Executor` from a name (see :func:`create_executor`) or an instance.
 
-    Names: ``"sequential"``, ``"thread"``, ``"process"``, ``"dask"`` (with
-    ``address=`` for a running scheduler).
+    ``max_workers`` is ignored by executors without a pool, so a flow may set
+    it before choosing one.
     """
     if isinstance(kind, Executor):
         return kind
-    if kind is None or kind == "sequential":
-        return SequentialExecutor()
-    if kind == "dask":
-        from .dask import DaskExecutor  # the optional extra is imported only when asked for
-
-        return DaskExecutor(options.get("address"), max_workers)
-    if kind in EXECUTORS:
-        return EXECUTORS[kind](max_workers)  # type: ignore[call-arg]
-    raise DefinitionError(
-        f"Unknown executor {kind!r}. Use one of {quoted([*EXECUTORS, 'dask'])} "
-        "or an Executor instance."
-    )
+    entry = executor_kind(kind or "sequential")
+    if entry.pool:
+        options["max_workers"] = max_workers
+    return create_executor(entry.name, **options)

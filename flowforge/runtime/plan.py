@@ -2,22 +2,27 @@
 
 Most of what the hot path needs is precomputed on the definition objects
 themselves when they are declared and connected: a slot knows how to call its
-handler and merge deliveries, a connection knows where it routes
-(:meth:`Connection.route <flowforge.Connection.route>`). A :class:`Plan` adds
-the few whole-flow facts: which routines sit on a loop (they get the flow's
-activation cap), which slots are joins, and the defaults. A flow keeps its
-plan until its wiring or policies change, so starting a job costs nothing
-per routine.
+handler and merge deliveries, a connection knows its target routine and slot
+(``target_id``, ``slot_name``), its parameter mapping and its source key. A
+:class:`Plan` adds the few whole-flow facts: which routines sit on a loop
+(they get the flow's activation cap), which slots are joins, each routine's
+error handler, and each routine's middleware composed into one
+:class:`~flowforge.runtime.chain.Chain` (the flow's outside the routine's).
+A flow keeps its plan until its wiring or policies change, so
+starting a job costs nothing per routine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..error_handler import ErrorHandler
+from .chain import Chain
+from .tasks import task_dependents, task_handlers
 
 if TYPE_CHECKING:
+    from .._middleware import Middleware
     from ..connection import Connection
     from ..routine import Routine
     from ..slot import Slot
@@ -26,7 +31,7 @@ if TYPE_CHECKING:
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
-    __slots__ = ("caps", "guarded", "handlers", "joins", "routines")
+    __slots__ = ("caps", "chains", "handlers", "joins", "routines", "tasks")
 
     def __init__(
         self,
@@ -35,6 +40,7 @@ class Plan:
         joins: list[tuple[str, Slot]],
         error_handler: ErrorHandler,
         default_cap: int | None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         self.routines = routines
         self.joins = joins
@@ -42,8 +48,10 @@ class Plan:
         self.caps: dict[str, int] = {}
         #: Each routine's error handler: its own, else the flow's.
         self.handlers: dict[str, ErrorHandler] = {}
-        #: Routines whose calls need the general path: a cap or a timeout.
-        self.guarded: set[str] = set()
+        #: Each task's id, with the tasks its results feed (see :mod:`flowforge.runtime.tasks`).
+        self.tasks: dict[str, tuple[str, ...]] = {}
+        #: Each routine's middleware chain, for routines that have middleware.
+        self.chains: dict[str, Chain] = {}
         for rid, routine in routines.items():
             policy = routine._policy
             cap = policy.max_activations
@@ -51,9 +59,10 @@ class Plan:
                 cap = default_cap
             if cap is not None:
                 self.caps[rid] = cap
-            if cap is not None or policy.timeout is not None:
-                self.guarded.add(rid)
             self.handlers[rid] = policy.error_handler or error_handler
+            layers = (*middleware, *routine._middleware)
+            if layers:
+                self.chains[rid] = Chain(layers)
 
 
 def compile_plan(
@@ -61,16 +70,26 @@ def compile_plan(
     connections: Iterable[Connection],
     default_handler: ErrorHandler,
     default_cap: int | None,
+    middleware: Sequence[Middleware] = (),
 ) -> Plan:
-    """Build the :class:`Plan` of a flow's routines and connections."""
+    """Build the :class:`Plan` of a flow's routines and connections, with the
+    flow's ``middleware`` (outermost first)."""
     ids = {id(r): rid for rid, r in routines.items()}
     edges = [(ids[id(c.event.routine)], ids[id(c.slot.routine)]) for c in connections]
     joins = [
         (rid, slot) for rid, r in routines.items() for slot in r._slots.values() if slot.is_join
     ]
-    return Plan(
-        dict(routines), routines_on_loops(routines, edges), joins, default_handler, default_cap
+    plan = Plan(
+        dict(routines),
+        routines_on_loops(routines, edges),
+        joins,
+        default_handler,
+        default_cap,
+        middleware,
     )
+    plan.tasks = task_dependents(routines)
+    plan.handlers.update(task_handlers(routines, default_handler))
+    return plan
 
 
 def routines_on_loops(routines: Iterable[str], edges: list[tuple[str, str]]) -> set[str]:

@@ -1,10 +1,11 @@
 """Shipping activations to other processes and machines.
 
 The job's scheduler stays the one owner of its state. For an executor that
-runs handlers elsewhere, it sends a :class:`RemoteCall` (the routine, pickled
-once per job and cached by each worker; the slot; the data; the routine's
-counters) and applies the :class:`RemoteResult` that comes back exactly as
-it applies a local outcome: emits are routed and counters merged only then.
+runs handlers elsewhere, it sends a :class:`RemoteCall` (the routine and
+its middleware chain, pickled once per job and cached by each worker; the
+slot; the data; the routine's counters) and applies the
+:class:`RemoteResult` that comes back exactly as it applies a local
+outcome: emits are routed and counters merged only then.
 A worker that dies mid-call loses nothing: the call is sent again.
 """
 
@@ -16,18 +17,21 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._middleware import describe
 from ..errors import FlowForgeError
-from .activation import Activation, Outcome, format_exception, run_activation
+from .activation import Activation, CallContext, Outcome, failed, invoke
+from .chain import Chain
 
 Dumps = Callable[[Any], bytes]
 
 
 class ShippingError(FlowForgeError, TypeError):
-    """A routine or a message cannot be sent to another process.
+    """A routine, its middleware or a message cannot be sent to another process.
 
     Attributes:
         routine_id: The routine concerned.
-        what: What could not be sent (``"routine"`` or ``"data['key']"``).
+        what: What could not be sent (``"routine"``, ``"middleware <name>"``
+            or ``"data['key']"``).
     """
 
     def __init__(self, message: str, *, routine_id: str, what: str) -> None:
@@ -97,11 +101,16 @@ class RemoteResult:
 
     def outcome(self) -> Outcome:
         """The result as the scheduler's :class:`Outcome`."""
-        outcome = Outcome(
-            self.ok, self.durations, self.emits, self.stats, self.error, self.traceback
+        return Outcome(
+            self.ok,
+            self.durations,
+            self.emits,
+            self.stats,
+            self.error,
+            self.traceback,
+            None,
+            self.retries,
         )
-        outcome.retries = self.retries
-        return outcome
 
 
 def _portable(error: BaseException | None) -> BaseException | None:
@@ -122,27 +131,29 @@ _CACHE_SIZE = 256
 
 
 def run_remote(call: RemoteCall, error_handler: Any) -> RemoteResult:
-    """Run one activation in a worker (the function executors ship)."""
-    routine = _routine(call)
+    """Run one activation in a worker (the function executors ship), through
+    :func:`~flowforge.runtime.activation.invoke` like every call."""
+    routine, chain = _routine(call)
     slot = None if call.slot is None else routine._slots[call.slot]
-    message = _Seq(call.seq)
-    act = Activation(
-        routine,
-        call.routine_id,
-        slot,
-        message,
-        call.data,
-        None,
-        None,
-        call.base_stats,
-        error_handler,
-    )
     retries: list[tuple[int, float, str]] = []
 
     def note_retry(_: Activation, attempt: int, delay: float, error: BaseException) -> None:
         retries.append((attempt, delay, repr(error)))
 
-    outcome = run_activation(act, call.job_id, None, None, note_retry)
+    act = Activation(
+        routine,
+        call.routine_id,
+        slot,
+        _Seq(call.seq),
+        call.data,
+        None,
+        None,
+        call.base_stats,
+        error_handler,
+        CallContext(call.job_id, on_retry=note_retry),
+        chain,
+    )
+    outcome = invoke(act)
     if outcome.ok:
         outcome = _checked_emits(outcome, call.routine_id)
     return RemoteResult(outcome, retries)
@@ -160,7 +171,7 @@ def _checked_emits(outcome: Outcome, routine_id: str) -> Outcome:
             routine_id=routine_id,
             what=where,
         )
-        return Outcome(False, outcome.durations, [], None, error, format_exception(error))
+        return failed(error, outcome.durations)
     return outcome
 
 
@@ -190,16 +201,17 @@ class _Seq:
         self.seq = seq
 
 
-def _routine(call: RemoteCall) -> Any:
+def _routine(call: RemoteCall) -> tuple[Any, Chain | None]:
+    """The call's routine and middleware chain, unpickled once per worker."""
     with _cache_lock:
-        routine = _cache.get(call.digest)
-    if routine is None:
-        routine = pickle.loads(call.blob)
+        found = _cache.get(call.digest)
+    if found is None:
+        found = pickle.loads(call.blob)
         with _cache_lock:
             if len(_cache) >= _CACHE_SIZE:
                 _cache.clear()
-            _cache[call.digest] = routine
-    return routine
+            _cache[call.digest] = found
+    return found  # type: ignore[no-any-return]
 
 
 # -- the coordinator's side ------------------------------------------------------
@@ -212,18 +224,24 @@ class Shipper:
         self._dumps = dumps
         self._blobs: dict[str, tuple[bytes, str]] = {}
 
-    def check_routines(self, routines: Mapping[str, Any]) -> None:
-        """Pickle every routine now, so an unshippable one fails before the job starts."""
+    def check_routines(
+        self, routines: Mapping[str, Any], middleware: Mapping[str, Chain] | None = None
+    ) -> None:
+        """Pickle every routine (with its middleware) now, so an unshippable one
+        fails before the job starts."""
+        chains = middleware or {}
         for rid, routine in routines.items():
-            self.blob(rid, routine)
+            self.blob(rid, routine, chains.get(rid))
 
-    def blob(self, routine_id: str, routine: Any) -> tuple[bytes, str]:
-        """The routine's pickle and its digest."""
+    def blob(self, routine_id: str, routine: Any, chain: Chain | None = None) -> tuple[bytes, str]:
+        """The pickle of the routine and its middleware chain, and its digest."""
         found = self._blobs.get(routine_id)
         if found is None:
             try:
-                blob = self._dumps(routine)
+                blob = self._dumps((routine, chain))
             except Exception as exc:
+                if chain is not None:
+                    self._check_middleware(routine_id, chain)
                 raise ShippingError(
                     f"Routine '{routine_id}' ({type(routine).__name__}) cannot be sent to a "
                     f"worker process: {type(exc).__name__}: {exc}. Keep unpicklable objects "
@@ -235,9 +253,25 @@ class Shipper:
             found = self._blobs[routine_id] = (blob, hashlib.sha1(blob).hexdigest())
         return found
 
+    def _check_middleware(self, routine_id: str, chain: Chain) -> None:
+        for mw in chain.layers:
+            try:
+                self._dumps(mw)
+            except Exception as exc:
+                name = describe(mw)
+                raise ShippingError(
+                    f"Middleware {name} of routine '{routine_id}' cannot be sent to a worker "
+                    f"process: {type(exc).__name__}: {exc}. Middleware runs next to the "
+                    "handler, so on the process and Dask executors it must be picklable: "
+                    "use a function defined at module level or an instance of a module-level "
+                    "class, not a lambda or a closure; or use the thread executor.",
+                    routine_id=routine_id,
+                    what=f"middleware {name}",
+                ) from exc
+
     def call(self, act: Activation, job_id: str) -> RemoteCall:
         """A :class:`RemoteCall` for ``act``, checked to be shippable."""
-        blob, digest = self.blob(act.routine_id, act.routine)
+        blob, digest = self.blob(act.routine_id, act.routine, act.chain)
         call = RemoteCall(act, job_id, blob, digest)
         try:
             self._dumps(call.data)

@@ -1,14 +1,15 @@
 """The scheduler: the one runner of a job, which changes it only through its JobState.
 
 A :class:`JobRunner` takes messages from the job's pending queue, merges them
-into their slots, hands the resulting activations to the executor and
-applies each :class:`~flowforge.runtime.activation.Outcome` when it comes
-back. Applying is done by the :class:`~flowforge.JobState` methods, so the
-job owns its changes: ``record_success`` (the routine's
-:class:`~flowforge.job_state.RoutineRun` and the job's own counters),
-``record_emit`` (history, event flow and the messages queued),
-``record_failure`` / ``record_skipped_call`` / ``fail`` (the error strategy's
-outcome), ``set_slot_state`` and ``end_run``. Handlers never call each
+into their slots, and has each resulting activation called through
+:func:`~flowforge.runtime.activation.invoke` -- on its own thread for the
+sequential executor, by the executor's session otherwise -- then applies each
+:class:`~flowforge.runtime.activation.Outcome` when it comes back. Applying is
+done by the :class:`~flowforge.JobState` methods, so the job owns its changes:
+``record_success`` (the routine's :class:`~flowforge.job_state.RoutineRun`
+and the job's own counters), ``record_emit`` (history, event flow and the
+messages queued), ``record_failure`` / ``record_skipped_call`` / ``fail`` (the
+error strategy's outcome), ``set_slot_state`` and ``end_run``. Handlers never call each
 other, so chains of any length and long loops use no stack.
 
 With a store (a :class:`Journal`), each committed step is journaled. What a
@@ -27,6 +28,8 @@ ends.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import logging
 import queue
 import time
@@ -34,7 +37,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._activation import CURRENT, ActivationContext
+from .._activation import JobControl
 from ..error_handler import ErrorStrategy
 from ..errors import ActivationLimitError, UnstorableDataError
 from ..job_state import ErrorInfo, JobState, JobStatus, Message, RoutineRun
@@ -49,14 +52,18 @@ from ..signals import (
     send,
 )
 from ..slot import join_partial
+from . import tasks as task_hooks
 from ._async import AsyncRunner
 from .activation import (
     NO_STATE,
     Activation,
+    CallContext,
     CancelFlag,
     Outcome,
+    Running,
+    failed,
     format_exception,
-    run_activation,
+    invoke,
 )
 from .executors import Executor, Session, WorkerLost
 from .plan import Plan
@@ -68,6 +75,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 #: How often a call whose worker died is sent again before it counts as failed.
 MAX_RESENDS = 3
+#: How often a wait for an abandoned call looks for pause and cancel requests.
+_POLL = 0.05
 
 
 class _Unsent:
@@ -75,6 +84,12 @@ class _Unsent:
 
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
+
+
+#: What the pooled loop waits for: a finished call and its future; ``(None,
+#: routine_id)`` when an abandoned call of that routine really returned; or
+#: ``(None, None)`` to look at pause and cancel requests.
+Done = queue.SimpleQueue[tuple[Activation | None, Any]]
 
 
 class Journal(Protocol):
@@ -108,6 +123,22 @@ class Journal(Protocol):
         """The job stopped running (any status); make everything durable."""
 
 
+def _send_retry(
+    sender: Any, job_id: str, act: Activation, attempt: int, delay: float, error: BaseException
+) -> None:
+    send(
+        retry_scheduled,
+        sender,
+        job_id=job_id,
+        routine_id=act.routine_id,
+        slot=act.slot_name,
+        activation_id=act.activation_id(job_id),
+        attempt=attempt,
+        delay=delay,
+        error=error,
+    )
+
+
 def slot_key(routine_id: str, slot_name: str) -> str:
     """How a slot's merge state is keyed in ``JobState.slot_states``."""
     return f"{routine_id}.{slot_name}"
@@ -132,15 +163,25 @@ class JobRunner:
         self.async_runner = async_runner
         self.journal = journal
         self.cancelled = CancelFlag()
+        #: All a handler may ask of its job; all an executor knows of it.
+        self.control = JobControl(self)
+        on_retry = functools.partial(_send_retry, sender, job.job_id)
+        self.call = CallContext(job.job_id, self.cancelled, on_retry, async_runner, self.control)
         self._halt = False
         self._pause_reason: str | None = None
         self._cancel_reason: str | None = None
         self._running: dict[str, int] = {}
         self._routines = plan.routines
+        self._caps = plan.caps
+        self._handlers = plan.handlers
+        self._chains = plan.chains
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
         self._resent: dict[int, int] = {}
+        #: Timed-out calls still running in their threads, per routine (inline runs).
+        self._abandoned: dict[str, list[Running]] = {}
+        self._done: Done | None = None
 
     # -- control from other threads or handlers -----------------------------
 
@@ -148,12 +189,19 @@ class JobRunner:
         """Stop taking new work; running calls finish; the job ends paused."""
         self._pause_reason = reason or "paused"
         self._halt = True
+        self._wake()
 
     def request_cancel(self, reason: str | None) -> None:
         """Stop taking new work and end the job cancelled."""
         self._cancel_reason = reason or "cancelled"
         self._halt = True
         self.cancelled.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        done = self._done
+        if done is not None:
+            done.put((None, None))
 
     def held_count(self) -> int:
         """Messages taken off the pending queue and held back per routine until it is free."""
@@ -164,7 +212,13 @@ class JobRunner:
     def run(self) -> JobState:
         """Run until no work is left (or pause, cancel, STOP); returns the JobState."""
         job = self.job
-        session = self.executor.start(self.plan.routines)
+        chains = self.plan.chains
+        # Without middleware, executors written before it (start(routines)) still work.
+        session = (
+            self.executor.start(self.plan.routines, chains)
+            if chains
+            else self.executor.start(self.plan.routines)
+        )
         before = (job.status, job.reason, job.started_at)
         job.status = JobStatus.RUNNING
         job.reason = None
@@ -190,77 +244,52 @@ class JobRunner:
 
     def _run_inline(self) -> None:
         pending = self.job.pending
+        prepare, complete = self._prepare, self._complete
         while True:
             while pending and not self._halt:
                 msg = pending.popleft()
-                if not self._fast_step(msg):
-                    act = self._prepare(msg)
-                    if act is not None:
-                        self._complete(act, self._run_here(act))
+                if self._abandoned and not self._await_abandoned(msg.routine_id):
+                    pending.appendleft(msg)
+                    break
+                act = prepare(msg)
+                if act is None:
+                    continue
+                try:
+                    outcome = invoke(act)
+                except BaseException:  # KeyboardInterrupt, SystemExit: the message stays
+                    pending.appendleft(msg)
+                    raise
+                if outcome.running is not None:
+                    self._abandoned.setdefault(act.routine_id, []).append(outcome.running)
+                complete(act, outcome)
             if self._halt or not self._resolve_joins():
                 return
 
-    def _run_here(self, act: Activation, first: tuple[float, Exception] | None = None) -> Outcome:
-        try:
-            return run_activation(
-                act, self.job.job_id, self.async_runner, self.cancelled, self._on_retry, first
-            )
-        except BaseException:  # KeyboardInterrupt, SystemExit: the message stays pending
-            self.job.pending.appendleft(act.message)
-            raise
-
-    def _fast_step(self, msg: Message) -> bool:
-        """Run the common activation (plain sync slot, no cap, no store, no
-        listeners) flat on this thread; False when the general path must run it."""
-        rid = msg.routine_id
-        routine = self._routines[rid]
-        slot = None if msg.slot is None else routine._slots[msg.slot]
-        if slot is None or not slot.plain or rid in self.plan.guarded or routine_started.receivers:
-            return False
-        invoke = slot.invoke
-        assert invoke is not None  # a plain slot has a handler
-        job = self.job
-        state = job.runs[rid]
-        base = state.stats
-        ctx = ActivationContext(routine, rid, job.job_id, msg.seq, base, 0, self)
-        token = CURRENT.set(ctx)
-        start = time.perf_counter()
-        try:
-            invoke(msg.data)
-        except BaseException as exc:
-            CURRENT.reset(token)
-            if not isinstance(exc, Exception):  # KeyboardInterrupt: the message stays pending
-                job.pending.appendleft(msg)
-                raise
-            act = Activation(
-                routine, rid, slot, msg, msg.data, NO_STATE, None, base, self.plan.handlers[rid]
-            )
-            act.control = self
-            self._complete(act, self._run_here(act, (time.perf_counter() - start, exc)))
-            return True
-        elapsed = time.perf_counter() - start
-        CURRENT.reset(token)
-        if self.journal is not None:
-            refused = self.journal.unstorable(job, rid, ctx.emits, ctx.stats)
-            if refused is not None:
-                self._fail_before_call(routine, rid, slot, msg, state, refused, elapsed)
-                return True
-        job.tracker.record_call(rid, True, elapsed)
-        produced = self._commit_success(routine, rid, state, base, ctx.stats, ctx.emits)
-        if self.journal is not None:
-            self._journal_step((msg,), produced, rid, None)
-        if routine_finished.receivers:
-            self._send_finished(rid, slot.name, msg, elapsed)
+    def _await_abandoned(self, rid: str) -> bool:
+        """Wait while timed-out calls of ``rid`` fill its concurrency; False if halted."""
+        running = self._abandoned.get(rid)
+        limit = self._routines[rid]._policy.max_concurrency
+        while running:
+            running[:] = [r for r in running if not r.done()]
+            if len(running) < limit:
+                break
+            if self._halt:
+                return False
+            concurrent.futures.wait(running, _POLL, concurrent.futures.FIRST_COMPLETED)
+        if not running:
+            self._abandoned.pop(rid, None)
         return True
 
     def _run_pooled(self, session: Session) -> None:
-        done: queue.SimpleQueue[tuple[Activation, Any]] = queue.SimpleQueue()
+        done: Done = queue.SimpleQueue()
+        self._done = done
         try:
             self._pump(session, done)
         finally:
+            self._done = None
             session.close()
 
-    def _pump(self, session: Session, done: queue.SimpleQueue[tuple[Activation, Any]]) -> None:
+    def _pump(self, session: Session, done: Done) -> None:
         pending = self.job.pending
         while True:
             while pending and not self._halt:
@@ -271,23 +300,37 @@ class JobRunner:
                 act = self._prepare(msg)
                 if act is not None:
                     self._dispatch(session, act, done)
-            if not self._in_flight:
+            # With nothing in flight, messages still waiting wait for abandoned calls.
+            if not self._in_flight and (self._halt or not self._any_waiting()):
                 self._release_all_waiting()
                 if self._halt or (not pending and not self._resolve_joins()):
                     return
                 continue
             session.flush()
             act, future = done.get()
+            if act is None:
+                if future is not None:
+                    self._release_abandoned(session, future, done)
+                continue
             try:
                 outcome = future.outcome if isinstance(future, _Unsent) else session.outcome(future)
             except WorkerLost as lost:
                 if self._resend(session, act, done, lost):
                     continue
-                outcome = Outcome(False, [0.0], [], None, lost, format_exception(lost))
-            released = self._settle(act)
+                outcome = failed(lost)
+            released = self._settle(act, outcome, done)
             self._complete(act, outcome)
             if released is not None:
                 self._start_released(session, released, done)
+
+    def _any_waiting(self) -> bool:
+        return any(self._waiting.values())
+
+    def _release_abandoned(self, session: Session, rid: str, done: Done) -> None:
+        self._running[rid] -= 1
+        waiting = self._waiting.get(rid)
+        if waiting:
+            self._start_released(session, waiting.popleft(), done)
 
     def _must_wait(self, msg: Message, queued_ok: bool = False) -> bool:
         rid = msg.routine_id
@@ -303,17 +346,15 @@ class JobRunner:
             and slot_key(rid, slot.name) in self._busy_slots
         )
 
-    def _dispatch(
-        self, session: Session, act: Activation, done: queue.SimpleQueue[tuple[Activation, Any]]
-    ) -> None:
+    def _dispatch(self, session: Session, act: Activation, done: Done) -> None:
         self._running[act.routine_id] = self._running.get(act.routine_id, 0) + 1
         if act.slot_key is not None:
             self._busy_slots.add(act.slot_key)
         self._in_flight[id(act)] = act.message
         try:
-            future = session.submit(act, self)
+            future = session.submit(act)
         except ShippingError as exc:
-            done.put((act, _Unsent(Outcome(False, [0.0], [], None, exc, format_exception(exc)))))
+            done.put((act, _Unsent(failed(exc))))
             return
         future.add_done_callback(lambda f: done.put((act, f)))
 
@@ -321,7 +362,7 @@ class JobRunner:
         self,
         session: Session,
         act: Activation,
-        done: queue.SimpleQueue[tuple[Activation, Any]],
+        done: Done,
         lost: WorkerLost,
     ) -> bool:
         """Send a call whose worker died again; False once it has been sent too often."""
@@ -330,24 +371,30 @@ class JobRunner:
             return False
         self._resent[id(act)] = sent + 1
         logger.warning("Worker lost during %s (%s); sending the call again", act.routine_id, lost)
-        future = session.submit(act, self)
+        future = session.submit(act)
         future.add_done_callback(lambda f: done.put((act, f)))
         return True
 
-    def _settle(self, act: Activation) -> Message | None:
-        """Free the call's place; the routine's next waiting message, if any."""
+    def _settle(self, act: Activation, outcome: Outcome, done: Done) -> Message | None:
+        """Free the call's place; the routine's next waiting message, if any.
+
+        A call abandoned after its timeout keeps its place in the routine's
+        concurrency until it really returns (then ``done`` hears of it).
+        """
         self._resent.pop(id(act), None)
         rid = act.routine_id
-        self._running[rid] -= 1
+        running = outcome.running
+        if running is None:
+            self._running[rid] -= 1
+        else:
+            running.add_done_callback(lambda _: done.put((None, rid)))
         if act.slot_key is not None:
             self._busy_slots.discard(act.slot_key)
         del self._in_flight[id(act)]
         waiting = self._waiting.get(rid)
-        return waiting.popleft() if waiting else None
+        return waiting.popleft() if waiting and running is None else None
 
-    def _start_released(
-        self, session: Session, msg: Message, done: queue.SimpleQueue[tuple[Activation, Any]]
-    ) -> None:
+    def _start_released(self, session: Session, msg: Message, done: Done) -> None:
         # The oldest waiting messages of the routine go next, ahead of newer ones,
         # until one of them is dispatched (a join delivery may only be buffered).
         waiting = self._waiting[msg.routine_id]
@@ -376,10 +423,11 @@ class JobRunner:
         routine = self._routines[rid]
         slot = None if msg.slot is None else routine._slots[msg.slot]
         state = self.job.runs[rid]
-        cap = self.plan.caps.get(rid)
-        if cap is not None and state.activations + self._running.get(rid, 0) >= cap:
-            self._fail_on_cap(msg, rid, cap)
-            return None
+        if rid in self._caps:
+            cap = self._caps[rid]
+            if state.activations + self._running.get(rid, 0) >= cap:
+                self._fail_on_cap(msg, rid, cap)
+                return None
         data, new_state, key = msg.data, NO_STATE, None
         if slot is not None and slot.merge is not None:
             key = slot_key(rid, slot.name)
@@ -395,10 +443,21 @@ class JobRunner:
                 self._journal_step((msg,), (), None, key)
                 return None
             data = fire
+        if rid in self.plan.tasks:
+            task_hooks.started(self.job, rid)
         act = Activation(
-            routine, rid, slot, msg, data, new_state, key, state.stats, self.plan.handlers[rid]
+            routine,
+            rid,
+            slot,
+            msg,
+            data,
+            new_state,
+            key,
+            state.stats,
+            self._handlers[rid],
+            self.call,
+            self._chains.get(rid),
         )
-        act.control = self
         if routine_started.receivers:
             send(
                 routine_started,
@@ -411,13 +470,39 @@ class JobRunner:
         return act
 
     def _complete(self, act: Activation, outcome: Outcome) -> None:
+        """Apply a finished call's outcome: record it, then commit or fail it."""
         rid = act.routine_id
+        job = self.job
         if outcome.ok and self.journal is not None:
             outcome = self._storable(act, outcome)
-        record = self.job.tracker.record_call
+        task = rid in self.plan.tasks
+        if task:
+            outcome = task_hooks.before_commit(job, act, outcome)
+        durations = outcome.durations
+        if len(durations) > 1 or outcome.retries:
+            self._record_retries(act, outcome)
+        job.tracker.record_call(rid, outcome.ok, durations[-1])
+        if not outcome.ok:
+            self._fail(act, outcome)
+            return
+        key = act.slot_key
+        if key is not None:
+            self._commit_slot(key, act.new_state)
+        produced = self._commit_success(
+            act.routine, rid, job.runs[rid], act.base_stats, outcome.stats, outcome.emits
+        )
+        if self.journal is not None:
+            self._journal_step((act.message,), produced, rid, key)
+        if task:
+            task_hooks.after_commit(self, rid)
+        if routine_finished.receivers:
+            self._send_finished(rid, act.slot_name, act.message, durations[-1])
+
+    def _record_retries(self, act: Activation, outcome: Outcome) -> None:
+        """Record the failed attempts before the last; signal retries made elsewhere."""
+        rid = act.routine_id
         for seconds in outcome.durations[:-1]:
-            record(rid, False, seconds)
-        record(rid, outcome.ok, outcome.durations[-1])
+            self.job.tracker.record_call(rid, False, seconds)
         for attempt, delay, error in outcome.retries:  # made in another process
             send(
                 retry_scheduled,
@@ -430,18 +515,6 @@ class JobRunner:
                 delay=delay,
                 error=error,
             )
-        if not outcome.ok:
-            self._fail(act, outcome)
-            return
-        state = self.job.runs[rid]
-        if act.slot_key is not None:
-            self._commit_slot(act.slot_key, act.new_state)
-        produced = self._commit_success(
-            act.routine, rid, state, act.base_stats, outcome.stats, outcome.emits
-        )
-        self._journal_step((act.message,), produced, rid, act.slot_key)
-        if routine_finished.receivers:
-            self._send_finished(rid, act.slot_name, act.message, outcome.durations[-1])
 
     def _send_finished(self, rid: str, slot: str | None, msg: Message, seconds: float) -> None:
         send(
@@ -474,8 +547,9 @@ class JobRunner:
             None,
             state.stats,
             self.plan.handlers[rid],
+            self.call,
         )
-        self._complete(act, Outcome(False, [seconds], [], None, error, format_exception(error)))
+        self._complete(act, failed(error, [seconds]))
 
     # -- committing a step -------------------------------------------------------
 
@@ -485,7 +559,9 @@ class JobRunner:
         refused = self.journal.unstorable(self.job, act.routine_id, outcome.emits, outcome.stats)
         if refused is None:
             return outcome
-        return Outcome(False, outcome.durations, [], None, refused, format_exception(refused))
+        if act.routine_id in self.plan.tasks:
+            refused = task_hooks.unstorable_result(act.routine_id, outcome.emits, refused)
+        return failed(refused, outcome.durations)
 
     def _commit_success(
         self,
@@ -547,6 +623,8 @@ class JobRunner:
             self._journal_step((), (), rid, None)
         else:
             self._consume_failed(act, strategy, None)
+        if rid in self.plan.tasks:
+            task_hooks.after_failure(self, rid, strategy, info)
         send(
             routine_failed,
             self.sender,
@@ -589,19 +667,6 @@ class JobRunner:
     def _stop_job(self, info: ErrorInfo) -> None:
         self.job.fail(info)
         self._halt = True
-
-    def _on_retry(self, act: Activation, attempt: int, delay: float, error: BaseException) -> None:
-        send(
-            retry_scheduled,
-            self.sender,
-            job_id=self.job.job_id,
-            routine_id=act.routine_id,
-            slot=act.slot_name,
-            activation_id=act.activation_id(self.job.job_id),
-            attempt=attempt,
-            delay=delay,
-            error=error,
-        )
 
     # -- joins at quiescence ------------------------------------------------------
 
@@ -660,6 +725,8 @@ class JobRunner:
             # Whatever went wrong above, the job must not stay running.
             job.tracker.stop_run()
             job.end_run(*self._final_status())
+        if self.plan.tasks:
+            task_hooks.at_end(self)
         if self.journal is not None:
             self._end_journal()
         send(job_finished, self.sender, job_state=job)

@@ -94,6 +94,7 @@ class OpenJob:
         batch.segments = [row for _, row in parts]
         batch.routines = [_records.state_row(job, rid) for rid in self.routines]
         batch.slots = [_records.slot_row(job, key) for key in self.slots]
+        batch.tasks = _records.task_rows(job, self.routines)
         _records.add_tails(batch, job, self.written)
         # Entries retention let go are filtered out when loading, so dropping
         # them can wait until there are enough to be worth a statement.

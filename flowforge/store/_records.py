@@ -19,7 +19,9 @@ of the job:
   of its messages were consumed since, as runs of ``seq`` numbers. A segment
   whose messages are all consumed is deleted;
 - one row per routine (:meth:`JobState.routine_data
-  <flowforge.JobState.routine_data>`) and per slot state;
+  <flowforge.JobState.routine_data>`), per slot state and per task run
+  (:meth:`JobState.task_data <flowforge.JobState.task_data>`: a task's
+  status and result);
 - the *tails* (history, errors, skipped work, event flow), as segments of
   consecutive entries numbered from the job's first entry; a commit adds
   what is new and drops what retention let go. Timestamps of history and
@@ -28,7 +30,7 @@ of the job:
 
 Everything is read through the public readings of
 :class:`~flowforge.JobState` and :class:`~flowforge.ExecutionTracker`
-(``header_data``, ``routine_data``, ``history_since``, ``errors_since``,
+(``header_data``, ``routine_data``, ``task_data``, ``history_since``, ``errors_since``,
 ``skipped_since``, ``event_flow_since``), and a job is rebuilt with
 :meth:`JobState.from_parts <flowforge.JobState.from_parts>`, so the stored
 format follows the model's and old jobs load as old documents do.
@@ -104,6 +106,8 @@ class Batch:
     keep_from: dict[str, int] = attrs.field(factory=dict)
     #: ``(flow_id, definition)`` to save with the job, if any.
     flow: tuple[str, str] | None = None
+    #: ``(name, run)`` of each task run the batch changed.
+    tasks: list[tuple[str, str]] = attrs.field(factory=list)
     #: The runner whose lease covers this commit (``None``: no lease is checked or kept).
     owner: str | None = None
     #: Take the lease (``begin``, ``save``): allowed when it is free, expired or ``owner``'s.
@@ -125,6 +129,8 @@ class JobRecord:
     slots: list[tuple[str, str]]
     #: Tail segments ordered by kind, then by ``first``.
     tails: list[TailRow]
+    #: ``(name, run)`` of each task.
+    tasks: list[tuple[str, str]] = attrs.field(factory=list)
 
 
 class Segment:
@@ -255,6 +261,16 @@ def state_row(job: JobState, routine_id: str) -> tuple[str, str]:
     )
 
 
+def task_rows(job: JobState, names: Iterable[str]) -> list[tuple[str, str]]:
+    """The runs of the tasks among ``names`` (results included), as rows."""
+    runs = job.task_runs
+    return [
+        (name, dumps(job.task_data(name), f"the result of task '{name}'"))
+        for name in names
+        if name in runs
+    ]
+
+
 def slot_row(job: JobState, key: str) -> tuple[str, str | None]:
     """The slot's merge state as a row; ``None`` when the slot has none any more."""
     state = job.slot_states.get(key)
@@ -330,6 +346,7 @@ def whole(
     batch.segments = [row for _, row in parts]
     batch.routines = [state_row(job, rid) for rid in job.routine_ids()]
     batch.slots = [slot_row(job, key) for key in job.slot_states]
+    batch.tasks = task_rows(job, job.task_runs)
     add_tails(batch, job, None)
     batch.flow = flow
     return batch, [segment for segment, _ in parts]
@@ -359,6 +376,7 @@ def assemble(record: JobRecord) -> JobState:
         errors=tails["errors"],
         skipped=tails["skipped"],
         event_flow=tails["event_flow"],
+        task_runs={name: loads(run) for name, run in record.tasks},
     )
 
 

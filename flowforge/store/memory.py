@@ -34,6 +34,7 @@ class _Job:
     slots: dict[str, str] = attrs.field(factory=dict)
     #: Per tail kind, ``first -> (count, entries, stamps)`` in the order written.
     tails: dict[str, dict[int, tuple[int, str, bytes | None]]] = attrs.field(factory=dict)
+    tasks: dict[str, str] = attrs.field(factory=dict)
     lease: Lease | None = None
     request: Control = None
     queued: bool = False
@@ -112,6 +113,7 @@ class MemoryStore(Store):
             for first, alive, entries in batch.segments:
                 job.messages[first] = [alive, entries, "[]"]
             job.routines.update(batch.routines)
+            job.tasks.update(batch.tasks)
             for key, state in batch.slots:
                 if state is None:
                     job.slots.pop(key, None)
@@ -154,6 +156,7 @@ class MemoryStore(Store):
                     for kind, segments in sorted(job.tails.items())
                     for first, segment in sorted(segments.items())
                 ],
+                list(job.tasks.items()),
             )
 
     def _summaries(self, flow_id: str | None, statuses: Collection[str] | None) -> list[JobSummary]:

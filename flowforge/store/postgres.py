@@ -67,7 +67,7 @@ T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
 #: The schema version this FlowForge writes (the ``schema_version`` row of ``meta``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FORMAT = "flowforge/store"
 DEFAULT_SCHEMA = "flowforge"
 _TABLES = (
@@ -79,10 +79,16 @@ _TABLES = (
     "routine_states",
     "slot_states",
     "tails",
+    "task_runs",
 )
-_CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails")
+_CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails", "task_runs")
 _JOB = "jid bigint NOT NULL REFERENCES jobs ON DELETE CASCADE"
 _TIME = "double precision"
+
+_TASK_RUNS = (
+    f"CREATE TABLE task_runs ({_JOB}, name text NOT NULL, run text NOT NULL, "
+    "PRIMARY KEY (jid, name))"
+)
 
 _SCHEMA: tuple[str, ...] = (
     "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -107,8 +113,9 @@ _SCHEMA: tuple[str, ...] = (
     f"CREATE TABLE tails ({_JOB}, kind text NOT NULL, first bigint NOT NULL, "
     "count integer NOT NULL, entries text NOT NULL, stamps bytea, "
     "PRIMARY KEY (jid, kind, first))",
+    _TASK_RUNS,
 )
-# Version 2: leases, control requests and the queue, on the job's row.
+# Version 3: leases, control requests and the queue, on the job's row.
 _LEASES = (
     f"ALTER TABLE jobs ADD COLUMN lease_owner text, ADD COLUMN lease_since {_TIME}, "
     f"ADD COLUMN lease_heartbeat {_TIME}, ADD COLUMN lease_expires {_TIME}, "
@@ -125,7 +132,17 @@ def _add_leases(conn: Connection) -> None:
 
 
 #: Upgrades: ``MIGRATIONS[n]`` brings a version ``n`` schema to ``n + 1`` (within its transaction).
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_leases}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _add_leases}
+
+
+def _add_task_runs(conn: Connection) -> None:
+    """Version 2 keeps each task's run (status and result) of a job."""
+    conn.execute(_TASK_RUNS.encode())
+
+
+MIGRATIONS[1] = _add_task_runs
+#: The schema version that brought each table added by a migration.
+_SINCE = {"task_runs": 2}
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 #: Transactions that lost a race with another one; they are simply run again.
@@ -587,11 +604,12 @@ def _open_schema(conn: Connection, schema: str, name: str, url: str, readonly: b
             found=version,
             supported=SCHEMA_VERSION,
         )
+    found = version
     while version < SCHEMA_VERSION:
         MIGRATIONS[version](conn)
         version += 1
         conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(version),))
-    missing = sorted(set(_TABLES) - set(tables))
+    missing = sorted(t for t in set(_TABLES) - set(tables) if _SINCE.get(t, 1) <= found)
     if missing:
         raise CorruptStoreError(
             f"{name} lacks the tables {', '.join(missing)}; it was left as it is. Restore it "
@@ -671,6 +689,7 @@ def _write(conn: Connection, batch: Batch, name: str, url: str) -> None:
         _upsert(cur, "messages", ("first",), ("count", "entries"), jid, batch.segments)
         _upsert(cur, "routine_states", ("routine_id",), ("state",), jid, batch.routines)
         _write_slots(cur, jid, batch.slots)
+        _upsert(cur, "task_runs", ("name",), ("run",), jid, batch.tasks)
         _upsert(cur, "tails", ("kind", "first"), ("count", "entries", "stamps"), jid, batch.tails)
         if batch.keep_from:
             cur.executemany(
@@ -783,4 +802,5 @@ def _read_job(conn: Connection, job_id: str) -> JobRecord | None:
                 jid,
             )
         ],
+        conn.execute("SELECT name, run FROM task_runs WHERE jid = %s", jid).fetchall(),
     )

@@ -65,13 +65,18 @@ T = TypeVar("T")
 #: ``PRAGMA application_id`` of a FlowForge store ("FlFg").
 APPLICATION_ID = 0x466C4667
 #: The schema version this FlowForge writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Files up to this size (bytes) are checked for damage when opened (``check=None``).
 #: SQLite's ``quick_check`` reads the whole file: about 0.1 to 0.3 s per 100 MB.
 CHECK_LIMIT = 64 * 1024 * 1024
 FORMAT = "flowforge/store"
 _MAGIC = b"SQLite format 3\x00"
-_CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails")
+_CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails", "task_runs")
+
+_TASK_RUNS = (
+    "CREATE TABLE task_runs (jid INTEGER NOT NULL, name TEXT NOT NULL, "
+    "run TEXT NOT NULL, PRIMARY KEY (jid, name)) WITHOUT ROWID"
+)
 
 _SCHEMA: tuple[str, ...] = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -95,8 +100,9 @@ _SCHEMA: tuple[str, ...] = (
     "CREATE TABLE tails (jid INTEGER NOT NULL, kind TEXT NOT NULL, first INTEGER NOT NULL, "
     "count INTEGER NOT NULL, entries TEXT NOT NULL, stamps BLOB, "
     "PRIMARY KEY (jid, kind, first)) WITHOUT ROWID",
+    _TASK_RUNS,
 )
-# Version 2: leases, control requests and the queue, on the job's row.
+# Version 3: leases, control requests and the queue, on the job's row.
 _LEASES = (
     "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
     "ALTER TABLE jobs ADD COLUMN lease_since REAL",
@@ -117,7 +123,15 @@ def _add_leases(conn: sqlite3.Connection) -> None:
 
 
 #: Upgrades: ``MIGRATIONS[n]`` brings a version ``n`` schema to ``n + 1``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _add_leases}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _add_leases}
+
+
+def _add_task_runs(conn: sqlite3.Connection) -> None:
+    """Version 2 keeps each task's run (status and result) of a job."""
+    conn.execute(_TASK_RUNS)
+
+
+MIGRATIONS[1] = _add_task_runs
 
 # SQLite's primary result codes, which sqlite3 exposes on its exceptions.
 _BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
@@ -870,6 +884,11 @@ def _write(conn: sqlite3.Connection, batch: Batch, path: str) -> None:
         )
     if batch.slots:
         _write_slots(conn, jid, batch.slots)
+    if batch.tasks:
+        conn.executemany(
+            "INSERT OR REPLACE INTO task_runs VALUES (?, ?, ?)",
+            [(jid, name, run) for name, run in batch.tasks],
+        )
     if batch.tails:
         conn.executemany(
             "INSERT OR REPLACE INTO tails VALUES (?, ?, ?, ?, ?, ?)",
@@ -963,6 +982,7 @@ def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
             "ORDER BY kind, first",
             jid,
         ).fetchall(),
+        conn.execute("SELECT name, run FROM task_runs WHERE jid = ?", jid).fetchall(),
     )
 
 
