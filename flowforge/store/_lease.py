@@ -202,6 +202,8 @@ class LeaseKeeper:
         """Keep ``job``'s lease alive and hand its control requests to ``flow``."""
         with self._lock:
             self._watched[job.job_id] = _Watched(job, flow)
+            if not self._renewed or len(self._watched) == 1:
+                self._renewed = time.time()  # begin just took the lease
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="flowforge-lease", daemon=True
