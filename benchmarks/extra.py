@@ -1,14 +1,14 @@
-"""Registers the durable-store and CPU-bound workloads with the runner.
+"""Registers the durable-store, live-job, worker and CPU-bound workloads with the runner.
 
-Their modules (``store_bench``, ``cpu_bench``, ``live_bench``) measure and return rows; this
-module only names them for ``run.py`` and ``--only``.
+Their modules (``store_bench``, ``live_bench``, ``worker_bench``, ``cpu_bench``) measure
+and return rows; this module only names them for ``run.py`` and ``--only``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import cpu_bench, live_bench, store_bench
+from benchmarks import cpu_bench, live_bench, store_bench, worker_bench
 from benchmarks.harness import Settings, benchmark
 
 
@@ -22,6 +22,16 @@ def store(settings: Settings) -> list[dict[str, Any]]:
 def live(settings: Settings) -> list[dict[str, Any]]:
     """Live jobs: submit rate, latency and bounded memory."""
     return live_bench.rows(settings.quick)
+
+
+@benchmark(
+    "workers",
+    "queued jobs drained by 1, 2 and 4 worker processes, on SQLite and PostgreSQL",
+    cpu_bound=False,
+)
+def workers(settings: Settings) -> list[dict[str, Any]]:
+    """Queued-job throughput per number of workers."""
+    return worker_bench.rows(settings.quick)
 
 
 @benchmark(

@@ -9,8 +9,9 @@ three times:
    committed;
 2. the script looks in the store: the job is still ``running``, with what
    was committed before the crash;
-3. a second worker rebuilds the flow from the store, loads the job and
-   resumes it to the end.
+3. a second worker rebuilds the flow from the store, waits for the dead
+   worker's lease on the job to expire, loads the job and resumes it to
+   the end.
 
 Billing is a side effect outside FlowForge (a row in a ledger database), so
 the handler uses the activation id as an idempotency key: order 6 runs again
@@ -24,6 +25,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -95,7 +97,8 @@ def first_worker(store_path: str, ledger: str) -> None:
     global CRASH_AFTER
     CRASH_AFTER = 6
     flow = build_flow(ledger)
-    with SQLiteStore(store_path, durability="activation") as store:
+    # A short lease (1 s, instead of 30) lets worker 2 take the job over soon after a crash.
+    with SQLiteStore(store_path, durability="activation", lease_seconds=1) as store:
         store.save_flow(flow)
         flow.execute("orders", {"amounts": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]}, store=store)
 
@@ -105,6 +108,9 @@ def second_worker(store_path: str) -> None:
     with SQLiteStore(store_path, durability="activation") as store:
         flow = store.load_flow("billing")
         (summary,) = store.list_jobs(flow_id="billing", status="running")
+        # Worker 1 died holding the job's lease: the job can be resumed once it expires.
+        while (lease := store.lease(summary.job_id)) is not None and lease.live():
+            time.sleep(0.1)
         job = flow.resume(store.load(summary.job_id), store=store)
     print(f"worker 2 resumed the job: {job.status}")
     print(f"bill stats: {job.routine_states['bill']['stats']}")

@@ -32,6 +32,8 @@ from flowforge.store import JobNotFoundError, SQLiteStore
 
 JOB_ID = "nightly-2026-11-22"
 ROWS = 200
+#: How long a worker's lease on the job lasts without a heartbeat (the default is 30 s).
+LEASE_SECONDS = 1.0
 
 
 # [routines]
@@ -97,15 +99,22 @@ def build_flow(warehouse_path: str) -> Flow:
 
 # [worker]
 def run_job(store_path: str, warehouse_path: str) -> None:
-    """The worker: run the nightly job, checkpointed in the store."""
-    with SQLiteStore(store_path) as store:
+    """The worker: run the nightly job, checkpointed in the store.
+
+    It holds the job's lease while it runs; a short lease (1 s instead of
+    30) lets the restarted worker take the job over soon after a crash.
+    """
+    with SQLiteStore(store_path, lease_seconds=LEASE_SECONDS) as store:
         flow = build_flow(warehouse_path)
         flow.execute("extract", {"count": ROWS}, job_state=JobState(job_id=JOB_ID), store=store)
 
 
 def resume_job(store_path: str) -> None:
     """The restarted worker: rebuild the flow from the store and resume the job."""
-    with SQLiteStore(store_path) as store:
+    with SQLiteStore(store_path, lease_seconds=LEASE_SECONDS) as store:
+        # The killed worker's lease must expire first; until then resuming is refused.
+        while (lease := store.lease(JOB_ID)) is not None and lease.live():
+            time.sleep(0.1)
         flow = store.load_flow("nightly")
         job = flow.resume(store.load(JOB_ID), store=store)
     print(f"restarted worker: job {job.status}, stats {job.get_routine_state('load')['stats']}")

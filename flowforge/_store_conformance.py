@@ -21,8 +21,10 @@ saved and loaded back whole, atomic commits (every commit of a running job
 resumes to exactly the result of an uninterrupted run), both durability
 modes, pausing, cancelling and failing, resuming from the store, task
 results, ``list_jobs`` filters, ``delete``, ``prune``, flow definitions, the
-errors for unknown ids and for jobs that are running, closing, and threads
-sharing one store.
+errors for unknown ids and for jobs that are running, closing, threads
+sharing one store, and leases, control requests and the queue (``submit``,
+``claim``). Tests with a second runner act for it through the backend
+interface with another owner id, so they run on every backend.
 
 Contract with the fixture: ``store`` yields an empty, open store with the
 default durability settings, and closes it afterwards (closing twice must be
@@ -39,10 +41,12 @@ your ``conftest.py`` for pytest's detailed assertion messages.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -60,10 +64,13 @@ from .store import (
     FlowNotFoundError,
     JobNotFoundError,
     JobSummary,
+    LeaseHeldError,
+    LeaseLostError,
     Store,
     StoreClosedError,
     StoreUsageError,
 )
+from .store._records import whole
 from .testing import Collect, Double, Flaky, Relay, Source
 
 
@@ -82,6 +89,24 @@ class Halt(Routine):
                 self.cancel_job("cancelled on cue")
             else:
                 self.pause_job("paused on cue")
+        self.emit("out", value=value)
+
+
+class Gate(Routine):
+    """Relays ``value``; at config ``at`` it signals ``reached`` and waits for ``opened``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = threading.Event()
+        self.opened = threading.Event()
+        self.define_slot("in", handler=self.relay)
+        self.define_event("out", ["value"])
+
+    def relay(self, value: Any) -> None:
+        """Wait at the gate on cue, then pass the value on."""
+        if value == self.get_config("at"):
+            self.reached.set()
+            self.opened.wait(30)
         self.emit("out", value=value)
 
 
@@ -134,6 +159,33 @@ def halting_flow(at: int | None, *, cancel: bool = False) -> Flow:
     halt.set_config(at=at, cancel=cancel)
     _chain(flow, ("src", Source()), ("halt", halt), ("sink", Collect()))
     return flow
+
+
+def gated_flow(at: int) -> tuple[Flow, Gate, threading.Event]:
+    """``src -> gate -> sink``, the gate, and an event set when the flow is asked to stop."""
+    flow = Flow(flow_id="gated")
+    gate = Gate()
+    gate.set_config(at=at)
+    _chain(flow, ("src", Source()), ("gate", gate), ("sink", Collect()))
+    asked = threading.Event()
+    for action in ("pause", "cancel"):
+        original = getattr(flow, action)
+
+        def spy(
+            job: JobState | None = None, reason: str | None = None, act: Any = original
+        ) -> None:
+            asked.set()
+            act(job, reason)
+
+        setattr(flow, action, spy)
+    return flow, gate, asked
+
+
+def rival_acquires(store: Store, job: JobState, owner: str, expires_at: float) -> None:
+    """Another runner (``owner``) takes the job's lease, as its ``begin`` would."""
+    batch = whole(job, time.time())[0]
+    batch.owner, batch.acquire, batch.expires_at = owner, True, expires_at
+    store._apply(batch)
 
 
 def set_durability(
@@ -482,7 +534,8 @@ class StoreConformance:
         job = JobState(flow_id="f", status=JobStatus.RUNNING)
         with self._reopened(store) as other:
             store.begin(job)
-            other.delete(job.job_id)
+            # delete() refuses a leased job; the backend's own removal goes around that.
+            other._remove(job.job_id)
         with pytest.raises(JobNotFoundError, match="deleted"):
             store.step(job, [], [], None, None)
         with pytest.raises(JobNotFoundError, match="deleted"):
@@ -553,3 +606,160 @@ class StoreConformance:
         for job in jobs:
             assert comparable(store.load(job.job_id)) == comparable(job)
             assert job.routine_states["sink"]["stats"] == {"calls": 30}
+
+    # -- leases, control requests, the queue -------------------------------------------
+
+    def test_a_running_job_holds_a_lease_in_its_runners_name(self, store: Store) -> None:
+        """begin takes the job's lease for store.owner; end releases it."""
+        job = JobState(flow_id="f", status=JobStatus.RUNNING)
+        store.begin(job)
+        lease = store.lease(job.job_id)
+        assert lease is not None and lease.owner == store.owner and lease.live()
+        assert lease.expires_at > lease.heartbeat_at >= lease.since
+        store.end(job)
+        assert store.lease(job.job_id) is None
+
+    def test_beginning_a_job_another_runner_holds_is_refused_naming_the_owner(
+        self, store: Store
+    ) -> None:
+        """A live lease of another owner refuses begin with LeaseHeldError naming it."""
+        job = JobState(flow_id="f", status=JobStatus.PAUSED)
+        store.save(job)
+        rival_acquires(store, job, "elsewhere:1:abc", time.time() + 60)
+        with pytest.raises(LeaseHeldError, match="elsewhere:1:abc") as caught:
+            store.begin(store.load(job.job_id))
+        assert isinstance(caught.value, JobStateError)
+        assert caught.value.owner == "elsewhere:1:abc" and caught.value.job_id == job.job_id
+        with pytest.raises(LeaseHeldError):
+            store.delete(job.job_id)
+        assert store.load(job.job_id).status == JobStatus.PAUSED
+
+    def test_a_lapsed_lease_lets_another_runner_resume_the_job(self, store: Store) -> None:
+        """Once a dead owner's lease has expired, the job resumes with a new owner."""
+        flow = halting_flow(at=2)
+        job = flow.execute("src", {"values": [1, 2, 3]}, store=store)
+        rival_acquires(store, job, "dead:1:abc", time.time() - 1)
+        assert store.lease(job.job_id).owner == "dead:1:abc"  # type: ignore[union-attr]
+        resumed = halting_flow(at=None).resume(store.load(job.job_id), store=store)
+        assert resumed.status == JobStatus.COMPLETED
+        assert store.lease(job.job_id) is None
+
+    def test_a_runner_that_lost_its_lease_cannot_commit(self, store: Store) -> None:
+        """After a takeover, the first runner's commits raise LeaseLostError."""
+        set_durability(store, "activation")
+        job = JobState(flow_id="f", status=JobStatus.RUNNING)
+        store.begin(job)
+        store._keeper.unwatch(job.job_id)  # its heartbeat stops (a frozen process)
+        store.release(job.job_id)
+        rival_acquires(store, job, "new:1:abc", time.time() + 60)
+        with pytest.raises(LeaseLostError, match="new:1:abc"):
+            store.step(job, [], [], None, None)
+        with pytest.raises(LeaseLostError):
+            store.end(job)
+        assert store.lease(job.job_id).owner == "new:1:abc"  # type: ignore[union-attr]
+
+    @pytest.mark.parametrize("action", ["pause", "cancel"])
+    def test_a_control_request_through_the_store_stops_the_running_job(
+        self, store: Store, action: str
+    ) -> None:
+        """request_pause/request_cancel reach the job's runner, which stops it."""
+        flow, gate, asked = gated_flow(at=1)
+        job = JobState(flow_id="gated")
+        runner = threading.Thread(
+            target=flow.execute, args=("src", {"values": [1, 2, 3]}), kwargs={"job_state": job}
+        )
+        flow.store = store
+        runner.start()
+        try:
+            assert gate.reached.wait(30)
+            other = self.reopen(store) or store
+            with contextlib.ExitStack() as stack:
+                if other is not store:
+                    stack.enter_context(other)
+                assert getattr(other, f"request_{action}")(job.job_id, "from afar") is True
+            assert asked.wait(30)
+        finally:
+            gate.opened.set()
+            runner.join(30)
+        stored = store.load(job.job_id)
+        expected = JobStatus.PAUSED if action == "pause" else JobStatus.CANCELLED
+        assert (stored.status, stored.reason) == (expected, "from afar")
+        assert store.lease(job.job_id) is None
+
+    def test_a_job_that_runs_nowhere_is_paused_or_cancelled_in_the_store(
+        self, store: Store
+    ) -> None:
+        """Without a live lease the request changes the stored job; finished ones refuse."""
+        flow = halting_flow(at=None)
+        queued = flow.submit({"values": [1]}, entry_routine_id="src", store=store)
+        assert store.request_pause(queued.job_id, "hold on") is False
+        assert (store.load(queued.job_id).status, store.list_jobs()[0].reason) == (
+            JobStatus.PAUSED,
+            "hold on",
+        )
+        with pytest.raises(JobStateError, match="paused"):
+            store.request_pause(queued.job_id)
+        assert store.request_cancel(queued.job_id) is False
+        assert store.load(queued.job_id).status == JobStatus.CANCELLED
+        with pytest.raises(JobStateError, match="cancelled"):
+            store.request_cancel(queued.job_id)
+        with pytest.raises(JobNotFoundError):
+            store.request_pause("no-such-job")
+
+    def test_a_submitted_job_is_queued_claimed_once_and_runs(self, store: Store) -> None:
+        """submit stores a queued job; claim leases it to one runner; it runs to the end."""
+        job = stream_flow().submit({"values": [1, 2]}, entry_routine_id="src", store=store)
+        assert [s.status for s in store.list_jobs()] == [JobStatus.QUEUED]
+        claimed = store.claim()
+        assert claimed is not None and claimed.job_id == job.job_id
+        assert store.lease(job.job_id).owner == store.owner  # type: ignore[union-attr]
+        assert store._claim("rival:1:abc", time.time(), time.time() + 60) is None
+        flow = store.load_flow("stream", allowed_modules=["flowforge.testing"])
+        done = flow.resume(claimed, store=store)
+        assert done.status == JobStatus.COMPLETED
+        assert flow.get_routine("sink").items == [{"value": 2}, {"value": 4}]  # type: ignore[union-attr]
+        assert store.claim() is None and store.lease(job.job_id) is None
+
+    def test_submitting_an_id_the_store_has_is_refused(self, store: Store) -> None:
+        """submit never replaces a stored job."""
+        job = stream_flow().submit({"values": [1]}, entry_routine_id="src", store=store)
+        with pytest.raises(JobStateError, match="already has"):
+            stream_flow().submit(
+                {"values": [2]},
+                entry_routine_id="src",
+                store=store,
+                job_state=JobState(job_id=job.job_id),
+            )
+
+    def test_a_queued_job_whose_runner_died_is_claimed_again(self, store: Store) -> None:
+        """A claimed job left running with a lapsed lease goes to the next claim."""
+        stream_flow().submit({"values": [1]}, entry_routine_id="src", store=store)
+        job = store.claim()
+        assert job is not None
+        job.status = JobStatus.RUNNING
+        store.begin(job)
+        assert store._claim("rival:1:abc", time.time(), time.time() + 60) is None
+        store._keeper.unwatch(job.job_id)  # its heartbeat stops and the lease lapses
+        store.release(job.job_id)
+        assert store._claim("rival:1:abc", time.time(), time.time() + 60) == job.job_id
+        with pytest.raises(LeaseLostError):
+            store.end(job)
+
+    def test_concurrent_claims_never_share_a_job(self, store: Store) -> None:
+        """Threads claiming with different owners get every queued job exactly once."""
+        ids = {
+            stream_flow().submit({"values": [i]}, entry_routine_id="src", store=store).job_id
+            for i in range(12)
+        }
+        got: list[str] = []
+
+        def claim(owner: str) -> None:
+            while (job_id := store._claim(owner, time.time(), time.time() + 60)) is not None:
+                got.append(job_id)
+
+        threads = [threading.Thread(target=claim, args=(f"w{i}:1:x",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(got) == sorted(ids)

@@ -567,6 +567,43 @@ class Flow:
         loop = asyncio.get_running_loop()
         return await asyncio.to_thread(self._run, job, loop, store, deadline=_deadline(deadline))
 
+    def submit(
+        self,
+        entry_params: Mapping[str, Any] | None = None,
+        *,
+        store: Any = None,
+        entry_routine_id: str | None = None,
+        entry_slot: str | None = None,
+        job_state: JobState | None = None,
+    ) -> JobState:
+        """Queue a job in ``store`` for a worker (``flowforge worker``) to run; returns it.
+
+        The job is stored with status ``queued`` and the flow's definition;
+        nothing runs here. The arguments are those of :meth:`execute`, the
+        entry parameters first.
+
+        Args:
+            entry_params: Delivered to the entry routine (default: the flow's entry params).
+            store: A :class:`flowforge.store.Store` (default: the flow's store).
+            entry_routine_id: Where the job starts (default: the flow's entry).
+            entry_slot: The slot to deliver to, when the routine has several.
+            job_state: A fresh JobState to queue (for example with a chosen ``job_id``).
+        """
+        target: Any = store if store is not None else self.store
+        if not callable(getattr(target, "submit", None)):
+            raise TypeError(
+                f"Flow.submit needs a store to queue the job in (a flowforge.store.Store), got "
+                f"{target!r}. Pass store=open_store(URL)."
+            )
+        if entry_routine_id is None and entry_params is not None:
+            # The given params replace the entry's, which execute() takes only with no params.
+            defaults = self.entry or {}
+            entry_routine_id = defaults.get("routine_id")
+            entry_slot = entry_slot if entry_slot is not None else defaults.get("slot")
+        job = self._new_job(entry_routine_id, entry_params, entry_slot, job_state)
+        target.submit(job, self)
+        return job
+
     def resume(self, job_state: JobState, *, store: Journal | None = None) -> JobState:
         """Continue a paused, interrupted or failed job to its end.
 

@@ -74,6 +74,8 @@ class JobStatus(enum.StrEnum):
     """The status of a job; compares equal to its string value."""
 
     PENDING = "pending"
+    #: Submitted to the store, waiting for a worker (``flowforge worker``) to claim it.
+    QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
     COMPLETED = "completed"

@@ -22,6 +22,7 @@ ROWS = (
     "big-chain.rss",
     "tasks.per-task",
     "tasks.build",
+    "workers.sqlite.1",
 )
 
 

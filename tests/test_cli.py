@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
 import signal
 import sqlite3
@@ -54,9 +55,12 @@ COMMANDS = (
     "status",
     "history",
     "resume",
+    "pause",
     "cancel",
     "delete",
     "prune",
+    "submit",
+    "worker",
 )
 
 
@@ -419,6 +423,7 @@ def test_a_job_killed_with_sigkill_resumes_without_path(tmp_path: Path) -> None:
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "FLOWFORGE_LEASE_SECONDS": "1"},
     )
     wait_for_lines(flows / "seen.txt", 3)
     proc.kill()
@@ -428,8 +433,15 @@ def test_a_job_killed_with_sigkill_resumes_without_path(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     store = str(tmp_path / "flowforge.db")
-    status = cli("status", job.job_id, "--store", store, "--json", cwd=elsewhere)
-    command = json.loads(status.stdout)["resume_command"]
+    # The dead run's lease lapses after a second; until then resuming is refused.
+    while (
+        data := json.loads(
+            cli("status", job.job_id, "--store", store, "--json", cwd=elsewhere).stdout
+        )
+    )["lease"]["live"]:
+        assert data["resume_command"] is None
+        time.sleep(0.1)
+    command = data["resume_command"]
     assert command == shlex.join(["flowforge", "resume", job.job_id, "--store", store])
     resumed = cli(*shlex.split(command)[1:], "-q", cwd=elsewhere)
     assert resumed.returncode == 0, resumed.stderr

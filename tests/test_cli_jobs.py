@@ -18,8 +18,9 @@ from cli_support import (
 )
 from click.testing import CliRunner
 
-from flowforge import JobStatus
+from flowforge import JobState, JobStatus
 from flowforge.cli import build_cli
+from flowforge.cli._running import resume_invocation, resume_options
 
 #: Flow order differs from alphabetical order.
 ORDERED_FLOW = """\
@@ -220,3 +221,47 @@ def test_status_shows_a_task_that_skipped_itself_as_skipped(workdir: Path) -> No
     routines = json.loads(invoke("status", job_id, "--json").stdout)["routines"]
     assert routines["check"]["task_status"] == "skipped"
     assert routines["check"]["status"] == "completed"
+
+
+SECRET_URL = "postgresql://app:s3cret@127.0.0.1:1/jobs"
+
+
+def test_store_urls_are_printed_without_their_password(workdir: Path) -> None:
+    """A refused PostgreSQL store and a dry run name the store with the password hidden."""
+    refused = invoke("jobs", "--store", SECRET_URL)
+    assert refused.exit_code == 2
+    assert "s3cret" not in refused.output and "postgresql://app" in refused.output
+    write(workdir, "quick.yaml", QUICK_FLOW)
+    dry = invoke("run", "quick.yaml", "--dry-run", "--store", SECRET_URL)
+    assert dry.exit_code == 0, dry.output
+    assert "postgresql://app:***@127.0.0.1:1/jobs" in dry.output and "s3cret" not in dry.output
+
+
+def test_a_resume_command_suggests_the_environment_for_a_url_with_a_password() -> None:
+    """resume_options never puts a password on a command line; FLOWFORGE_STORE instead."""
+    options = resume_options(SECRET_URL, ())
+    job = JobState(flow_id="f", status=JobStatus.PAUSED)
+    command = resume_invocation(job, options)
+    assert command is not None and "s3cret" not in command and "--store" not in command
+    assert command.startswith("FLOWFORGE_STORE='postgresql://app:***@127.0.0.1:1/jobs' flowforge ")
+    assert resume_options("sqlite:///jobs.db", ()) == ("--store", "sqlite:///jobs.db")
+
+
+def test_a_bad_store_url_is_a_usage_error(workdir: Path) -> None:
+    """--store with an unknown scheme exits 2 listing the accepted forms."""
+    result = invoke("status", "abc", "--store", "mysql://db/jobs")
+    assert result.exit_code == 2
+    assert "A store URL is one of" in result.output
+
+
+def test_pause_of_a_queued_job_pauses_it_in_the_store(workdir: Path) -> None:
+    """pause of a job that runs nowhere marks it paused; pausing it again exits 1."""
+    write(workdir, "quick.yaml", QUICK_FLOW)
+    job_id = invoke("submit", "quick.yaml").stdout.strip()
+    paused = invoke("pause", job_id, "--reason", "not now")
+    assert paused.exit_code == 0, paused.output
+    assert f"Job {job_id} paused." in paused.stdout
+    job = load_job(workdir, job_id)
+    assert (job.status, job.reason) == (JobStatus.PAUSED, "not now")
+    again = invoke("pause", job_id)
+    assert again.exit_code == 1 and "paused" in again.output

@@ -39,13 +39,15 @@ from typing import Any
 import pytest
 
 from flowforge import Flow, JobState, JobStatus, Routine, current_activation
-from flowforge.store import JobNotFoundError, SQLiteStore
+from flowforge.store import JobNotFoundError, SQLiteStore, Store
 
 ITEMS = 120
 SEEDS = range(10)
 #: Group sizes the grouped cases draw from.
 GROUP_SIZES = (2, 7, 40)
 JOB_ID = "crash-job"
+#: The children's lease: a killed child's job can be resumed this long after it died.
+LEASE_SECONDS = 0.3
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -181,7 +183,14 @@ def open_store(path: str, durability: str, group_max: int) -> SQLiteStore:
         durability=durability,
         group_max=group_max,  # type: ignore[arg-type]
         group_seconds=3600,
+        lease_seconds=LEASE_SECONDS,
     )
+
+
+def wait_for_lease(store: Store) -> None:
+    """Wait until the killed child's lease on the job has expired (resuming needs it)."""
+    while (lease := store.lease(JOB_ID)) is not None and lease.live():
+        time.sleep(0.02)
 
 
 # -- the child processes ------------------------------------------------------------------
@@ -207,6 +216,7 @@ def child_resume(store_path: str, effects: str, durability: str, group_max: int)
     """Resume the job from the store (or start it, if it never got there)."""
     flow = stream_flow(effects, progress=True)
     with open_store(store_path, durability, group_max) as store:
+        wait_for_lease(store)
         try:
             job = store.load(JOB_ID)
         except JobNotFoundError:

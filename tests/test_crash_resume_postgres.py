@@ -38,11 +38,13 @@ from test_crash_resume import (
     GROUP_SIZES,
     ITEMS,
     JOB_ID,
+    LEASE_SECONDS,
     close_sink,
     kill_after_items,
     make_effects,
     reference,
     stream_flow,
+    wait_for_lease,
 )
 
 from flowforge import JobState, JobStatus
@@ -65,6 +67,7 @@ def open_store(dsn: str, schema: str, durability: str, group_max: int) -> Postgr
         durability=durability,  # type: ignore[arg-type]
         group_max=group_max,
         group_seconds=3600,
+        lease_seconds=LEASE_SECONDS,
     )
 
 
@@ -136,6 +139,7 @@ def child_resume(dsn: str, schema: str, effects: str, durability: str, group_max
     """Resume the job from the store (or start it, if it never got there)."""
     flow = stream_flow(effects, progress=True)
     with open_store(dsn, schema, durability, group_max) as store:
+        wait_for_lease(store)
         try:
             job = store.load(JOB_ID)
         except JobNotFoundError:

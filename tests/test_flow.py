@@ -17,9 +17,11 @@ from flowforge import (
     Flow,
     JobState,
     JobStateError,
+    JobStatus,
     Routine,
     UnknownNameError,
 )
+from flowforge.store import MemoryStore
 from flowforge.testing import Collect, Double, Flaky, Join, Relay, Source
 
 
@@ -651,3 +653,24 @@ def test_an_id_made_from_a_non_ascii_class_name_is_valid() -> None:
         """A class name with a non-ASCII letter."""
 
     assert Flow().add_routine(Données()) == "donn_es_1"
+
+
+def test_submit_queues_a_job_at_the_flows_entry_with_the_given_params() -> None:
+    """Flow.submit(params, store=) stores a queued job starting at the flow's entry."""
+    flow = Flow(flow_id="queued")
+    flow.add_routine(Source(), "src")
+    flow.entry = {"routine_id": "src", "slot": "in", "params": {"values": [9]}}
+    with MemoryStore() as store:
+        job = flow.submit({"values": [1, 2]}, store=store)
+        stored = store.load(job.job_id)
+    assert stored.status == JobStatus.QUEUED
+    assert stored.entry == {"routine_id": "src", "slot": "in", "params": {"values": [1, 2]}}
+    assert [m.routine_id for m in stored.pending] == ["src"]
+
+
+def test_submit_without_a_store_says_what_it_needs() -> None:
+    """A flow with no store cannot queue a job; the error says to pass one."""
+    flow = Flow(flow_id="queued")
+    flow.add_routine(Source(), "src")
+    with pytest.raises(TypeError, match="store=open_store"):
+        flow.submit({"values": [1]}, entry_routine_id="src")

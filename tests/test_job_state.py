@@ -63,10 +63,11 @@ def test_status_compares_equal_to_its_string_and_prints_bare(status: JobStatus) 
     assert f"{status}" == status.value
 
 
-def test_status_values_are_the_documented_six() -> None:
-    """The statuses are pending, running, paused, completed, failed, cancelled."""
+def test_status_values_are_the_documented_seven() -> None:
+    """The statuses are pending, queued, running, paused, completed, failed, cancelled."""
     assert [s.value for s in JobStatus] == [
         "pending",
+        "queued",
         "running",
         "paused",
         "completed",

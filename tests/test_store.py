@@ -832,6 +832,32 @@ def test_an_older_schema_is_migrated_forward_on_open(
         db.close()
 
 
+def test_a_version_2_store_gains_leases_and_the_queue_when_opened(tmp_path: Path) -> None:
+    """A store written before leases (schema 2) is migrated: leases and the queue work."""
+    path = tmp_path / "jobs.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in sqlite._SCHEMA[: -len(sqlite._LEASES)]:
+        db.execute(statement)
+    db.execute(f"PRAGMA application_id = {sqlite.APPLICATION_ID}")
+    db.execute("PRAGMA user_version = 2")
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)", [("format", sqlite.FORMAT), ("schema_version", "2")]
+    )
+    db.close()
+    with SQLiteStore(path) as store:
+        job = JobState(flow_id="f", status=JobStatus.RUNNING)
+        store.begin(job)
+        assert store.lease(job.job_id).owner == store.owner  # type: ignore[union-attr]
+        store.end(job)
+        queued = plain_flow().submit({"values": [1]}, entry_routine_id="src", store=store)
+        assert store.claim().job_id == queued.job_id  # type: ignore[union-attr]
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == sqlite.SCHEMA_VERSION == 3
+    finally:
+        db.close()
+
+
 def test_a_store_locked_too_long_raises_store_busy(tmp_path: Path) -> None:
     """A write that waits longer than timeout for a lock raises StoreBusyError (a TimeoutError)."""
     path = tmp_path / "jobs.db"

@@ -146,6 +146,22 @@ def test_a_store_from_a_newer_flowforge_is_refused(
     )
 
 
+def test_a_version_1_store_gains_leases_and_the_queue_when_opened(
+    postgres_server: pg_server.PgServer, schema: str
+) -> None:
+    """A store made before leases (schema 1) is migrated; its jobs keep and leases work."""
+    with PostgresStore(postgres_server.dsn, schema=schema) as store:
+        done = stream_flow(store).execute("src", {"values": [1]})
+    drop_leases(postgres_server, schema)
+    set_version(postgres_server, schema, 2)
+    with PostgresStore(postgres_server.dsn, schema=schema) as store:
+        assert store.load(done.job_id).status == JobStatus.COMPLETED
+        queued = stream_flow().submit({"values": [2]}, entry_routine_id="src", store=store)
+        claimed = store.claim()
+        assert claimed is not None and claimed.job_id == queued.job_id
+        assert store.lease(queued.job_id).owner == store.owner  # type: ignore[union-attr]
+
+
 def test_an_older_schema_is_migrated_forward_on_open(
     postgres_server: pg_server.PgServer, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,6 +196,7 @@ def test_a_version_1_schema_gains_task_runs_when_opened(
     """A schema of version 1 (no task runs) is migrated on open and then keeps task results."""
     PostgresStore(postgres_server.dsn, schema=schema).close()
     execute(postgres_server, sql.SQL("DROP TABLE {}.task_runs").format(sql.Identifier(schema)))
+    drop_leases(postgres_server, schema)
     set_version(postgres_server, schema, 1)
     flow = Flow(flow_id="tasks")
     flow.task(lambda n: n * 2, name="double")
@@ -187,6 +204,18 @@ def test_a_version_1_schema_gains_task_runs_when_opened(
         job = flow.execute(entry_params={"n": 21}, store=store)
         assert store.load(job.job_id).output("double") == 42
     assert "task_runs" in tables(postgres_server, schema)
+
+
+def drop_leases(server: pg_server.PgServer, schema: str) -> None:
+    """Take schema 3's lease columns off the jobs table (to make an older store)."""
+    execute(
+        server,
+        sql.SQL(
+            "ALTER TABLE {}.jobs DROP COLUMN lease_owner, DROP COLUMN lease_since, "
+            "DROP COLUMN lease_heartbeat, DROP COLUMN lease_expires, DROP COLUMN request, "
+            "DROP COLUMN request_reason, DROP COLUMN queued_at"
+        ).format(sql.Identifier(schema)),
+    )
 
 
 def set_version(server: pg_server.PgServer, schema: str, version: int) -> None:

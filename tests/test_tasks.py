@@ -699,6 +699,11 @@ def test_a_version_1_store_gains_task_runs_when_opened(tmp_path: Path) -> None:
     SQLiteStore(path).close()
     db = sqlite3.connect(path)
     db.execute("DROP TABLE task_runs")
+    db.execute("DROP INDEX jobs_queue")  # and the columns of version 3 (leases)
+    for column in ("lease_owner", "lease_since", "lease_heartbeat", "lease_expires"):
+        db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    for column in ("request", "request_reason", "queued_at"):
+        db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()

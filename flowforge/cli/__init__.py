@@ -9,14 +9,19 @@ example):
 ``validate FLOW``, ``show FLOW``, ``graph FLOW``
     Check a flow file (every problem, with hints), describe it, or draw it
     as Mermaid or Graphviz text.
-``jobs``, ``status JOB``, ``history JOB``, ``resume JOB``, ``cancel JOB``,
-``delete JOB``, ``prune``
-    List, inspect, continue, cancel and delete the jobs in the store.
+``jobs``, ``status JOB``, ``history JOB``, ``resume JOB``, ``pause JOB``,
+``cancel JOB``, ``delete JOB``, ``prune``
+    List, inspect, continue, stop and delete the jobs in the store; ``pause``
+    and ``cancel`` stop a job running in any process that shares the store.
+``submit FLOW``, ``worker``
+    Queue a job for workers; run queued jobs (several workers share a store,
+    taking over the jobs of one that died once its leases expire).
 
 Jobs are kept in a store, by default the SQLite file ``flowforge.db`` in the
-working directory (``--store PATH`` or the ``FLOWFORGE_STORE`` environment
-variable choose another), so ``run`` then ``status`` just works. A job id may
-be shortened to any prefix that names one job.
+working directory (``--store URL`` or the ``FLOWFORGE_STORE`` environment
+variable choose another: a path, ``sqlite:///PATH``, ``postgresql://...``),
+so ``run`` then ``status`` just works. A store is always printed without its
+password. A job id may be shortened to any prefix that names one job.
 
 Where routine classes come from
     A flow file names its routine classes by import path
@@ -47,7 +52,7 @@ Output
 
 Layout
     One module per command group (``run``, ``flows``, ``jobs``,
-    ``resume``), each listing its click commands in ``COMMANDS``; a new
+    ``resume``, ``worker``), each listing its click commands in ``COMMANDS``; a new
     module is picked up by :func:`build_cli` on its own.
 
 Without the ``cli`` extra (click and rich), ``flowforge`` says how to

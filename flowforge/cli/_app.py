@@ -32,8 +32,9 @@ def build_cli() -> click.Group:
     group = click.Group(
         "flowforge",
         help="Run FlowForge flow files and manage their jobs.\n\nJobs are kept in the "
-        "store, flowforge.db in the working directory unless --store or FLOWFORGE_STORE says "
-        "otherwise. 'flowforge COMMAND --help' shows a command's options and an example.",
+        "store, flowforge.db in the working directory unless --store or FLOWFORGE_STORE names "
+        "another (a path, sqlite:///PATH or postgresql://...). 'flowforge COMMAND --help' "
+        "shows a command's options and an example.",
         epilog=example(
             "flowforge run examples/report_flow.yaml", "flowforge jobs", "flowforge status JOB_ID"
         ),

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from ..errors import FlowForgeError
-from ..store import SQLiteStore, StoreError
+from ..store import StoreError, open_store, parse_store_url
 
 DEFAULT_STORE = "flowforge.db"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -106,14 +106,16 @@ def route_logging(verbosity: int) -> None:
 
 
 def store_option(f: F) -> F:
-    """``--store PATH`` (env ``FLOWFORGE_STORE``)."""
+    """``--store URL`` (env ``FLOWFORGE_STORE``)."""
     return click.option(
         "--store",
         envvar="FLOWFORGE_STORE",
         default=DEFAULT_STORE,
         show_default=True,
-        metavar="PATH",
-        help="The job store, an SQLite file (env: FLOWFORGE_STORE).",
+        metavar="URL",
+        help="The job store: an SQLite file (a path or sqlite:///PATH), "
+        "postgresql://user:pw@host/db, or memory:// (env: FLOWFORGE_STORE; prefer it for "
+        "a URL with a password).",
     )(f)
 
 
@@ -164,10 +166,12 @@ def job_argument(f: F) -> F:
 def _complete_job(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Job ids from the store, for shell completion."""
     store = ctx.params.get("store") or os.environ.get("FLOWFORGE_STORE", DEFAULT_STORE)
-    if not Path(store).exists():
-        return []
     try:
-        with SQLiteStore(store) as job_store:
+        parsed = parse_store_url(store)
+        if parsed.kind == "sqlite" and not Path(parsed.target).exists():
+            return []
+        options = {} if parsed.kind == "memory" else {"readonly": True}
+        with open_store(store, **options) as job_store:
             return [j.job_id for j in job_store.list_jobs() if j.job_id.startswith(incomplete)]
     except StoreError:
         return []

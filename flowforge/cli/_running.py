@@ -34,7 +34,7 @@ from ..errors import FlowForgeError, JobStateError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus
 from ..signals import job_started, routine_failed, routine_finished
-from ..store import SQLiteStore
+from ..store import Store
 from ._common import (
     DEFAULT_STORE,
     EXIT_FAILED,
@@ -44,7 +44,7 @@ from ._common import (
     CommandError,
 )
 from ._describe import job_summary, print_job, routine_run
-from ._store import open_store
+from ._store import has_password, open_store, shown
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -240,7 +240,7 @@ class RunSettings:
 def run_job(
     flow: Flow,
     job: JobState,
-    start: Callable[[SQLiteStore], JobState],
+    start: Callable[[Store], JobState],
     settings: RunSettings,
     verb: str = "Running",
 ) -> NoReturn:
@@ -250,7 +250,7 @@ def run_job(
     if not settings.quiet:
         progress.say(
             f"{verb} job {job.job_id} of flow '{flow.flow_id}' (store "
-            f"{settings.store}). Ctrl-C pauses it."
+            f"{shown(settings.store)}). Ctrl-C pauses it."
         )
 
     def work() -> JobState:
@@ -327,16 +327,25 @@ def resume_invocation(job: JobState, options: Sequence[str] = ()) -> str | None:
     """The command that resumes ``job``, or ``None`` if it cannot be resumed."""
     if job.status not in (JobStatus.PAUSED, JobStatus.FAILED, JobStatus.RUNNING):
         return None
-    return shlex.join(["flowforge", "resume", job.job_id, *options])
+    env = [o for o in options if o.startswith(_ENV)]
+    rest = [o for o in options if not o.startswith(_ENV)]
+    return " ".join([*env, shlex.join(["flowforge", "resume", job.job_id, *rest])])
+
+
+_ENV = "FLOWFORGE_STORE="
 
 
 def resume_options(store: str, allow: Sequence[str]) -> tuple[str, ...]:
     """The options ``resume`` needs to find what ``run`` found.
 
     No ``--path``: the store records where the flow's routines came from.
+    A store URL with a password is never printed: the command then names
+    ``FLOWFORGE_STORE`` (with the password hidden) for the user to set.
     """
     options: list[str] = []
-    if store != DEFAULT_STORE:
+    if has_password(store):
+        options.append(f"{_ENV}{shlex.quote(shown(store))}")
+    elif store != DEFAULT_STORE:
         options += ["--store", store]
     for name in allow:
         options += ["--allow", name]

@@ -1,4 +1,9 @@
-"""``flowforge jobs|status|history|cancel|delete|prune``: the jobs in the store."""
+"""``flowforge jobs|status|history|pause|cancel|delete|prune``: the jobs in the store.
+
+``pause`` and ``cancel`` go through the store: a job running in any process
+sharing it stops within a second; one that runs nowhere is changed in the
+store directly.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,17 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
 import click
 
+from ..errors import JobStateError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus
-from ..store import FINISHED, JobSummary, SQLiteStore
+from ..store import FINISHED, JobSummary, Lease, Store
+from ..store._lease import stamp
 from ._common import (
-    DEFAULT_STORE,
     EXIT_FAILED,
     CommandError,
     example,
@@ -26,8 +31,8 @@ from ._common import (
     store_option,
 )
 from ._describe import job_summary, print_job, print_table, when
-from ._running import resume_invocation
-from ._store import load_job, open_store, stored_flow
+from ._running import resume_invocation, resume_options
+from ._store import find_job_id, load_job, no_store_yet, open_store, shown, stored_flow
 
 STATUSES = [str(s) for s in JobStatus]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -46,15 +51,15 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 @guarded
 def jobs(store: str, flow_id: str | None, status: str | None, as_json: bool) -> None:
     """List the jobs in the store, oldest first."""
-    if not Path(store).exists():
-        click.echo("[]" if as_json else f"No jobs: there is no store at {store} yet.")
+    if no_store_yet(store):
+        click.echo("[]" if as_json else f"No jobs: there is no store at {shown(store)} yet.")
         return
     with open_store(store, readonly=True) as job_store:
         found = job_store.list_jobs(flow_id=flow_id, status=status)
     if as_json:
         click.echo(json.dumps([_listing(j) for j in found], indent=2))
     elif not found:
-        click.echo(f"No jobs in {store} match.")
+        click.echo(f"No jobs in {shown(store)} match.")
     else:
         rows = [
             [
@@ -91,18 +96,36 @@ def status(job_id: str, store: str, as_json: bool) -> None:
     with open_store(store, must_exist=True, readonly=True) as job_store:
         job = load_job(job_store, job_id)
         flow, trouble = _rebuilt(job_store, job)
-    command = resume_invocation(job, () if store == DEFAULT_STORE else ("--store", store))
+        lease = job_store.lease(job.job_id)
+    live = lease is not None and lease.live()
+    command = None if live else resume_invocation(job, resume_options(store, ()))
     if as_json:
         data = job_summary(job, flow, command)
         data["resume_problem"] = trouble if command else None
+        data["lease"] = None if lease is None else {**attrs.asdict(lease), "live": live}
         click.echo(json.dumps(data, indent=2))
         return
     print_job(job, flow, command)
+    if lease is not None:
+        click.echo(f"\n{_runner_text(lease)}")
     if command and trouble:
         click.echo(f"\nNote: the flow cannot be rebuilt here, so resuming needs more:\n{trouble}")
 
 
-def _rebuilt(store: SQLiteStore, job: JobState) -> tuple[Flow | None, str | None]:
+def _runner_text(lease: Lease) -> str:
+    if lease.live():
+        return (
+            f"Running in {lease.owner} since {stamp(lease.since)} (last heartbeat "
+            f"{stamp(lease.heartbeat_at)}; its lease expires {stamp(lease.expires_at)} unless "
+            f"renewed). Stop it from here with: flowforge pause {lease.job_id}"
+        )
+    return (
+        f"Its runner {lease.owner} stopped heartbeating at {stamp(lease.heartbeat_at)}; its "
+        f"lease expired {stamp(lease.expires_at)}, so the job can be resumed."
+    )
+
+
+def _rebuilt(store: Store, job: JobState) -> tuple[Flow | None, str | None]:
     """The job's flow from the store, or why it cannot be rebuilt in this process."""
     try:
         return stored_flow(store, job), None
@@ -173,38 +196,95 @@ def _clip(text: str, width: int) -> str:
 
 
 @click.command(
+    "pause",
+    short_help="Pause a job, wherever it runs.",
+    epilog=example("flowforge pause 3f2a --reason 'maintenance'"),
+)
+@job_argument
+@store_option
+@click.option("--reason", help="Why, for the record.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for a running job to stop (0: do not wait).",
+)
+@guarded
+def pause(job_id: str, store: str, reason: str | None, wait_seconds: float) -> None:
+    """Pause a running or queued job; resume it later with flowforge resume.
+
+    A job running in any process that shares the store stops within a
+    second (running calls finish first); this waits for it. A job that
+    runs nowhere (queued, or left running by a process that died) is
+    marked paused in the store.
+    """
+    _control(job_id, store, "pause", reason or "paused from the command line", wait_seconds)
+
+
+@click.command(
     "cancel",
-    short_help="Cancel a paused or failed job.",
+    short_help="Cancel a job, wherever it runs.",
     epilog=example("flowforge cancel 3f2a --reason 'bad input file'"),
 )
 @job_argument
 @store_option
 @click.option("--reason", help="Why, for the record.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for a running job to stop (0: do not wait).",
+)
 @guarded
-def cancel(job_id: str, store: str, reason: str | None) -> None:
-    """Mark a paused, interrupted or failed job cancelled, so it is not resumed.
+def cancel(job_id: str, store: str, reason: str | None, wait_seconds: float) -> None:
+    """Cancel a job so it is not resumed: running, queued, paused, interrupted or failed.
 
-    Only the store changes; a job running in another process is not
-    stopped (press Ctrl-C there).
+    A job running in any process that shares the store stops within a
+    second; this waits for it. Otherwise the store records it cancelled.
     """
+    _control(job_id, store, "cancel", reason or "cancelled from the command line", wait_seconds)
+
+
+def _control(job_id: str, store: str, action: str, reason: str, wait_seconds: float) -> None:
+    done = "paused" if action == "pause" else "cancelled"
     with open_store(store, must_exist=True) as job_store:
-        job = load_job(job_store, job_id)
-        if job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
-            raise CommandError(
-                f"Job {job.job_id} is already {job.status}; only paused, interrupted or "
-                "failed jobs can be cancelled.",
-                EXIT_FAILED,
-            )
-        mark_cancelled(job_store, job, reason or "cancelled from the command line")
-    click.echo(f"Job {job.job_id} cancelled.")
+        full = find_job_id(job_store, job_id)
+        status = job_store.load(full).status
+        if status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
+            raise CommandError(f"Job {full} is already {status}; it cannot be {done}.", EXIT_FAILED)
+        try:
+            asked = getattr(job_store, f"request_{action}")(full, reason)
+        except JobStateError as exc:
+            raise CommandError(str(exc), EXIT_FAILED) from None
+        if not asked:
+            click.echo(f"Job {full} {done}.")
+            return
+        lease = job_store.lease(full)
+        owner = lease.owner if lease is not None else "its runner"
+        click.echo(f"Job {full} runs in {owner}: asked it to {action}.", err=True)
+        stopped = _wait_stopped(job_store, full, wait_seconds)
+    if stopped is None:
+        click.echo(f"Job {full}: {action} requested; it has not stopped yet.")
+    else:
+        click.echo(f"Job {full} {stopped}.")
 
 
-def mark_cancelled(store: SQLiteStore, job: JobState, reason: str) -> None:
-    """Record ``job`` as cancelled in ``store``."""
-    job.status = JobStatus.CANCELLED
-    job.reason = reason
-    job.finished_at = time.time()
-    store.save(job)
+def _wait_stopped(store: Store, job_id: str, seconds: float) -> str | None:
+    """The job's status once its runner let it go, or ``None`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        lease = store.lease(job_id)
+        if lease is None or not lease.live():
+            return str(store.load(job_id).status)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 @click.command(
@@ -262,8 +342,8 @@ def prune(store: str, older_than: str, statuses: Sequence[str], yes: bool) -> No
     """
     seconds = parse_age(older_than)
     wanted = tuple(statuses) or tuple(str(s) for s in FINISHED)
-    if not Path(store).exists():
-        click.echo(f"No jobs: there is no store at {store} yet.")
+    if no_store_yet(store):
+        click.echo(f"No jobs: there is no store at {shown(store)} yet.")
         return
     with open_store(store) as job_store:
         cutoff = time.time() - seconds
@@ -289,4 +369,4 @@ def parse_age(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-COMMANDS = (jobs, status, history, cancel, delete, prune)
+COMMANDS = (jobs, status, history, pause, cancel, delete, prune)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import click
 
 from ..job_state import JobState, JobStatus
-from ..store import SQLiteStore
+from ..store import Store
 from ._common import (
     EXIT_FAILED,
     CommandError,
@@ -71,7 +71,7 @@ def resume(
         flow = stored_flow(job_store, job, allow, path)
     _override_params(job, param)
 
-    def start(store_: SQLiteStore) -> JobState:
+    def start(store_: Store) -> JobState:
         return flow.resume(job, store=store_)
 
     options = resume_options(store, allow) + tuple(o for p in path for o in ("--path", p))

@@ -11,7 +11,7 @@ import attrs
 import click
 
 from ..job_state import JobState
-from ..store import SQLiteStore
+from ..store import Store
 from ..validation import Problem
 from ._common import (
     EXIT_OK,
@@ -38,6 +38,7 @@ from ._loading import (
     resolve_entry,
 )
 from ._running import RunSettings, resume_options, run_job
+from ._store import shown
 
 
 @click.command(
@@ -119,7 +120,7 @@ def run(
         err(problem_report(flow_file, problems))
     job = JobState(flow_id=flow.flow_id)
 
-    def start(job_store: SQLiteStore) -> JobState:
+    def start(job_store: Store) -> JobState:
         return flow.execute(routine_id, params, entry_slot=slot, job_state=job, store=job_store)
 
     run_job(flow, job, start, RunSettings(store, as_json, quiet, resume_options(store, allow)))
@@ -140,7 +141,7 @@ def _dry_run(
         "flow_file": str(loaded.path),
         "entry": {"routine_id": routine_id, "slot": slot, "params": params},
         "executor": flow.executor.settings(),
-        "store": store,
+        "store": shown(store),
         "routines": {
             rid: f"{type(r).__module__}:{type(r).__qualname__}" for rid, r in flow.routines.items()
         },
@@ -155,7 +156,7 @@ def _dry_run(
             f"Dry run: nothing is executed and the store is not touched.\n\n"
             f"Would run flow '{flow.flow_id}' from {loaded.path}\n"
             f"  entry        {where}\n  params       {json.dumps(params)}\n"
-            f"  executor     {executor_text(flow)}\n  store        {store}\n"
+            f"  executor     {executor_text(flow)}\n  store        {shown(store)}\n"
             f"  routines     {', '.join(flow.routines)}\n"
             f"  connections  {len(flow.connections)}"
         )

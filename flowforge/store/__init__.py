@@ -22,6 +22,15 @@ The contract:
   runs again.
 - Pausing, cancelling, failing and finishing are recorded; a paused job
   resumes from the store after a restart.
+- A runner holds a :class:`Lease` on each job it runs (owner, heartbeat,
+  expiry): resuming or claiming a job whose lease is live raises
+  :class:`LeaseHeldError` naming the owner; a dead runner's lease lapses
+  after ``lease_seconds`` and the job can be resumed.
+- ``store.request_pause(job_id)`` and ``store.request_cancel(job_id)`` stop
+  a job running in any process sharing the store, within a second.
+- ``store.submit`` (or :meth:`Flow.submit <flowforge.Flow.submit>`) queues
+  a job; ``store.claim`` hands queued jobs to workers, one each
+  (``flowforge worker``).
 - Message data, slot state, stats and config are stored as JSON.
 
 :class:`SQLiteStore` keeps jobs in one SQLite file, shared safely by threads
@@ -40,6 +49,8 @@ from ._errors import (
     CorruptStoreError,
     FlowNotFoundError,
     JobNotFoundError,
+    LeaseHeldError,
+    LeaseLostError,
     NotAStoreError,
     StoreAccessError,
     StoreAuthError,
@@ -55,6 +66,7 @@ from ._errors import (
     StoreVanishedError,
     StoreVersionError,
 )
+from ._lease import Lease
 from ._records import Batch, JobRecord
 from ._url import StoreURL, open_store, parse_store_url, postgres_store
 from .base import FINISHED, Durability, FlowOrigin, JobSummary, Store
@@ -75,6 +87,9 @@ __all__ = [
     "JobNotFoundError",
     "JobRecord",
     "JobSummary",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseLostError",
     "MemoryStore",
     "NotAStoreError",
     "PostgresStore",

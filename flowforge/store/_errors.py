@@ -9,7 +9,7 @@ public home, ``flowforge.store``, in tracebacks and the docs.
 
 from __future__ import annotations
 
-from ..errors import FlowForgeError
+from ..errors import FlowForgeError, JobStateError
 
 
 class StoreError(FlowForgeError):
@@ -191,3 +191,52 @@ class StoreDriverError(StoreError, ImportError):  # type: ignore[misc]
     """The database driver a store needs is not installed (``flowforge[postgres]``)."""
 
     __module__ = "flowforge.store"
+
+
+class LeaseHeldError(JobStateError):
+    """A job another runner holds a live lease on was resumed, claimed or changed.
+
+    Attributes:
+        job_id: The job.
+        status: Its status when asked.
+        owner: Who holds the lease (``host:pid:suffix`` of the runner's store).
+        since: When that owner took the lease (seconds since the epoch).
+        heartbeat_at: The owner's latest heartbeat.
+        expires_at: When the lease expires unless the owner renews it.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str,
+        status: str,
+        owner: str,
+        since: float,
+        heartbeat_at: float,
+        expires_at: float,
+    ) -> None:
+        super().__init__(message, job_id=job_id, status=status)
+        self.owner = owner
+        self.since = since
+        self.heartbeat_at = heartbeat_at
+        self.expires_at = expires_at
+
+
+class LeaseLostError(StoreError):
+    """A runner's lease on its job expired and another runner took the job over.
+
+    What the first runner did since is not stored: the job belongs to the
+    new owner, which resumes it from the last commit.
+
+    Attributes:
+        job_id: The job.
+    """
+
+    __module__ = "flowforge.store"
+
+    def __init__(self, message: str, *, path: str, job_id: str) -> None:
+        super().__init__(message, path=path)
+        self.job_id = job_id

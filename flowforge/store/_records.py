@@ -108,6 +108,13 @@ class Batch:
     flow: tuple[str, str] | None = None
     #: ``(name, run)`` of each task run the batch changed.
     tasks: list[tuple[str, str]] = attrs.field(factory=list)
+    #: The runner whose lease covers this commit (``None``: no lease is checked or kept).
+    owner: str | None = None
+    #: Take the lease (``begin``, ``save``): allowed when it is free, expired or ``owner``'s.
+    #: Without it the commit needs ``owner`` to hold the lease already.
+    acquire: bool = False
+    #: The lease's new expiry; ``None`` releases the lease (and clears control requests).
+    expires_at: float | None = None
 
 
 @attrs.frozen

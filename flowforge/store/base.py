@@ -54,16 +54,18 @@ import attrs
 from ..errors import FlowForgeError, JobStateError, SerializationError, UnstorableDataError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus, Message
-from . import _checks, _records
+from . import _checks, _lease, _records
 from ._errors import (
     CorruptStoreError,
     FlowNotFoundError,
     JobNotFoundError,
+    LeaseHeldError,
     StoreClosedError,
     StoreTypeError,
     StoreUsageError,
 )
 from ._journal import OpenJob
+from ._lease import Control, Lease, LeaseKeeper, new_owner
 
 if TYPE_CHECKING:
     from ._records import Batch, JobRecord
@@ -132,6 +134,28 @@ class Store(abc.ABC):
     - ``_put_flow(flow_id, definition, when)`` and ``_get_flow(flow_id)``:
       keep and return a flow's definition (JSON text).
     - ``_release()``: free resources; called once, by :meth:`close`.
+    - Leases (see :class:`~flowforge.store.Lease`): ``_apply`` honours the
+      batch's ``owner``, ``acquire`` and ``expires_at``: in its transaction it
+      reads the job's lease and stored status, locking the row, and calls
+      ``flowforge.store._lease.check(batch, lease, status, name, path)``,
+      then keeps the lease (owner, heartbeat ``updated_at``, expiry) or, when
+      ``expires_at`` is ``None``, clears it and the job's control request. A
+      job whose batch has status ``queued`` is marked as queued (for
+      ``_claim``) and stays so.
+    - ``_lease_of(job_id)``: the job's :class:`~flowforge.store.Lease`
+      (live or lapsed), or ``None``.
+    - ``_heartbeat(owner, job_ids, now, expires_at)``: in one transaction,
+      renew (when ``expires_at`` is not ``None``) the leases ``owner`` holds
+      on ``job_ids``, and return ``{job_id: control}`` for each job it still
+      holds, ``control`` being the job's request ``(action, reason)`` or ``None``.
+    - ``_request(job_id, action, reason, now)``: atomically leave a control
+      request on the job if its lease is live (a ``"cancel"`` is never
+      replaced by a ``"pause"``); ``"sent"``, ``"idle"`` (no live lease:
+      nothing changed) or ``"absent"`` (no such job).
+    - ``_claim(owner, now, expires_at)``: atomically give ``owner`` the lease
+      of the oldest queued job whose lease is free (a job that was queued
+      and is still ``queued`` or ``running``); its id, or ``None``. Two
+      claims never get the same job.
     - ``_name()``: the store in words, for messages; ``_path()`` (optional):
       its file or URL, without a password.
 
@@ -148,6 +172,16 @@ class Store(abc.ABC):
         group_max: With ``"grouped"``, the most steps in one commit.
         group_seconds: With ``"grouped"``, a group is committed at the first
             step after it has been open this long.
+        lease_seconds: How long a runner's lease on a job lasts without a
+            heartbeat; after that the job may be resumed or claimed elsewhere.
+        heartbeat_seconds: How often running jobs' leases are renewed
+            (default: a sixth of ``lease_seconds``).
+        poll_seconds: How often running jobs look for pause and cancel
+            requests left by other processes.
+
+    Attributes:
+        owner: This store object's runner id, ``host:pid:suffix``, written on
+            the leases of the jobs it runs.
     """
 
     def __init__(
@@ -156,6 +190,9 @@ class Store(abc.ABC):
         durability: Durability = "grouped",
         group_max: int = 10_000,
         group_seconds: float = 0.05,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float | None = None,
+        poll_seconds: float = 0.2,
     ) -> None:
         _checks.choice("durability", durability, DURABILITIES)
         self.durability: Durability = durability
@@ -163,6 +200,14 @@ class Store(abc.ABC):
         if durability == "activation":
             self.group_max = 1
         self.group_seconds = _checks.seconds("group_seconds", group_seconds)
+        self.lease_seconds = _checks.seconds("lease_seconds", lease_seconds, positive=True)
+        beat = lease_seconds / 6 if heartbeat_seconds is None else heartbeat_seconds
+        self.heartbeat_seconds = _checks.seconds("heartbeat_seconds", beat, positive=True)
+        self.poll_seconds = _checks.seconds("poll_seconds", poll_seconds, positive=True)
+        self.owner = new_owner()
+        self._keeper = LeaseKeeper(
+            self._beat, self.lease_seconds, self.heartbeat_seconds, self.poll_seconds
+        )
         self._jobs: dict[str, OpenJob] = {}
         self._jobs_lock = threading.Lock()
         self._closed = False
@@ -176,8 +221,13 @@ class Store(abc.ABC):
         logged and skipped: the job still runs, and can be resumed with its
         flow built another way.
 
+        The store takes the job's lease in the same transaction, and renews
+        it while the job runs.
+
         Raises:
             JobStateError: The job is already running against this store.
+            LeaseHeldError: Another runner holds a live lease on the job (a
+                ``JobStateError`` naming the owner).
             SerializationError: The job holds data that is not JSON.
         """
         self._check_open()
@@ -196,12 +246,13 @@ class Store(abc.ABC):
             self._jobs[job.job_id] = entry
         try:
             batch, segments = _records.whole(job, time.time(), self._definition(flow))
-            self._apply(batch)
+            self._apply(self._hold(batch, acquire=True))
         except BaseException:
             with self._jobs_lock:
                 del self._jobs[job.job_id]
             raise
         entry.stored(batch, segments)
+        self._keeper.watch(job, flow)
 
     def unstorable(
         self,
@@ -283,8 +334,9 @@ class Store(abc.ABC):
                 logger.warning("end() of a copy of running job %s ignored", job.job_id)
                 return
             self._jobs.pop(job.job_id, None)
+        self._keeper.unwatch(job.job_id)
         if group is not None and group.broken:
-            self._apply(group.final(time.time()))
+            self._apply(self._hold(group.final(time.time()), release=True))
             return
         try:
             batch = _records.whole(job, time.time())[0]
@@ -295,13 +347,13 @@ class Store(abc.ABC):
                 "job %s: its final state cannot be stored; keeping its last commit", job.job_id
             )
             batch = group.final(time.time())
-        self._apply(batch)
+        self._apply(self._hold(batch, acquire=group is None, release=True))
 
     def _commit(self, group: OpenJob) -> None:
         if group.broken:
             return
         try:
-            batch = group.batch(time.time())
+            batch = self._hold(group.batch(time.time()))
             self._apply(batch)
         except BaseException:
             # The group is lost; only the job's final status is written over the last commit.
@@ -357,23 +409,26 @@ class Store(abc.ABC):
 
         Raises:
             JobStateError: The job is running against this store now.
+            LeaseHeldError: The job runs elsewhere (its lease is live).
             SerializationError: The job holds data that is not JSON.
         """
         self._check_open()
         _checks.instance("job", job, JobState, "save")
         self._refuse_running(job.job_id, "save")
-        self._apply(_records.whole(job, time.time())[0])
+        self._apply(self._hold(_records.whole(job, time.time())[0], acquire=True, release=True))
 
     def delete(self, job_id: str) -> None:
         """Forget the job and everything stored with it.
 
         Raises:
             JobNotFoundError: The store has no such job.
-            JobStateError: The job is running against this store now.
+            JobStateError: The job is running against this store now, or
+                elsewhere (:class:`LeaseHeldError`: its lease is live).
         """
         self._check_open()
         _checks.identifier("job_id", job_id)
         self._refuse_running(job_id, "delete")
+        self._refuse_leased(job_id)
         if not self._remove(job_id):
             raise JobNotFoundError(
                 f"Cannot delete job '{job_id}': {self._name()} has no such job.",
@@ -458,6 +513,161 @@ class Store(abc.ABC):
             tuple(str(m) for m in origin.get("modules", ())),
         )
 
+    # -- leases, control and the queue --------------------------------------------
+
+    def lease(self, job_id: str) -> Lease | None:
+        """Who runs the job: its :class:`~flowforge.store.Lease`, live or lapsed, or ``None``.
+
+        A job has a lease from the moment a runner begins (or claims) it until
+        it stops running; a lapsed one (``not lease.live()``) was left by a
+        runner that died.
+        """
+        self._check_open()
+        _checks.identifier("job_id", job_id)
+        return self._lease_of(job_id)
+
+    def request_pause(self, job_id: str, reason: str | None = None) -> bool:
+        """Pause the job, wherever it runs.
+
+        A job running in any process that shares the store pauses within a
+        second (its runner polls every ``poll_seconds``; running calls finish
+        first). A job that runs nowhere (queued, or left ``running`` by a dead
+        process) is marked paused in the store at once.
+
+        Returns:
+            ``True`` if a running job was asked, ``False`` if the store was changed.
+
+        Raises:
+            JobNotFoundError: The store has no such job.
+            JobStateError: The job is already paused, or finished.
+        """
+        return self._control(job_id, "pause", reason)
+
+    def request_cancel(self, job_id: str, reason: str | None = None) -> bool:
+        """Cancel the job, wherever it runs; like :meth:`request_pause`.
+
+        A job that runs nowhere (queued, paused, failed, or left ``running``)
+        is marked cancelled in the store at once.
+
+        Raises:
+            JobNotFoundError: The store has no such job.
+            JobStateError: The job is already completed or cancelled.
+        """
+        return self._control(job_id, "cancel", reason)
+
+    def submit(self, job: JobState, flow: Flow) -> None:
+        """Queue ``job``, a fresh job of ``flow`` with its entry call queued, for a worker.
+
+        The job is stored with status ``queued``, with ``flow``'s definition;
+        :meth:`claim` hands it to a worker. :meth:`Flow.submit
+        <flowforge.Flow.submit>` is the usual way in.
+
+        Raises:
+            JobStateError: The store already has a job with this id.
+            SerializationError: The flow's definition or the job's data is not JSON.
+        """
+        self._check_open()
+        _checks.instance("job", job, JobState, "submit")
+        _checks.instance("flow", flow, Flow, "submit")
+        if self._read(job.job_id) is not None:
+            raise JobStateError(
+                f"Cannot submit job {job.job_id}: {self._name()} already has a job with that "
+                "id. Give the new job another id (or none: one is made).",
+                job_id=job.job_id,
+                status=str(job.status),
+            )
+        job.status = JobStatus.QUEUED
+        job.reason = None
+        definition = (flow.flow_id, _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'"))
+        batch = _records.whole(job, time.time(), definition)[0]
+        self._apply(self._hold(batch, acquire=True, release=True))
+
+    def claim(self) -> JobState | None:
+        """Take the oldest queued job for this store's runner, or ``None`` if there is none.
+
+        The job comes with its lease held by :attr:`owner`: run it with this
+        store (``flow.resume(job, store=store)``) or give it back with
+        :meth:`release`. Queued jobs whose runner died (their lease lapsed) are
+        claimed again, and resume from their last commit. Two claims, in any
+        processes, never get the same job.
+        """
+        self._check_open()
+        now = time.time()
+        job_id = self._claim(self.owner, now, now + self.lease_seconds)
+        if job_id is None:
+            return None
+        try:
+            return self.load(job_id)
+        except BaseException:
+            self.release(job_id)
+            raise
+
+    def release(self, job_id: str) -> None:
+        """Give up this runner's lease on a claimed job it will not run (no-op otherwise)."""
+        self._check_open()
+        _checks.identifier("job_id", job_id)
+        now = time.time()
+        self._heartbeat(self.owner, [job_id], now, now)
+
+    def _control(self, job_id: str, action: str, reason: str | None) -> bool:
+        self._check_open()
+        _checks.identifier("job_id", job_id)
+        reason = reason or ("paused" if action == "pause" else "cancelled")
+        while True:
+            sent = self._request(job_id, action, reason, time.time())
+            if sent == "absent":
+                raise JobNotFoundError(
+                    f"Cannot {action} job '{job_id}': {self._name()} has no such job.",
+                    path=self._path(),
+                    job_id=job_id,
+                )
+            if sent == "sent":
+                return True
+            try:
+                self._control_stored(self.load(job_id), action, reason)
+            except LeaseHeldError:  # it started meanwhile: ask its runner
+                continue
+            return False
+
+    def _control_stored(self, job: JobState, action: str, reason: str) -> None:
+        allowed = (
+            (JobStatus.QUEUED, JobStatus.PENDING, JobStatus.RUNNING)
+            if action == "pause"
+            else tuple(s for s in JobStatus if not s.finished or s is JobStatus.FAILED)
+        )
+        if job.status not in allowed:
+            raise JobStateError(
+                f"Cannot {action} job {job.job_id}: it is {job.status}. Only "
+                f"{', '.join(map(str, allowed))} jobs can be "
+                f"{'paused' if action == 'pause' else 'cancelled'}.",
+                job_id=job.job_id,
+                status=str(job.status),
+            )
+        job.reason = reason
+        if action == "pause":
+            job.status = JobStatus.PAUSED
+        else:
+            job.status = JobStatus.CANCELLED
+            job.finished_at = time.time()
+        self.save(job)
+
+    def _hold(self, batch: Batch, *, acquire: bool = False, release: bool = False) -> Batch:
+        """``batch`` made to check, take, renew or release this runner's lease."""
+        batch.owner = self.owner
+        batch.acquire = acquire
+        batch.expires_at = None if release else batch.updated_at + self.lease_seconds
+        return batch
+
+    def _beat(
+        self, job_ids: Collection[str], now: float, expires_at: float | None
+    ) -> dict[str, Control]:
+        return self._heartbeat(self.owner, job_ids, now, expires_at)
+
+    def _refuse_leased(self, job_id: str) -> None:
+        lease = self._lease_of(job_id)
+        if lease is not None and lease.live() and lease.owner != self.owner:
+            raise _lease.held(lease, "running", self._name())
+
     def _saved_flow(self, flow_id: str) -> dict[str, Any]:
         text = self._get_flow(flow_id)
         if text is None:
@@ -498,6 +708,7 @@ class Store(abc.ABC):
                 job_id=running[0],
                 status="running",
             )
+        self._keeper.stop()
         self._closed = True
         self._release()
 
@@ -582,6 +793,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _release(self) -> None:
         """Free resources (called once, by :meth:`close`)."""
+
+    @abc.abstractmethod
+    def _lease_of(self, job_id: str) -> Lease | None:
+        """The job's lease, live or lapsed, or ``None``."""
+
+    @abc.abstractmethod
+    def _heartbeat(
+        self, owner: str, job_ids: Collection[str], now: float, expires_at: float | None
+    ) -> dict[str, Control]:
+        """Renew ``owner``'s leases on ``job_ids``; the control request of each job still held."""
+
+    @abc.abstractmethod
+    def _request(
+        self, job_id: str, action: str, reason: str, now: float
+    ) -> Literal["sent", "idle", "absent"]:
+        """Leave a control request on the job if its lease is live."""
+
+    @abc.abstractmethod
+    def _claim(self, owner: str, now: float, expires_at: float) -> str | None:
+        """Lease the oldest claimable queued job to ``owner``; its id."""
 
 
 @attrs.frozen

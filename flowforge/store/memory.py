@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
+from . import _lease
 from ._errors import JobNotFoundError
+from ._lease import Control, Lease
 from ._records import Batch, JobRecord
 from .base import Durability, JobSummary, Store
 
@@ -33,6 +35,9 @@ class _Job:
     #: Per tail kind, ``first -> (count, entries, stamps)`` in the order written.
     tails: dict[str, dict[int, tuple[int, str, bytes | None]]] = attrs.field(factory=dict)
     tasks: dict[str, str] = attrs.field(factory=dict)
+    lease: Lease | None = None
+    request: Control = None
+    queued: bool = False
 
 
 class MemoryStore(Store):
@@ -43,6 +48,8 @@ class MemoryStore(Store):
         group_max: With ``"grouped"``, the most steps in one commit.
         group_seconds: With ``"grouped"``, a group is committed at the first
             step after it has been open this long.
+        lease_seconds, heartbeat_seconds, poll_seconds: The leases of running
+            jobs; see :class:`~flowforge.store.Store`.
 
     Example:
         >>> from flowforge import Flow
@@ -65,8 +72,18 @@ class MemoryStore(Store):
         durability: Durability = "grouped",
         group_max: int = 10_000,
         group_seconds: float = 0.05,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float | None = None,
+        poll_seconds: float = 0.2,
     ) -> None:
-        super().__init__(durability=durability, group_max=group_max, group_seconds=group_seconds)
+        super().__init__(
+            durability=durability,
+            group_max=group_max,
+            group_seconds=group_seconds,
+            lease_seconds=lease_seconds,
+            heartbeat_seconds=heartbeat_seconds,
+            poll_seconds=poll_seconds,
+        )
         self._lock = threading.RLock()
         self._stored: dict[str, _Job] = {}
         self._flows: dict[str, str] = {}
@@ -80,7 +97,14 @@ class MemoryStore(Store):
     def _apply(self, batch: Batch) -> None:
         self._check_open()
         with self._lock:
+            old = self._stored.get(batch.job_id)
+            if old is not None:
+                _lease.check(batch, old.lease, old.summary.status, self._name(), "")
             job = self._row(batch)
+            if old is not None and job is not old:
+                job.lease, job.request, job.queued = old.lease, old.request, old.queued
+            job.queued = job.queued or batch.status == "queued"
+            _keep_lease(job, batch)
             for first in batch.dropped:
                 job.messages.pop(first, None)
             for first, alive, runs in batch.consumed:
@@ -175,6 +199,54 @@ class MemoryStore(Store):
             self._stored.clear()
             self._flows.clear()
 
+    def _lease_of(self, job_id: str) -> Lease | None:
+        with self._lock:
+            job = self._stored.get(job_id)
+            return None if job is None else job.lease
+
+    def _heartbeat(
+        self, owner: str, job_ids: Collection[str], now: float, expires_at: float | None
+    ) -> dict[str, Control]:
+        held: dict[str, Control] = {}
+        with self._lock:
+            for job_id in job_ids:
+                job = self._stored.get(job_id)
+                if job is None or job.lease is None or job.lease.owner != owner:
+                    continue
+                if expires_at is not None:
+                    job.lease = attrs.evolve(job.lease, heartbeat_at=now, expires_at=expires_at)
+                held[job_id] = job.request
+        return held
+
+    def _request(
+        self, job_id: str, action: str, reason: str, now: float
+    ) -> Literal["sent", "idle", "absent"]:
+        with self._lock:
+            job = self._stored.get(job_id)
+            if job is None:
+                return "absent"
+            if job.lease is None or not job.lease.live(now):
+                return "idle"
+            if job.request is None or job.request[0] != "cancel":
+                job.request = (action, reason)
+            return "sent"
+
+    def _claim(self, owner: str, now: float, expires_at: float) -> str | None:
+        with self._lock:
+            ready = [
+                job
+                for job in self._stored.values()
+                if job.queued
+                and job.summary.status in ("queued", "running")
+                and (job.lease is None or not job.lease.live(now))
+            ]
+            if not ready:
+                return None
+            job = min(ready, key=lambda j: (j.summary.created_at, j.summary.job_id))
+            job.lease = Lease(job.summary.job_id, owner, now, now, expires_at)
+            job.request = None
+            return job.summary.job_id
+
 
 def _summary(batch: Batch) -> JobSummary:
     return JobSummary(
@@ -188,6 +260,20 @@ def _summary(batch: Batch) -> JobSummary:
         batch.reason,
         0,
     )
+
+
+def _keep_lease(job: _Job, batch: Batch) -> None:
+    if batch.owner is None:
+        return
+    if batch.expires_at is None:
+        job.lease, job.request = None, None
+        return
+    since = batch.updated_at
+    if job.lease is not None and job.lease.owner == batch.owner:
+        since = job.lease.since
+    elif job.lease is not None or batch.acquire:
+        job.request = None
+    job.lease = Lease(batch.job_id, batch.owner, since, batch.updated_at, batch.expires_at)
 
 
 def _trim(job: _Job, keep_from: dict[str, int]) -> None:

@@ -34,7 +34,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -42,6 +42,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from . import _lease
 from ._errors import (
     CorruptStoreError,
     JobNotFoundError,
@@ -57,6 +58,7 @@ from ._errors import (
     StoreUsageError,
     StoreVersionError,
 )
+from ._lease import Control, Lease
 from ._records import Batch, JobRecord
 from ._url import hide_password
 from .base import Durability, JobSummary, Store
@@ -65,7 +67,7 @@ T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
 #: The schema version this FlowForge writes (the ``schema_version`` row of ``meta``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FORMAT = "flowforge/store"
 DEFAULT_SCHEMA = "flowforge"
 _TABLES = (
@@ -88,7 +90,7 @@ _TASK_RUNS = (
     "PRIMARY KEY (jid, name))"
 )
 
-_SCHEMA = (
+_SCHEMA: tuple[str, ...] = (
     "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
     f"CREATE TABLE flows (flow_id text PRIMARY KEY, definition text NOT NULL, "
     f"updated_at {_TIME} NOT NULL)",
@@ -113,9 +115,24 @@ _SCHEMA = (
     "PRIMARY KEY (jid, kind, first))",
     _TASK_RUNS,
 )
+# Version 3: leases, control requests and the queue, on the job's row.
+_LEASES = (
+    f"ALTER TABLE jobs ADD COLUMN lease_owner text, ADD COLUMN lease_since {_TIME}, "
+    f"ADD COLUMN lease_heartbeat {_TIME}, ADD COLUMN lease_expires {_TIME}, "
+    f"ADD COLUMN request text, ADD COLUMN request_reason text, ADD COLUMN queued_at {_TIME}",
+    "CREATE INDEX jobs_queue ON jobs (queued_at, jid) "
+    "WHERE queued_at IS NOT NULL AND status IN ('queued', 'running')",
+)
+_SCHEMA += _LEASES
+
+
+def _add_leases(conn: Connection) -> None:
+    for statement in _LEASES:
+        conn.execute(statement.encode())
+
 
 #: Upgrades: ``MIGRATIONS[n]`` brings a version ``n`` schema to ``n + 1`` (within its transaction).
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _add_leases}
 
 
 def _add_task_runs(conn: Connection) -> None:
@@ -154,6 +171,9 @@ class PostgresStore(Store):
         readonly: Open an existing store to read it only: nothing is
             created, migrated or written, and every write raises
             :class:`StoreReadOnlyError`.
+        lease_seconds, heartbeat_seconds, poll_seconds: The leases of running
+            jobs; see :class:`~flowforge.store.Store`. Lease times are the
+            clocks of the machines running jobs, so keep them in sync (NTP).
 
     Raises:
         StoreURLError: ``dsn`` is malformed.
@@ -176,8 +196,18 @@ class PostgresStore(Store):
         timeout: float = 30.0,
         pool_size: int = 4,
         readonly: bool = False,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float | None = None,
+        poll_seconds: float = 0.2,
     ) -> None:
-        super().__init__(durability=durability, group_max=group_max, group_seconds=group_seconds)
+        super().__init__(
+            durability=durability,
+            group_max=group_max,
+            group_seconds=group_seconds,
+            lease_seconds=lease_seconds,
+            heartbeat_seconds=heartbeat_seconds,
+            poll_seconds=poll_seconds,
+        )
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise StoreUsageError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
@@ -393,6 +423,74 @@ class PostgresStore(Store):
     def _release(self) -> None:
         self._pool.close()
 
+    def _lease_of(self, job_id: str) -> Lease | None:
+        row = self._transact(
+            lambda conn: conn.execute(
+                "SELECT job_id, lease_owner, lease_since, lease_heartbeat, lease_expires "
+                "FROM jobs WHERE job_id = %s AND lease_owner IS NOT NULL",
+                (job_id,),
+            ).fetchone(),
+            write=False,
+        )
+        return None if row is None else Lease(*row)
+
+    def _heartbeat(
+        self, owner: str, job_ids: Collection[str], now: float, expires_at: float | None
+    ) -> dict[str, Control]:
+        ids = list(job_ids)
+
+        def work(conn: Connection) -> dict[str, Control]:
+            if expires_at is not None:
+                conn.execute(
+                    "UPDATE jobs SET lease_heartbeat = %s, lease_expires = %s "
+                    "WHERE lease_owner = %s AND job_id = ANY(%s)",
+                    (now, expires_at, owner, ids),
+                )
+            rows = conn.execute(
+                "SELECT job_id, request, request_reason FROM jobs "
+                "WHERE lease_owner = %s AND job_id = ANY(%s)",
+                (owner, ids),
+            ).fetchall()
+            return {job_id: _lease.control(action, reason) for job_id, action, reason in rows}
+
+        return self._transact(work, write=expires_at is not None)
+
+    def _request(
+        self, job_id: str, action: str, reason: str, now: float
+    ) -> Literal["sent", "idle", "absent"]:
+        def work(conn: Connection) -> Literal["sent", "idle", "absent"]:
+            row = conn.execute(
+                "SELECT lease_expires, request FROM jobs WHERE job_id = %s FOR UPDATE", (job_id,)
+            ).fetchone()
+            if row is None:
+                return "absent"
+            if row[0] is None or row[0] <= now:
+                return "idle"
+            if row[1] != "cancel":
+                conn.execute(
+                    "UPDATE jobs SET request = %s, request_reason = %s WHERE job_id = %s",
+                    (action, reason, job_id),
+                )
+            return "sent"
+
+        return self._transact(work, write=True)
+
+    def _claim(self, owner: str, now: float, expires_at: float) -> str | None:
+        def work(conn: Connection) -> str | None:
+            # SKIP LOCKED: workers claiming together each take a different job, never waiting.
+            row = conn.execute(
+                "UPDATE jobs SET lease_owner = %(owner)s, lease_since = %(now)s, "
+                "lease_heartbeat = %(now)s, lease_expires = %(expires)s, request = NULL, "
+                "request_reason = NULL WHERE jid = (SELECT jid FROM jobs "
+                "WHERE queued_at IS NOT NULL AND status IN ('queued', 'running') "
+                "AND (lease_expires IS NULL OR lease_expires <= %(now)s) "
+                "ORDER BY queued_at, jid LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING job_id",
+                {"owner": owner, "now": now, "expires": expires_at},
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._transact(work, write=True)
+
 
 _FORMS = (
     "A PostgreSQL store URL looks like postgresql://user:password@host:5432/database "
@@ -566,7 +664,17 @@ def _identify(conn: Connection, tables: list[str], name: str, url: str) -> int:
 
 
 def _write(conn: Connection, batch: Batch, name: str, url: str) -> None:
+    if batch.owner is not None:
+        found = conn.execute(
+            "SELECT status, job_id, lease_owner, lease_since, lease_heartbeat, lease_expires "
+            "FROM jobs WHERE job_id = %s FOR UPDATE",
+            (batch.job_id,),
+        ).fetchone()
+        lease = None if found is None or found[2] is None else Lease(*found[1:])
+        _lease.check(batch, lease, None if found is None else found[0], name, url)
     jid = _job_row(conn, batch, name, url)
+    if batch.owner is not None:
+        conn.execute(*_lease.update(batch, jid, "%s"))
     with conn.pipeline(), conn.cursor() as cur:
         if batch.replace:
             for table in _CHILD_TABLES:
@@ -625,13 +733,15 @@ def _job_row(conn: Connection, batch: Batch, name: str, url: str) -> int:
     if batch.replace:
         row = conn.execute(
             "INSERT INTO jobs (flow_id, status, updated_at, started_at, finished_at, reason, "
-            "header, job_id, created_at, entry) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "header, job_id, created_at, entry, queued_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (job_id) DO UPDATE SET flow_id = EXCLUDED.flow_id, "
             "status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, "
             "started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, "
-            "reason = EXCLUDED.reason, header = EXCLUDED.header, entry = EXCLUDED.entry "
+            "reason = EXCLUDED.reason, header = EXCLUDED.header, entry = EXCLUDED.entry, "
+            "queued_at = COALESCE(jobs.queued_at, EXCLUDED.queued_at) "
             "RETURNING jid",
-            (*values, batch.job_id, batch.created_at, batch.entry),
+            (*values, batch.job_id, batch.created_at, batch.entry, _lease.queued_at(batch)),
         ).fetchone()
     else:
         row = conn.execute(

@@ -41,7 +41,7 @@ from typing import Literal, TypeVar
 
 import attrs
 
-from . import _checks
+from . import _checks, _lease
 from ._errors import (
     CorruptStoreError,
     JobNotFoundError,
@@ -56,6 +56,7 @@ from ._errors import (
     StoreVanishedError,
     StoreVersionError,
 )
+from ._lease import Control, Lease
 from ._records import Batch, JobRecord
 from .base import Durability, JobSummary, Store
 
@@ -64,7 +65,7 @@ T = TypeVar("T")
 #: ``PRAGMA application_id`` of a FlowForge store ("FlFg").
 APPLICATION_ID = 0x466C4667
 #: The schema version this FlowForge writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Files up to this size (bytes) are checked for damage when opened (``check=None``).
 #: SQLite's ``quick_check`` reads the whole file: about 0.1 to 0.3 s per 100 MB.
 CHECK_LIMIT = 64 * 1024 * 1024
@@ -77,7 +78,7 @@ _TASK_RUNS = (
     "run TEXT NOT NULL, PRIMARY KEY (jid, name)) WITHOUT ROWID"
 )
 
-_SCHEMA = (
+_SCHEMA: tuple[str, ...] = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE flows (flow_id TEXT PRIMARY KEY, definition TEXT NOT NULL, "
     "updated_at REAL NOT NULL) WITHOUT ROWID",
@@ -101,9 +102,28 @@ _SCHEMA = (
     "PRIMARY KEY (jid, kind, first)) WITHOUT ROWID",
     _TASK_RUNS,
 )
+# Version 3: leases, control requests and the queue, on the job's row.
+_LEASES = (
+    "ALTER TABLE jobs ADD COLUMN lease_owner TEXT",
+    "ALTER TABLE jobs ADD COLUMN lease_since REAL",
+    "ALTER TABLE jobs ADD COLUMN lease_heartbeat REAL",
+    "ALTER TABLE jobs ADD COLUMN lease_expires REAL",
+    "ALTER TABLE jobs ADD COLUMN request TEXT",
+    "ALTER TABLE jobs ADD COLUMN request_reason TEXT",
+    "ALTER TABLE jobs ADD COLUMN queued_at REAL",
+    "CREATE INDEX jobs_queue ON jobs (queued_at) "
+    "WHERE queued_at IS NOT NULL AND status IN ('queued', 'running')",
+)
+_SCHEMA += _LEASES
+
+
+def _add_leases(conn: sqlite3.Connection) -> None:
+    for statement in _LEASES:
+        conn.execute(statement)
+
 
 #: Upgrades: ``MIGRATIONS[n]`` brings a version ``n`` schema to ``n + 1``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _add_leases}
 
 
 def _add_task_runs(conn: sqlite3.Connection) -> None:
@@ -148,6 +168,8 @@ class SQLiteStore(Store):
             default) checks files up to :data:`CHECK_LIMIT` bytes, where the
             check takes a fraction of a second; ``True`` checks any size,
             ``False`` none.
+        lease_seconds, heartbeat_seconds, poll_seconds: The leases of running
+            jobs; see :class:`~flowforge.store.Store`.
 
     Example:
         >>> import tempfile, os
@@ -169,8 +191,18 @@ class SQLiteStore(Store):
         synchronous: Literal["normal", "full"] = "normal",
         readonly: bool = False,
         check: bool | None = None,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float | None = None,
+        poll_seconds: float = 0.2,
     ) -> None:
-        super().__init__(durability=durability, group_max=group_max, group_seconds=group_seconds)
+        super().__init__(
+            durability=durability,
+            group_max=group_max,
+            group_seconds=group_seconds,
+            lease_seconds=lease_seconds,
+            heartbeat_seconds=heartbeat_seconds,
+            poll_seconds=poll_seconds,
+        )
         self.path = _store_path(path, readonly)
         self.timeout = _checks.seconds("timeout", timeout, positive=True)
         _checks.choice("synchronous", synchronous, ("normal", "full"))
@@ -334,6 +366,80 @@ class SQLiteStore(Store):
     def _release(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def _lease_of(self, job_id: str) -> Lease | None:
+        row = self._transact(
+            lambda conn: conn.execute(
+                "SELECT job_id, lease_owner, lease_since, lease_heartbeat, lease_expires "
+                "FROM jobs WHERE job_id = ? AND lease_owner IS NOT NULL",
+                (job_id,),
+            ).fetchone(),
+            write=False,
+        )
+        return None if row is None else Lease(*row)
+
+    def _heartbeat(
+        self, owner: str, job_ids: Collection[str], now: float, expires_at: float | None
+    ) -> dict[str, Control]:
+        ids = list(job_ids)
+        marks = ", ".join(["?"] * len(ids))
+
+        def work(conn: sqlite3.Connection) -> dict[str, Control]:
+            if expires_at is not None:
+                conn.execute(
+                    "UPDATE jobs SET lease_heartbeat = ?, lease_expires = ? "
+                    f"WHERE lease_owner = ? AND job_id IN ({marks})",
+                    (now, expires_at, owner, *ids),
+                )
+            rows = conn.execute(
+                "SELECT job_id, request, request_reason FROM jobs "
+                f"WHERE lease_owner = ? AND job_id IN ({marks})",
+                (owner, *ids),
+            )
+            return {job_id: _lease.control(action, reason) for job_id, action, reason in rows}
+
+        return self._transact(work, write=expires_at is not None)
+
+    def _request(
+        self, job_id: str, action: str, reason: str, now: float
+    ) -> Literal["sent", "idle", "absent"]:
+        def work(conn: sqlite3.Connection) -> Literal["sent", "idle", "absent"]:
+            row = conn.execute(
+                "SELECT lease_expires, request FROM jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                return "absent"
+            if row[0] is None or row[0] <= now:
+                return "idle"
+            if row[1] != "cancel":
+                conn.execute(
+                    "UPDATE jobs SET request = ?, request_reason = ? WHERE job_id = ?",
+                    (action, reason, job_id),
+                )
+            return "sent"
+
+        return self._transact(work, write=True)
+
+    def _claim(self, owner: str, now: float, expires_at: float) -> str | None:
+        def work(conn: sqlite3.Connection) -> str | None:
+            # The write transaction (BEGIN IMMEDIATE) makes the pick and the lease one step.
+            row = conn.execute(
+                "SELECT jid, job_id FROM jobs WHERE queued_at IS NOT NULL "
+                "AND status IN ('queued', 'running') "
+                "AND (lease_expires IS NULL OR lease_expires <= ?) "
+                "ORDER BY queued_at, jid LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET lease_owner = ?, lease_since = ?, lease_heartbeat = ?, "
+                "lease_expires = ?, request = NULL, request_reason = NULL WHERE jid = ?",
+                (owner, now, now, expires_at, row[0]),
+            )
+            return str(row[1])
+
+        return self._transact(work, write=True)
 
 
 # -- opening -------------------------------------------------------------------------
@@ -743,7 +849,17 @@ def _in_transaction(
 
 
 def _write(conn: sqlite3.Connection, batch: Batch, path: str) -> None:
+    if batch.owner is not None:
+        found = conn.execute(
+            "SELECT status, job_id, lease_owner, lease_since, lease_heartbeat, lease_expires "
+            "FROM jobs WHERE job_id = ?",
+            (batch.job_id,),
+        ).fetchone()
+        lease = None if found is None or found[2] is None else Lease(*found[1:])
+        _lease.check(batch, lease, None if found is None else found[0], f"the store {path}", path)
     jid = _job_row(conn, batch, path)
+    if batch.owner is not None:
+        conn.execute(*_lease.update(batch, jid, "?"))
     if batch.replace:
         for table in _CHILD_TABLES:
             conn.execute(f"DELETE FROM {table} WHERE jid = ?", (jid,))
@@ -799,13 +915,15 @@ def _job_row(conn: sqlite3.Connection, batch: Batch, path: str) -> int:
     if batch.replace:
         row = conn.execute(
             "INSERT INTO jobs (flow_id, status, updated_at, started_at, finished_at, reason, "
-            "header, job_id, created_at, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "header, job_id, created_at, entry, queued_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (job_id) DO UPDATE SET flow_id = excluded.flow_id, "
             "status = excluded.status, updated_at = excluded.updated_at, "
             "started_at = excluded.started_at, finished_at = excluded.finished_at, "
-            "reason = excluded.reason, header = excluded.header, entry = excluded.entry "
+            "reason = excluded.reason, header = excluded.header, entry = excluded.entry, "
+            "queued_at = COALESCE(jobs.queued_at, excluded.queued_at) "
             "RETURNING jid",
-            (*values, batch.job_id, batch.created_at, batch.entry),
+            (*values, batch.job_id, batch.created_at, batch.entry, _lease.queued_at(batch)),
         ).fetchone()
     else:
         row = conn.execute(
