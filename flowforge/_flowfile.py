@@ -38,7 +38,6 @@ as a :class:`~flowforge.Problem` with its place in the file; a
 from __future__ import annotations
 
 import graphlib
-import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -61,6 +60,7 @@ from .serialization import (
     converter,
     failure,
     import_path,
+    imported,
     problems_of,
     resolve,
 )
@@ -914,7 +914,7 @@ def _function(path: Any, where: str, allowed: tuple[str, ...]) -> Callable[..., 
             f"expected an import path 'package.module:function', got {path!r}.",
             "Write the module, a colon, then the function, e.g. 'myapp.tasks:summary'.",
         )
-    obj: Any = sys.modules.get(module_name) or _import_allowed(
+    obj: Any = imported(module_name) or _import_allowed(
         module_name, where, {*allowed, *allowed_modules()}
     )
     for part in qualname.split("."):

@@ -136,7 +136,7 @@ def resolve(path: str, base: type[T], where: str, allowed: Iterable[str] = ()) -
             f"expected an import path 'package.module:ClassName', got {path!r}.",
             "Write the module, a colon, then the class, e.g. 'myapp.routines:Parse'.",
         )
-    module = sys.modules.get(module_name)
+    module = imported(module_name)
     if module is None:
         module = _import_allowed(module_name, where, {*allowed, *_allowed_prefixes})
     obj: Any = module
@@ -170,7 +170,7 @@ def resolve_object(path: str, where: str, allowed: Iterable[str] = ()) -> Any:
             f"expected an import path 'package.module:name', got {path!r}.",
             "Write the module, a colon, then the name, e.g. 'myapp.middleware:timed'.",
         )
-    module = sys.modules.get(module_name)
+    module = imported(module_name)
     if module is None:
         module = _import_allowed(module_name, where, {*allowed, *_allowed_prefixes})
     obj: Any = module
@@ -179,6 +179,18 @@ def resolve_object(path: str, where: str, allowed: Iterable[str] = ()) -> Any:
         if obj is _MISSING:
             raise failure(where, f"module '{module_name}' has no '{qualname}'.", "")
     return obj
+
+
+def imported(module_name: str) -> Any:
+    """The module if it was imported already (whatever the allow-list says), else None.
+
+    A module another thread is still importing sits in ``sys.modules``
+    half-built; ``import_module`` waits for that import to finish instead of
+    handing out the half-built module.
+    """
+    if module_name not in sys.modules:
+        return None
+    return importlib.import_module(module_name)
 
 
 def _kind_of(obj: Any) -> str:

@@ -6,6 +6,7 @@ import json
 import pickle
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from flowforge import (
     ErrorStrategy,
     Flow,
     Problem,
+    Routine,
     SerializationError,
     ThreadExecutor,
     allow_modules,
@@ -746,3 +748,27 @@ def test_problems_survive_pickling() -> None:
     copy = pickle.loads(pickle.dumps(info.value))
     assert copy.problems == info.value.problems
     assert str(copy) == str(info.value)
+
+
+def test_a_class_is_not_taken_from_a_module_another_thread_is_still_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolving waits for a module's import in another thread to finish."""
+    (tmp_path / "slow_routines.py").write_text(
+        "import time\n"
+        "from flowforge.testing import Relay\n"
+        "time.sleep(0.5)\n"
+        "class Late(Relay):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_routines", raising=False)
+    importer = threading.Thread(target=__import__, args=("slow_routines",))
+    importer.start()
+    while "slow_routines" not in sys.modules:
+        pass
+    try:
+        found = ser.resolve("slow_routines:Late", Routine, "flow.routines.late.class")
+    finally:
+        importer.join()
+    assert found.__name__ == "Late"
