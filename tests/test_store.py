@@ -300,9 +300,9 @@ def test_a_message_made_and_consumed_in_one_group_is_never_written(
     batches: list[_records.Batch] = []
 
     class Spy(MemoryStore):
-        def _apply(self, batch: _records.Batch) -> None:
+        def write_batch(self, batch: _records.Batch) -> None:
             batches.append(batch)
-            super()._apply(batch)
+            super().write_batch(batch)
 
     store = Spy(group_max=2, group_seconds=3600)
     plain_flow(store).execute("src", {"values": [7]})
@@ -416,8 +416,8 @@ class Snapshots(MemoryStore):
         super().__init__(**options)
         self.snapshots: list[JobState] = []
 
-    def _apply(self, batch: _records.Batch) -> None:
-        super()._apply(batch)
+    def write_batch(self, batch: _records.Batch) -> None:
+        super().write_batch(batch)
         if not batch.replace:
             self.snapshots.append(self.load(batch.job_id))
 
