@@ -640,6 +640,16 @@ def test_store_implements_the_journal_protocol() -> None:
     assert callable(journal.begin) and callable(journal.step) and callable(journal.end)
 
 
+def test_the_backend_interface_is_public_and_documented() -> None:
+    """Every abstract method of Store (the backend interface) is public and documented."""
+    names = sorted(Store.__abstractmethods__)
+    assert names and not [n for n in names if n.startswith("_")]
+    for name in names:
+        doc = inspect.getdoc(getattr(Store, name)) or ""
+        assert len(doc.split()) >= 8, f"Store.{name} needs a docstring saying what it must do"
+    assert "write_batch" in names and "claim_queued" in names
+
+
 # -- flow definitions -------------------------------------------------------------------
 
 
