@@ -14,7 +14,7 @@ fixture, and every test here then runs against that backend::
                 yield store
 
         def reopen(self, store):
-            return MyStore(store.location)  # the same jobs, through a second store object
+            return MyStore(store.directory)  # the same jobs, through a second store object
 
 The suite checks the behaviour users rely on, through real flows: a job
 saved and loaded back whole, atomic commits (every commit of a running job
@@ -185,7 +185,7 @@ def rival_acquires(store: Store, job: JobState, owner: str, expires_at: float) -
     """Another runner (``owner``) takes the job's lease, as its ``begin`` would."""
     batch = whole(job, time.time())[0]
     batch.owner, batch.acquire, batch.expires_at = owner, True, expires_at
-    store._apply(batch)
+    store.write_batch(batch)
 
 
 def set_durability(
@@ -355,14 +355,14 @@ class StoreConformance:
         """What the store holds after any commit resumes to exactly an uninterrupted run."""
         expected = _outcome(stream_flow().execute("src", {"values": [3, 1, 4, 1, 5]}))
         snapshots: list[JobState] = []
-        apply = store._apply
+        apply = store.write_batch
 
         def spy(batch: Batch) -> None:
             apply(batch)
             if not batch.replace:
                 snapshots.append(store.load(batch.job_id))
 
-        store._apply = spy  # type: ignore[method-assign]
+        store.write_batch = spy  # type: ignore[method-assign]
         set_durability(store, "grouped", group_max, 3600)
         stream_flow(store).execute("src", {"values": [3, 1, 4, 1, 5]})
         assert snapshots
@@ -535,7 +535,7 @@ class StoreConformance:
         with self._reopened(store) as other:
             store.begin(job)
             # delete() refuses a leased job; the backend's own removal goes around that.
-            other._remove(job.job_id)
+            other.remove_job(job.job_id)
         with pytest.raises(JobNotFoundError, match="deleted"):
             store.step(job, [], [], None, None)
         with pytest.raises(JobNotFoundError, match="deleted"):
@@ -713,7 +713,7 @@ class StoreConformance:
         claimed = store.claim()
         assert claimed is not None and claimed.job_id == job.job_id
         assert store.lease(job.job_id).owner == store.owner  # type: ignore[union-attr]
-        assert store._claim("rival:1:abc", time.time(), time.time() + 60) is None
+        assert store.claim_queued("rival:1:abc", time.time(), time.time() + 60) is None
         flow = store.load_flow("stream", allowed_modules=["flowforge.testing"])
         done = flow.resume(claimed, store=store)
         assert done.status == JobStatus.COMPLETED
@@ -738,10 +738,10 @@ class StoreConformance:
         assert job is not None
         job.status = JobStatus.RUNNING
         store.begin(job)
-        assert store._claim("rival:1:abc", time.time(), time.time() + 60) is None
+        assert store.claim_queued("rival:1:abc", time.time(), time.time() + 60) is None
         store._keeper.unwatch(job.job_id)  # its heartbeat stops and the lease lapses
         store.release(job.job_id)
-        assert store._claim("rival:1:abc", time.time(), time.time() + 60) == job.job_id
+        assert store.claim_queued("rival:1:abc", time.time(), time.time() + 60) == job.job_id
         with pytest.raises(LeaseLostError):
             store.end(job)
 
@@ -754,7 +754,7 @@ class StoreConformance:
         got: list[str] = []
 
         def claim(owner: str) -> None:
-            while (job_id := store._claim(owner, time.time(), time.time() + 60)) is not None:
+            while (job_id := store.claim_queued(owner, time.time(), time.time() + 60)) is not None:
                 got.append(job_id)
 
         threads = [threading.Thread(target=claim, args=(f"w{i}:1:x",)) for i in range(4)]

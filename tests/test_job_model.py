@@ -163,11 +163,11 @@ class FailingStore(MemoryStore):
         self.fail_at = fail_at
         self.fails = fails
 
-    def _apply(self, batch: Batch) -> None:
+    def write_batch(self, batch: Batch) -> None:
         self.applied += 1
         if self.fail_at <= self.applied < self.fail_at + self.fails:
             raise StoreError("disk on fire", path="")
-        super()._apply(batch)
+        super().write_batch(batch)
 
 
 @pytest.mark.parametrize("options", [{"durability": "activation"}, {"group_max": 2}])

@@ -300,9 +300,9 @@ def test_a_message_made_and_consumed_in_one_group_is_never_written(
     batches: list[_records.Batch] = []
 
     class Spy(MemoryStore):
-        def _apply(self, batch: _records.Batch) -> None:
+        def write_batch(self, batch: _records.Batch) -> None:
             batches.append(batch)
-            super()._apply(batch)
+            super().write_batch(batch)
 
     store = Spy(group_max=2, group_seconds=3600)
     plain_flow(store).execute("src", {"values": [7]})
@@ -416,8 +416,8 @@ class Snapshots(MemoryStore):
         super().__init__(**options)
         self.snapshots: list[JobState] = []
 
-    def _apply(self, batch: _records.Batch) -> None:
-        super()._apply(batch)
+    def write_batch(self, batch: _records.Batch) -> None:
+        super().write_batch(batch)
         if not batch.replace:
             self.snapshots.append(self.load(batch.job_id))
 
@@ -638,6 +638,16 @@ def test_store_implements_the_journal_protocol() -> None:
     """A store can be given wherever the scheduler takes a Journal."""
     journal: Journal = MemoryStore()
     assert callable(journal.begin) and callable(journal.step) and callable(journal.end)
+
+
+def test_the_backend_interface_is_public_and_documented() -> None:
+    """Every abstract method of Store (the backend interface) is public and documented."""
+    names = sorted(Store.__abstractmethods__)
+    assert names and not [n for n in names if n.startswith("_")]
+    for name in names:
+        doc = inspect.getdoc(getattr(Store, name)) or ""
+        assert len(doc.split()) >= 8, f"Store.{name} needs a docstring saying what it must do"
+    assert "write_batch" in names and "claim_queued" in names
 
 
 # -- flow definitions -------------------------------------------------------------------

@@ -99,7 +99,8 @@ def held(lease: Lease, status: str, name: str) -> LeaseHeldError:
 def check(batch: Batch, found: Lease | None, status: str | None, name: str, path: str) -> None:
     """Raise unless ``batch``'s runner may commit, given the job's lease ``found`` in the store.
 
-    Backends call this in the transaction that applies ``batch``, after
+    Backends call this (through :meth:`Store.check_lease
+    <flowforge.store.Store.check_lease>`) in the transaction that applies ``batch``, after
     reading the job's lease and its stored ``status`` (``None``: the store has
     no such job, which the backend reports its own way) with a lock on the row.
     """

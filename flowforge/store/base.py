@@ -29,9 +29,10 @@ A commit is all or nothing, so what is stored is always the state of the job
 after some step: loading it and resuming yields exactly what an
 uninterrupted run yields. See ``docs/guide/durable.rst`` for the guarantee.
 
-Subclasses provide the storage (the ``_apply``, ``_read``, ... methods, listed
-in :class:`Store`'s docstring); the journaling, validation and error messages
-live here.
+A backend subclasses :class:`Store` and provides the storage: the public
+abstract methods of its *backend interface* (``write_batch``, ``read_job``,
+... ``claim_queued``; see :class:`Store`). The journaling, validation and
+error messages live here.
 """
 
 from __future__ import annotations
@@ -115,53 +116,34 @@ class Store(abc.ABC):
     does the journaling, the grouping of steps into commits, argument checks
     and error messages; a backend only stores. It subclasses ``Store``, calls
     ``super().__init__(durability=..., group_max=..., group_seconds=...)``,
-    and implements these methods (underscored because only the base class
-    calls them; they are the backend interface all the same):
+    and implements the backend interface below. Users never call those
+    methods; the base class calls them, with arguments it has already checked.
 
-    - ``_apply(batch)``: apply one :class:`~flowforge.store.Batch`
-      atomically: all of it or none, whatever happens to the process. With
-      ``batch.replace`` drop everything stored for the job first. A batch
-      without ``replace`` for a job the store lacks raises
-      :class:`~flowforge.store.JobNotFoundError` (it was deleted while it ran).
-    - ``_read(job_id)``: the job's :class:`~flowforge.store.JobRecord`, read
-      consistently (as of one commit), or ``None``.
-    - ``_summaries(flow_id, statuses)``: :class:`JobSummary` objects of the
-      matching jobs, oldest first; ``pending`` counts the alive messages.
-    - ``_remove(job_id)``: delete the job; ``False`` if there was none.
-    - ``_prune(cutoff, statuses, keep)``: atomically delete the jobs with one
-      of ``statuses`` last committed at or before ``cutoff``, except the ids
-      in ``keep``; how many went.
-    - ``_put_flow(flow_id, definition, when)`` and ``_get_flow(flow_id)``:
-      keep and return a flow's definition (JSON text).
-    - ``_release()``: free resources; called once, by :meth:`close`.
-    - Leases (see :class:`~flowforge.store.Lease`): ``_apply`` honours the
-      batch's ``owner``, ``acquire`` and ``expires_at``: in its transaction it
-      reads the job's lease and stored status, locking the row, and calls
-      ``flowforge.store._lease.check(batch, lease, status, name, path)``,
-      then keeps the lease (owner, heartbeat ``updated_at``, expiry) or, when
-      ``expires_at`` is ``None``, clears it and the job's control request. A
-      job whose batch has status ``queued`` is marked as queued (for
-      ``_claim``) and stays so.
-    - ``_lease_of(job_id)``: the job's :class:`~flowforge.store.Lease`
-      (live or lapsed), or ``None``.
-    - ``_heartbeat(owner, job_ids, now, expires_at)``: in one transaction,
-      renew (when ``expires_at`` is not ``None``) the leases ``owner`` holds
-      on ``job_ids``, and return ``{job_id: control}`` for each job it still
-      holds, ``control`` being the job's request ``(action, reason)`` or ``None``.
-    - ``_request(job_id, action, reason, now)``: atomically leave a control
-      request on the job if its lease is live (a ``"cancel"`` is never
-      replaced by a ``"pause"``); ``"sent"``, ``"idle"`` (no live lease:
-      nothing changed) or ``"absent"`` (no such job).
-    - ``_claim(owner, now, expires_at)``: atomically give ``owner`` the lease
-      of the oldest queued job whose lease is free (a job that was queued
-      and is still ``queued`` or ``running``); its id, or ``None``. Two
-      claims never get the same job.
-    - ``_name()``: the store in words, for messages; ``_path()`` (optional):
-      its file or URL, without a password.
+    The backend interface, named by what each method does to the stored data
+    (``read_*`` reads, ``write_*`` writes, ``remove_*`` deletes; the lease and
+    queue methods by what they do to leases):
+
+    - :meth:`write_batch`: apply one :class:`~flowforge.store.Batch`
+      atomically, checking and keeping its lease (with :meth:`check_lease`);
+    - :meth:`read_job`: a job's :class:`~flowforge.store.JobRecord`;
+    - :meth:`read_summaries`: the :class:`JobSummary` of matching jobs;
+    - :meth:`remove_job` and :meth:`remove_jobs`: delete one job, or prune;
+    - :meth:`write_flow` and :meth:`read_flow`: keep flow definitions;
+    - :meth:`read_lease`, :meth:`renew_leases`, :meth:`send_control` and
+      :meth:`claim_queued`: leases, control requests and the queue;
+    - :meth:`release_resources`: free connections and files on :meth:`close`;
+    - :meth:`describe` and (optional) :meth:`location`: the store in words,
+      for error messages.
 
     Every piece of a job arrives as text (JSON) or bytes; a backend stores
-    and returns them unchanged. :class:`flowforge.testing.StoreConformance`
-    is the test suite a backend must pass; ``MemoryStore`` is the shortest
+    and returns them unchanged. A backend method that fails raises a
+    :class:`~flowforge.store.StoreError` (for example
+    :class:`~flowforge.store.StoreBusyError`,
+    :class:`~flowforge.store.StoreAccessError`,
+    :class:`~flowforge.store.StoreConnectionError` or
+    :class:`~flowforge.store.CorruptStoreError`) naming the store, never a
+    driver's own exception. :class:`flowforge.testing.StoreConformance` is
+    the test suite a backend must pass; ``MemoryStore`` is the shortest
     example.
 
     Args:
@@ -238,7 +220,7 @@ class Store(abc.ABC):
         with self._jobs_lock:
             if job.job_id in self._jobs:
                 raise JobStateError(
-                    f"Job {job.job_id} is already running against {self._name()}. A job runs "
+                    f"Job {job.job_id} is already running against {self.describe()}. A job runs "
                     "once at a time; wait for it to end.",
                     job_id=job.job_id,
                     status=str(job.status),
@@ -246,7 +228,7 @@ class Store(abc.ABC):
             self._jobs[job.job_id] = entry
         try:
             batch, segments = _records.whole(job, time.time(), self._definition(flow))
-            self._apply(self._hold(batch, acquire=True))
+            self.write_batch(self._hold(batch, acquire=True))
         except BaseException:
             with self._jobs_lock:
                 del self._jobs[job.job_id]
@@ -336,7 +318,7 @@ class Store(abc.ABC):
             self._jobs.pop(job.job_id, None)
         self._keeper.unwatch(job.job_id)
         if group is not None and group.broken:
-            self._apply(self._hold(group.final(time.time()), release=True))
+            self.write_batch(self._hold(group.final(time.time()), release=True))
             return
         try:
             batch = _records.whole(job, time.time())[0]
@@ -347,14 +329,14 @@ class Store(abc.ABC):
                 "job %s: its final state cannot be stored; keeping its last commit", job.job_id
             )
             batch = group.final(time.time())
-        self._apply(self._hold(batch, acquire=group is None, release=True))
+        self.write_batch(self._hold(batch, acquire=group is None, release=True))
 
     def _commit(self, group: OpenJob) -> None:
         if group.broken:
             return
         try:
             batch = self._hold(group.batch(time.time()))
-            self._apply(batch)
+            self.write_batch(batch)
         except BaseException:
             # The group is lost; only the job's final status is written over the last commit.
             group.broken = True
@@ -375,7 +357,7 @@ class Store(abc.ABC):
         self._check_open()
         flow_id = _checks.optional_identifier("flow_id", flow_id)
         statuses = None if status is None else _statuses(status)
-        return self._summaries(flow_id, statuses)
+        return self.read_summaries(flow_id, statuses)
 
     def load(self, job_id: str) -> JobState:
         """The job as last committed, ready for :meth:`Flow.resume <flowforge.Flow.resume>`.
@@ -386,18 +368,20 @@ class Store(abc.ABC):
         """
         self._check_open()
         _checks.identifier("job_id", job_id)
-        record = self._read(job_id)
+        record = self.read_job(job_id)
         if record is None:
             raise JobNotFoundError(
-                f"{self._name()} has no job '{job_id}'. store.list_jobs() lists the jobs it has.",
-                path=self._path(),
+                f"{self.describe()} has no job '{job_id}'. "
+                "store.list_jobs() lists the jobs it has.",
+                path=self.location(),
                 job_id=job_id,
             )
         try:
             return _records.assemble(record)
         except (ValueError, TypeError, KeyError, FlowForgeError) as exc:
             raise CorruptStoreError(
-                f"Job '{job_id}' in {self._name()} cannot be read back: {exc}", path=self._path()
+                f"Job '{job_id}' in {self.describe()} cannot be read back: {exc}",
+                path=self.location(),
             ) from exc
 
     def save(self, job: JobState) -> None:
@@ -415,7 +399,9 @@ class Store(abc.ABC):
         self._check_open()
         _checks.instance("job", job, JobState, "save")
         self._refuse_running(job.job_id, "save")
-        self._apply(self._hold(_records.whole(job, time.time())[0], acquire=True, release=True))
+        self.write_batch(
+            self._hold(_records.whole(job, time.time())[0], acquire=True, release=True)
+        )
 
     def delete(self, job_id: str) -> None:
         """Forget the job and everything stored with it.
@@ -429,10 +415,10 @@ class Store(abc.ABC):
         _checks.identifier("job_id", job_id)
         self._refuse_running(job_id, "delete")
         self._refuse_leased(job_id)
-        if not self._remove(job_id):
+        if not self.remove_job(job_id):
             raise JobNotFoundError(
-                f"Cannot delete job '{job_id}': {self._name()} has no such job.",
-                path=self._path(),
+                f"Cannot delete job '{job_id}': {self.describe()} has no such job.",
+                path=self.location(),
                 job_id=job_id,
             )
 
@@ -461,7 +447,7 @@ class Store(abc.ABC):
         wanted = _statuses(statuses)
         with self._jobs_lock:
             running = set(self._jobs)
-        return self._prune(time.time() - seconds, wanted, running)
+        return self.remove_jobs(time.time() - seconds, wanted, running)
 
     def save_flow(self, flow: Flow) -> None:
         """Keep ``flow``'s definition, so :meth:`load_flow` can rebuild it.
@@ -471,7 +457,7 @@ class Store(abc.ABC):
         """
         self._check_open()
         _checks.instance("flow", flow, Flow, "save_flow")
-        self._put_flow(
+        self.write_flow(
             flow.flow_id,
             _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'"),
             time.time(),
@@ -524,7 +510,7 @@ class Store(abc.ABC):
         """
         self._check_open()
         _checks.identifier("job_id", job_id)
-        return self._lease_of(job_id)
+        return self.read_lease(job_id)
 
     def request_pause(self, job_id: str, reason: str | None = None) -> bool:
         """Pause the job, wherever it runs.
@@ -569,9 +555,9 @@ class Store(abc.ABC):
         self._check_open()
         _checks.instance("job", job, JobState, "submit")
         _checks.instance("flow", flow, Flow, "submit")
-        if self._read(job.job_id) is not None:
+        if self.read_job(job.job_id) is not None:
             raise JobStateError(
-                f"Cannot submit job {job.job_id}: {self._name()} already has a job with that "
+                f"Cannot submit job {job.job_id}: {self.describe()} already has a job with that "
                 "id. Give the new job another id (or none: one is made).",
                 job_id=job.job_id,
                 status=str(job.status),
@@ -580,7 +566,7 @@ class Store(abc.ABC):
         job.reason = None
         definition = (flow.flow_id, _records.dumps(_flow_document(flow), f"flow '{flow.flow_id}'"))
         batch = _records.whole(job, time.time(), definition)[0]
-        self._apply(self._hold(batch, acquire=True, release=True))
+        self.write_batch(self._hold(batch, acquire=True, release=True))
 
     def claim(self) -> JobState | None:
         """Take the oldest queued job for this store's runner, or ``None`` if there is none.
@@ -593,7 +579,7 @@ class Store(abc.ABC):
         """
         self._check_open()
         now = time.time()
-        job_id = self._claim(self.owner, now, now + self.lease_seconds)
+        job_id = self.claim_queued(self.owner, now, now + self.lease_seconds)
         if job_id is None:
             return None
         try:
@@ -607,18 +593,18 @@ class Store(abc.ABC):
         self._check_open()
         _checks.identifier("job_id", job_id)
         now = time.time()
-        self._heartbeat(self.owner, [job_id], now, now)
+        self.renew_leases(self.owner, [job_id], now, now)
 
     def _control(self, job_id: str, action: str, reason: str | None) -> bool:
         self._check_open()
         _checks.identifier("job_id", job_id)
         reason = reason or ("paused" if action == "pause" else "cancelled")
         while True:
-            sent = self._request(job_id, action, reason, time.time())
+            sent = self.send_control(job_id, action, reason, time.time())
             if sent == "absent":
                 raise JobNotFoundError(
-                    f"Cannot {action} job '{job_id}': {self._name()} has no such job.",
-                    path=self._path(),
+                    f"Cannot {action} job '{job_id}': {self.describe()} has no such job.",
+                    path=self.location(),
                     job_id=job_id,
                 )
             if sent == "sent":
@@ -661,33 +647,33 @@ class Store(abc.ABC):
     def _beat(
         self, job_ids: Collection[str], now: float, expires_at: float | None
     ) -> dict[str, Control]:
-        return self._heartbeat(self.owner, job_ids, now, expires_at)
+        return self.renew_leases(self.owner, job_ids, now, expires_at)
 
     def _refuse_leased(self, job_id: str) -> None:
-        lease = self._lease_of(job_id)
+        lease = self.read_lease(job_id)
         if lease is not None and lease.live() and lease.owner != self.owner:
-            raise _lease.held(lease, "running", self._name())
+            raise _lease.held(lease, "running", self.describe())
 
     def _saved_flow(self, flow_id: str) -> dict[str, Any]:
-        text = self._get_flow(flow_id)
+        text = self.read_flow(flow_id)
         if text is None:
             raise FlowNotFoundError(
-                f"{self._name()} has no saved flow '{flow_id}'. Flows are saved when one of "
+                f"{self.describe()} has no saved flow '{flow_id}'. Flows are saved when one of "
                 "their jobs starts, or with store.save_flow(flow).",
-                path=self._path(),
+                path=self.location(),
                 flow_id=flow_id,
             )
         try:
             definition = json.loads(text)
         except ValueError as exc:
             raise CorruptStoreError(
-                f"The saved definition of flow '{flow_id}' in {self._name()} is not JSON: {exc}",
-                path=self._path(),
+                f"The saved definition of flow '{flow_id}' in {self.describe()} is not JSON: {exc}",
+                path=self.location(),
             ) from exc
         if not isinstance(definition, dict):
             raise CorruptStoreError(
-                f"The saved definition of flow '{flow_id}' in {self._name()} is not a mapping.",
-                path=self._path(),
+                f"The saved definition of flow '{flow_id}' in {self.describe()} is not a mapping.",
+                path=self.location(),
             )
         return definition
 
@@ -703,14 +689,14 @@ class Store(abc.ABC):
             running = sorted(self._jobs)
         if running:
             raise JobStateError(
-                f"Cannot close {self._name()}: job(s) {', '.join(running)} still run against "
+                f"Cannot close {self.describe()}: job(s) {', '.join(running)} still run against "
                 "it. Let them end (or pause or cancel them) first.",
                 job_id=running[0],
                 status="running",
             )
         self._keeper.stop()
         self._closed = True
-        self._release()
+        self.release_resources()
 
     def __enter__(self) -> Self:
         return self
@@ -728,14 +714,14 @@ class Store(abc.ABC):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError(
-                f"{self._name()} is closed; open it again to use it.", path=self._path()
+                f"{self.describe()} is closed; open it again to use it.", path=self.location()
             )
 
     def _refuse_running(self, job_id: str, action: str) -> None:
         with self._jobs_lock:
             if job_id in self._jobs:
                 raise JobStateError(
-                    f"Cannot {action} job '{job_id}': it is running against {self._name()}. "
+                    f"Cannot {action} job '{job_id}': it is running against {self.describe()}. "
                     "Let it end (or cancel it) first.",
                     job_id=job_id,
                     status="running",
@@ -749,70 +735,197 @@ class Store(abc.ABC):
         except (FlowForgeError, TypeError, ValueError) as exc:
             # The job can still run and be resumed; only the command line,
             # which rebuilds flows from the store, loses this one.
-            logger.warning("flow %r was not saved in %s: %s", flow.flow_id, self._name(), exc)
+            logger.warning("flow %r was not saved in %s: %s", flow.flow_id, self.describe(), exc)
             return None
 
-    # -- storage, provided by subclasses ----------------------------------------
+    # -- the backend interface, provided by subclasses ----------------------------
+
+    def check_lease(self, batch: Batch, found: Lease | None, status: str | None) -> None:
+        """Raise unless ``batch``'s runner may commit it, given the job's stored lease.
+
+        A helper for :meth:`write_batch`: call it in the batch's transaction,
+        after reading the job's lease and stored status with the row locked.
+
+        Args:
+            batch: The batch about to be written.
+            found: The job's lease in the store, live or lapsed, or ``None``.
+            status: The job's stored status, or ``None`` if the store has no
+                such job (the backend reports that itself).
+
+        Raises:
+            LeaseHeldError: ``batch.acquire`` is set and another runner holds
+                a live lease on the job.
+            LeaseLostError: The batch's runner no longer holds the lease.
+        """
+        _lease.check(batch, found, status, self.describe(), self.location())
 
     @abc.abstractmethod
-    def _name(self) -> str:
-        """The store in words, for messages ("the store jobs.db")."""
+    def describe(self) -> str:
+        """The store in words, for messages: ``"the store jobs.db"``.
 
-    def _path(self) -> str:
-        """The store's file, or ``""``."""
+        Must not show a password.
+        """
+
+    def location(self) -> str:
+        """The store's file or URL (without a password) for errors' ``path``, or ``""``.
+
+        Optional: the default is ``""``.
+        """
         return ""
 
     @abc.abstractmethod
-    def _apply(self, batch: Batch) -> None:
-        """Apply ``batch`` atomically."""
+    def write_batch(self, batch: Batch) -> None:
+        """Apply one :class:`~flowforge.store.Batch` atomically: all of it or none.
+
+        Whatever happens to the process (an exception, a kill), the store
+        holds the job as before the batch or as after it. With
+        ``batch.replace``, drop everything stored for the job first and write
+        it whole. With ``batch.flow``, save that definition too, as
+        :meth:`write_flow` does.
+
+        Leases: when ``batch.owner`` is set, read the job's lease and stored
+        status in the same transaction (locking the row), call
+        :meth:`check_lease`, then keep the lease (``batch.owner``, heartbeat
+        ``batch.updated_at``, expiry ``batch.expires_at``; a new owner starts
+        with no control request and a new ``since``) or, when
+        ``batch.expires_at`` is ``None``, clear the lease and the job's
+        control request. A job whose batch has status ``queued`` is marked as
+        queued (for :meth:`claim_queued`) and stays so.
+
+        Raises:
+            JobNotFoundError: The batch is not ``replace`` and the store has
+                no such job (it was deleted while it ran).
+            LeaseHeldError: From :meth:`check_lease`.
+            LeaseLostError: From :meth:`check_lease`.
+            StoreError: The store failed (a subclass saying why); nothing
+                of the batch was written.
+        """
 
     @abc.abstractmethod
-    def _read(self, job_id: str) -> JobRecord | None:
-        """The job's record, read consistently, or ``None``."""
+    def read_job(self, job_id: str) -> JobRecord | None:
+        """The job's :class:`~flowforge.store.JobRecord`, or ``None`` if there is no such job.
+
+        Read consistently: every part as of one commit. Pieces come back
+        exactly as they were written, tails ordered by kind then ``first``.
+
+        Raises:
+            StoreError: The store failed.
+        """
 
     @abc.abstractmethod
-    def _summaries(self, flow_id: str | None, statuses: Collection[str] | None) -> list[JobSummary]:
-        """Summaries of the matching jobs, oldest first."""
+    def read_summaries(
+        self, flow_id: str | None, statuses: Collection[str] | None
+    ) -> list[JobSummary]:
+        """The :class:`JobSummary` of each matching job, oldest first.
+
+        Args:
+            flow_id: Only this flow's jobs; ``None``: every flow's.
+            statuses: Only jobs with one of these statuses; ``None``: any.
+
+        Returns:
+            Summaries ordered by ``created_at``, then ``job_id``; ``pending``
+            counts the messages not yet consumed.
+        """
 
     @abc.abstractmethod
-    def _remove(self, job_id: str) -> bool:
-        """Delete the job; False if there was none."""
+    def remove_job(self, job_id: str) -> bool:
+        """Delete the job and everything stored with it, atomically.
+
+        Returns:
+            ``False`` if the store had no such job.
+        """
 
     @abc.abstractmethod
-    def _prune(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
-        """Atomically delete jobs with ``statuses`` committed before ``cutoff``, except ``keep``."""
+    def remove_jobs(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
+        """Atomically delete the jobs with one of ``statuses`` not committed since ``cutoff``.
+
+        A job goes when its ``updated_at`` is at or before ``cutoff``.
+
+        Args:
+            cutoff: A time (seconds since the epoch), compared with ``updated_at``.
+            statuses: The statuses of the jobs that may go.
+            keep: Ids of jobs to keep whatever they match (they run now).
+
+        Returns:
+            How many jobs were deleted.
+        """
 
     @abc.abstractmethod
-    def _put_flow(self, flow_id: str, definition: str, when: float) -> None:
-        """Save a flow definition (JSON), replacing an older one."""
+    def write_flow(self, flow_id: str, definition: str, when: float) -> None:
+        """Keep a flow's definition (JSON text), replacing an older one of that id.
+
+        Args:
+            flow_id: The flow's id.
+            definition: Its definition, returned unchanged by :meth:`read_flow`.
+            when: When it was saved (seconds since the epoch).
+        """
 
     @abc.abstractmethod
-    def _get_flow(self, flow_id: str) -> str | None:
-        """A saved flow definition, or ``None``."""
+    def read_flow(self, flow_id: str) -> str | None:
+        """The definition last written by :meth:`write_flow` for ``flow_id``, or ``None``."""
 
     @abc.abstractmethod
-    def _release(self) -> None:
-        """Free resources (called once, by :meth:`close`)."""
+    def release_resources(self) -> None:
+        """Free connections, files and memory; called once, by :meth:`close`."""
 
     @abc.abstractmethod
-    def _lease_of(self, job_id: str) -> Lease | None:
-        """The job's lease, live or lapsed, or ``None``."""
+    def read_lease(self, job_id: str) -> Lease | None:
+        """The job's :class:`~flowforge.store.Lease`, live or lapsed, or ``None`` if it has none.
+
+        ``None`` too when the store has no such job.
+        """
 
     @abc.abstractmethod
-    def _heartbeat(
+    def renew_leases(
         self, owner: str, job_ids: Collection[str], now: float, expires_at: float | None
     ) -> dict[str, Control]:
-        """Renew ``owner``'s leases on ``job_ids``; the control request of each job still held."""
+        """Renew the leases ``owner`` holds on ``job_ids``, in one transaction.
+
+        Jobs whose lease another runner holds, or that have none, are left
+        alone and left out of the result.
+
+        Args:
+            owner: The runner.
+            job_ids: The jobs it runs.
+            now: The new heartbeat time.
+            expires_at: The new expiry; ``None`` reads without renewing.
+
+        Returns:
+            ``{job_id: control}`` for each job ``owner`` still holds,
+            ``control`` being the job's request ``(action, reason)`` or ``None``.
+        """
 
     @abc.abstractmethod
-    def _request(
+    def send_control(
         self, job_id: str, action: str, reason: str, now: float
     ) -> Literal["sent", "idle", "absent"]:
-        """Leave a control request on the job if its lease is live."""
+        """Atomically leave a control request on the job, if its lease is live at ``now``.
+
+        A ``"cancel"`` already left is never replaced by a ``"pause"``.
+
+        Args:
+            job_id: The job.
+            action: ``"pause"`` or ``"cancel"``.
+            reason: Why, in words.
+            now: The time to judge the lease by.
+
+        Returns:
+            ``"sent"`` (the request was left), ``"idle"`` (no live lease:
+            nothing changed) or ``"absent"`` (no such job).
+        """
 
     @abc.abstractmethod
-    def _claim(self, owner: str, now: float, expires_at: float) -> str | None:
-        """Lease the oldest claimable queued job to ``owner``; its id."""
+    def claim_queued(self, owner: str, now: float, expires_at: float) -> str | None:
+        """Atomically give ``owner`` the lease of the oldest claimable queued job.
+
+        Claimable: a job marked queued (see :meth:`write_batch`) whose status
+        is still ``queued`` or ``running`` and whose lease is free or lapsed
+        at ``now``. The new lease starts at ``now``, with no control request.
+        Two claims, from any threads or processes, never get the same job.
+
+        Returns:
+            The job's id, or ``None`` if no job is claimable.
+        """
 
 
 @attrs.frozen

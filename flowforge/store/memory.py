@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import attrs
 
-from . import _lease
 from ._errors import JobNotFoundError
 from ._lease import Control, Lease
 from ._records import Batch, JobRecord
@@ -91,15 +90,15 @@ class MemoryStore(Store):
     def __repr__(self) -> str:
         return f"MemoryStore(durability={self.durability!r}, jobs={len(self._stored)})"
 
-    def _name(self) -> str:
+    def describe(self) -> str:
         return "the memory store"
 
-    def _apply(self, batch: Batch) -> None:
+    def write_batch(self, batch: Batch) -> None:
         self._check_open()
         with self._lock:
             old = self._stored.get(batch.job_id)
             if old is not None:
-                _lease.check(batch, old.lease, old.summary.status, self._name(), "")
+                self.check_lease(batch, old.lease, old.summary.status)
             job = self._row(batch)
             if old is not None and job is not old:
                 job.lease, job.request, job.queued = old.lease, old.request, old.queued
@@ -140,7 +139,7 @@ class MemoryStore(Store):
         job.header = batch.header
         return job
 
-    def _read(self, job_id: str) -> JobRecord | None:
+    def read_job(self, job_id: str) -> JobRecord | None:
         with self._lock:
             job = self._stored.get(job_id)
             if job is None:
@@ -159,7 +158,9 @@ class MemoryStore(Store):
                 list(job.tasks.items()),
             )
 
-    def _summaries(self, flow_id: str | None, statuses: Collection[str] | None) -> list[JobSummary]:
+    def read_summaries(
+        self, flow_id: str | None, statuses: Collection[str] | None
+    ) -> list[JobSummary]:
         with self._lock:
             found = [
                 attrs.evolve(job.summary, pending=sum(s[0] for s in job.messages.values()))
@@ -169,11 +170,11 @@ class MemoryStore(Store):
             ]
         return sorted(found, key=lambda s: (s.created_at, s.job_id))
 
-    def _remove(self, job_id: str) -> bool:
+    def remove_job(self, job_id: str) -> bool:
         with self._lock:
             return self._stored.pop(job_id, None) is not None
 
-    def _prune(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
+    def remove_jobs(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
         with self._lock:
             gone = [
                 job_id
@@ -186,25 +187,25 @@ class MemoryStore(Store):
                 del self._stored[job_id]
         return len(gone)
 
-    def _put_flow(self, flow_id: str, definition: str, when: float) -> None:
+    def write_flow(self, flow_id: str, definition: str, when: float) -> None:
         with self._lock:
             self._flows[flow_id] = definition
 
-    def _get_flow(self, flow_id: str) -> str | None:
+    def read_flow(self, flow_id: str) -> str | None:
         with self._lock:
             return self._flows.get(flow_id)
 
-    def _release(self) -> None:
+    def release_resources(self) -> None:
         with self._lock:
             self._stored.clear()
             self._flows.clear()
 
-    def _lease_of(self, job_id: str) -> Lease | None:
+    def read_lease(self, job_id: str) -> Lease | None:
         with self._lock:
             job = self._stored.get(job_id)
             return None if job is None else job.lease
 
-    def _heartbeat(
+    def renew_leases(
         self, owner: str, job_ids: Collection[str], now: float, expires_at: float | None
     ) -> dict[str, Control]:
         held: dict[str, Control] = {}
@@ -218,7 +219,7 @@ class MemoryStore(Store):
                 held[job_id] = job.request
         return held
 
-    def _request(
+    def send_control(
         self, job_id: str, action: str, reason: str, now: float
     ) -> Literal["sent", "idle", "absent"]:
         with self._lock:
@@ -231,7 +232,7 @@ class MemoryStore(Store):
                 job.request = (action, reason)
             return "sent"
 
-    def _claim(self, owner: str, now: float, expires_at: float) -> str | None:
+    def claim_queued(self, owner: str, now: float, expires_at: float) -> str | None:
         with self._lock:
             ready = [
                 job

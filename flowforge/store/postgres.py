@@ -241,7 +241,7 @@ class PostgresStore(Store):
         except PoolTimeout as exc:
             self._pool.close()
             raise StoreConnectionError(
-                f"Cannot open {self._name()}: no connection within {self.timeout} s.",
+                f"Cannot open {self.describe()}: no connection within {self.timeout} s.",
                 path=self.url,
             ) from exc
 
@@ -252,10 +252,10 @@ class PostgresStore(Store):
             f"durability={self.durability!r}{mode})"
         )
 
-    def _name(self) -> str:
+    def describe(self) -> str:
         return f"the PostgreSQL store {self.url} (schema {self.schema})"
 
-    def _path(self) -> str:
+    def location(self) -> str:
         return self.url
 
     # -- connections and transactions ---------------------------------------------
@@ -272,7 +272,7 @@ class PostgresStore(Store):
             with conn:
                 self._configure(conn)
                 with conn.transaction():
-                    _open_schema(conn, self.schema, self._name(), self.url, self.readonly)
+                    _open_schema(conn, self.schema, self.describe(), self.url, self.readonly)
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
 
@@ -280,7 +280,7 @@ class PostgresStore(Store):
         """Run ``work`` in one transaction, again if it lost a race with another one."""
         if write and self.readonly:
             raise StoreReadOnlyError(
-                f"Cannot write to {self._name()}: it was opened read-only (readonly=True). "
+                f"Cannot write to {self.describe()}: it was opened read-only (readonly=True). "
                 "Open it without readonly=True to run, save or delete jobs.",
                 path=self.url,
             )
@@ -297,7 +297,7 @@ class PostgresStore(Store):
                     raise self._translate(exc) from exc
             except PoolTimeout as exc:
                 raise StoreBusyError(
-                    f"No connection of {self._name()} became free within {self.timeout} s. "
+                    f"No connection of {self.describe()} became free within {self.timeout} s. "
                     "Give PostgresStore a larger pool_size= or a longer timeout=.",
                     path=self.url,
                     timeout=self.timeout,
@@ -310,11 +310,11 @@ class PostgresStore(Store):
     def _connection(self) -> Any:
         if self._closed:
             raise StoreClosedError(
-                f"{self._name()} is closed; open it again to use it.", path=self.url
+                f"{self.describe()} is closed; open it again to use it.", path=self.url
             )
         if os.getpid() != self._pid:
             raise StoreError(
-                f"{self._name()} was opened in another process (this one was forked from it); "
+                f"{self.describe()} was opened in another process (this one was forked from it); "
                 "database connections cannot cross a fork. Open the store in this process.",
                 path=self.url,
             )
@@ -334,7 +334,7 @@ class PostgresStore(Store):
             )
         if "does not exist" in text:
             return StoreAccessError(
-                f"Cannot open {self._name()}: {text} Create the database (createdb NAME) or "
+                f"Cannot open {self.describe()}: {text} Create the database (createdb NAME) or "
                 "name an existing one in the URL.",
                 path=self.url,
             )
@@ -348,21 +348,21 @@ class PostgresStore(Store):
         text = self._scrub(str(exc))
         if isinstance(exc, pg_errors.InsufficientPrivilege):
             return StoreAccessError(
-                f"Cannot use {self._name()}: {text} Grant the user the rights on schema "
+                f"Cannot use {self.describe()}: {text} Grant the user the rights on schema "
                 f"{self.schema}, or name a schema it owns (schema=).",
                 path=self.url,
             )
         if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
             return CorruptStoreError(
-                f"The tables of {self._name()} are gone: {text} Was the schema dropped? "
+                f"The tables of {self.describe()} are gone: {text} Was the schema dropped? "
                 "Open the store again to create it anew.",
                 path=self.url,
             )
         if isinstance(exc, psycopg.OperationalError) and not exc.sqlstate:
             return StoreConnectionError(
-                f"Lost the connection to {self._name()}: {text}", path=self.url
+                f"Lost the connection to {self.describe()}: {text}", path=self.url
             )
-        return StoreError(f"{self._name()} failed: {text}", path=self.url)
+        return StoreError(f"{self.describe()} failed: {text}", path=self.url)
 
     def _scrub(self, text: str) -> str:
         """``text`` on one line, ending a sentence, with no password in it."""
@@ -372,13 +372,15 @@ class PostgresStore(Store):
 
     # -- storage ----------------------------------------------------------------------
 
-    def _apply(self, batch: Batch) -> None:
-        self._transact(lambda conn: _write(conn, batch, self._name(), self.url), write=True)
+    def write_batch(self, batch: Batch) -> None:
+        self._transact(lambda conn: _write(conn, batch, self.describe(), self.url), write=True)
 
-    def _read(self, job_id: str) -> JobRecord | None:
+    def read_job(self, job_id: str) -> JobRecord | None:
         return self._transact(lambda conn: _read_job(conn, job_id), write=False)
 
-    def _summaries(self, flow_id: str | None, statuses: Collection[str] | None) -> list[JobSummary]:
+    def read_summaries(
+        self, flow_id: str | None, statuses: Collection[str] | None
+    ) -> list[JobSummary]:
         query = (
             "SELECT job_id, flow_id, status, created_at, updated_at, started_at, finished_at, "
             "reason, (SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0)::bigint "
@@ -392,13 +394,13 @@ class PostgresStore(Store):
         rows = self._transact(lambda conn: conn.execute(query, params).fetchall(), write=False)
         return [JobSummary(*row) for row in rows]
 
-    def _remove(self, job_id: str) -> bool:
+    def remove_job(self, job_id: str) -> bool:
         def work(conn: Connection) -> bool:
             return conn.execute("DELETE FROM jobs WHERE job_id = %s", (job_id,)).rowcount > 0
 
         return self._transact(work, write=True)
 
-    def _prune(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
+    def remove_jobs(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
         def work(conn: Connection) -> int:
             return conn.execute(
                 "DELETE FROM jobs WHERE updated_at <= %s AND status = ANY(%s) "
@@ -408,10 +410,10 @@ class PostgresStore(Store):
 
         return self._transact(work, write=True)
 
-    def _put_flow(self, flow_id: str, definition: str, when: float) -> None:
+    def write_flow(self, flow_id: str, definition: str, when: float) -> None:
         self._transact(lambda conn: _put_flow(conn, flow_id, definition, when), write=True)
 
-    def _get_flow(self, flow_id: str) -> str | None:
+    def read_flow(self, flow_id: str) -> str | None:
         row = self._transact(
             lambda conn: conn.execute(
                 "SELECT definition FROM flows WHERE flow_id = %s", (flow_id,)
@@ -420,10 +422,10 @@ class PostgresStore(Store):
         )
         return None if row is None else str(row[0])
 
-    def _release(self) -> None:
+    def release_resources(self) -> None:
         self._pool.close()
 
-    def _lease_of(self, job_id: str) -> Lease | None:
+    def read_lease(self, job_id: str) -> Lease | None:
         row = self._transact(
             lambda conn: conn.execute(
                 "SELECT job_id, lease_owner, lease_since, lease_heartbeat, lease_expires "
@@ -434,7 +436,7 @@ class PostgresStore(Store):
         )
         return None if row is None else Lease(*row)
 
-    def _heartbeat(
+    def renew_leases(
         self, owner: str, job_ids: Collection[str], now: float, expires_at: float | None
     ) -> dict[str, Control]:
         ids = list(job_ids)
@@ -455,7 +457,7 @@ class PostgresStore(Store):
 
         return self._transact(work, write=expires_at is not None)
 
-    def _request(
+    def send_control(
         self, job_id: str, action: str, reason: str, now: float
     ) -> Literal["sent", "idle", "absent"]:
         def work(conn: Connection) -> Literal["sent", "idle", "absent"]:
@@ -475,7 +477,7 @@ class PostgresStore(Store):
 
         return self._transact(work, write=True)
 
-    def _claim(self, owner: str, now: float, expires_at: float) -> str | None:
+    def claim_queued(self, owner: str, now: float, expires_at: float) -> str | None:
         def work(conn: Connection) -> str | None:
             # SKIP LOCKED: workers claiming together each take a different job, never waiting.
             row = conn.execute(

@@ -220,10 +220,10 @@ class SQLiteStore(Store):
         mode = ", readonly=True" if self.readonly else ""
         return f"SQLiteStore({self.path!r}, durability={self.durability!r}{mode})"
 
-    def _name(self) -> str:
+    def describe(self) -> str:
         return f"the store {self.path}"
 
-    def _path(self) -> str:
+    def location(self) -> str:
         return self.path
 
     # -- transactions ------------------------------------------------------------
@@ -231,11 +231,11 @@ class SQLiteStore(Store):
     def _connection(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreClosedError(
-                f"{self._name()} is closed; open it again to use it.", path=self.path
+                f"{self.describe()} is closed; open it again to use it.", path=self.path
             )
         if os.getpid() != self._pid:
             raise StoreError(
-                f"{self._name()} was opened in another process (this one was forked from it); "
+                f"{self.describe()} was opened in another process (this one was forked from it); "
                 "SQLite connections cannot cross a fork. Open the store in this process.",
                 path=self.path,
             )
@@ -250,7 +250,7 @@ class SQLiteStore(Store):
         """
         if write and self.readonly:
             raise StoreReadOnlyError(
-                f"Cannot write to {self._name()}: it was opened read-only (readonly=True). "
+                f"Cannot write to {self.describe()}: it was opened read-only (readonly=True). "
                 "Open it without readonly=True to run, save or delete jobs.",
                 path=self.path,
             )
@@ -286,7 +286,7 @@ class SQLiteStore(Store):
         code = _code(exc)
         if code in _BUSY:
             return StoreBusyError(
-                f"{self._name()} stayed locked by another connection for {self.timeout} s "
+                f"{self.describe()} stayed locked by another connection for {self.timeout} s "
                 f"({exc}). Another process may be holding a long transaction: retry, or give "
                 "SQLiteStore a longer timeout=.",
                 path=self.path,
@@ -296,20 +296,22 @@ class SQLiteStore(Store):
             return _damaged(self.path, exc)
         if code in _ACCESS:
             return StoreAccessError(
-                f"Cannot use {self._name()}: {exc}.{_access_hint(self.path, code)}",
+                f"Cannot use {self.describe()}: {exc}.{_access_hint(self.path, code)}",
                 path=self.path,
             )
-        return StoreError(f"{self._name()} failed: {exc}.", path=self.path)
+        return StoreError(f"{self.describe()} failed: {exc}.", path=self.path)
 
     # -- storage -----------------------------------------------------------------
 
-    def _apply(self, batch: Batch) -> None:
+    def write_batch(self, batch: Batch) -> None:
         self._transact(lambda conn: _write(conn, batch, self.path), write=True)
 
-    def _read(self, job_id: str) -> JobRecord | None:
+    def read_job(self, job_id: str) -> JobRecord | None:
         return self._transact(lambda conn: _read_job(conn, job_id), write=False)
 
-    def _summaries(self, flow_id: str | None, statuses: Collection[str] | None) -> list[JobSummary]:
+    def read_summaries(
+        self, flow_id: str | None, statuses: Collection[str] | None
+    ) -> list[JobSummary]:
         query = (
             "SELECT job_id, flow_id, status, created_at, updated_at, started_at, "
             "finished_at, reason, "
@@ -328,7 +330,7 @@ class SQLiteStore(Store):
         except (ValueError, TypeError) as exc:
             raise _damaged(self.path, exc) from exc
 
-    def _remove(self, job_id: str) -> bool:
+    def remove_job(self, job_id: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT jid FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if row is not None:
@@ -337,7 +339,7 @@ class SQLiteStore(Store):
 
         return self._transact(work, write=True)
 
-    def _prune(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
+    def remove_jobs(self, cutoff: float, statuses: Collection[str], keep: Collection[str]) -> int:
         query = (
             f"SELECT jid, job_id FROM jobs WHERE updated_at <= ? AND status IN "
             f"({', '.join(['?'] * len(statuses))})"
@@ -351,10 +353,10 @@ class SQLiteStore(Store):
 
         return self._transact(work, write=True)
 
-    def _put_flow(self, flow_id: str, definition: str, when: float) -> None:
+    def write_flow(self, flow_id: str, definition: str, when: float) -> None:
         self._transact(lambda conn: _put_flow(conn, flow_id, definition, when), write=True)
 
-    def _get_flow(self, flow_id: str) -> str | None:
+    def read_flow(self, flow_id: str) -> str | None:
         row = self._transact(
             lambda conn: conn.execute(
                 "SELECT definition FROM flows WHERE flow_id = ?", (flow_id,)
@@ -363,11 +365,11 @@ class SQLiteStore(Store):
         )
         return None if row is None else str(row[0])
 
-    def _release(self) -> None:
+    def release_resources(self) -> None:
         with self._lock:
             self._conn.close()
 
-    def _lease_of(self, job_id: str) -> Lease | None:
+    def read_lease(self, job_id: str) -> Lease | None:
         row = self._transact(
             lambda conn: conn.execute(
                 "SELECT job_id, lease_owner, lease_since, lease_heartbeat, lease_expires "
@@ -378,7 +380,7 @@ class SQLiteStore(Store):
         )
         return None if row is None else Lease(*row)
 
-    def _heartbeat(
+    def renew_leases(
         self, owner: str, job_ids: Collection[str], now: float, expires_at: float | None
     ) -> dict[str, Control]:
         ids = list(job_ids)
@@ -400,7 +402,7 @@ class SQLiteStore(Store):
 
         return self._transact(work, write=expires_at is not None)
 
-    def _request(
+    def send_control(
         self, job_id: str, action: str, reason: str, now: float
     ) -> Literal["sent", "idle", "absent"]:
         def work(conn: sqlite3.Connection) -> Literal["sent", "idle", "absent"]:
@@ -420,7 +422,7 @@ class SQLiteStore(Store):
 
         return self._transact(work, write=True)
 
-    def _claim(self, owner: str, now: float, expires_at: float) -> str | None:
+    def claim_queued(self, owner: str, now: float, expires_at: float) -> str | None:
         def work(conn: sqlite3.Connection) -> str | None:
             # The write transaction (BEGIN IMMEDIATE) makes the pick and the lease one step.
             row = conn.execute(
