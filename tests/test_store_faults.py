@@ -39,6 +39,25 @@ from flowforge.store import (
 from flowforge.testing import Collect, Source
 
 GARBAGE = bytes((i * 37 + 11) % 256 for i in range(4096))
+#: SQLite's b-tree page types (interior/leaf, index/table).
+_BTREE_PAGES = (0x02, 0x05, 0x0A, 0x0D)
+
+
+def damage_middle_page(data: bytearray) -> None:
+    """Overwrite the b-tree page nearest the middle of a database file with garbage.
+
+    A b-tree page, not just the middle bytes: those may fall on a free page,
+    which no check reads.
+    """
+    size = int.from_bytes(data[16:18], "big") or 65536
+    pages = len(data) // size
+    for number in sorted(range(1, pages), key=lambda n: abs(n - pages // 2)):
+        if data[number * size] in _BTREE_PAGES:
+            data[number * size : (number + 1) * size] = (GARBAGE * (size // len(GARBAGE) + 1))[
+                :size
+            ]
+            return
+    raise AssertionError("the file has no b-tree page past the first")
 
 
 def stored_job(path: Path, values: int = 3) -> JobState:
@@ -121,12 +140,11 @@ def test_a_job_whose_store_vanishes_does_not_complete(tmp_path: Path) -> None:
 
 
 def test_garbage_written_mid_file_is_found_when_opening(tmp_path: Path) -> None:
-    """4 KB of garbage in the middle of a store raises CorruptStoreError on open, untouched."""
+    """A page of garbage in the middle of a store raises CorruptStoreError on open, untouched."""
     path = tmp_path / "jobs.db"
     stored_job(path, values=2000)
     data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + len(GARBAGE)] = GARBAGE
+    damage_middle_page(data)
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptStoreError, match="damaged") as caught:
         SQLiteStore(path)
@@ -140,7 +158,7 @@ def test_check_false_skips_the_check_when_opening(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     stored_job(path, values=2000)
     data = bytearray(path.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + len(GARBAGE)] = GARBAGE
+    damage_middle_page(data)
     path.write_bytes(bytes(data))
     SQLiteStore(path, check=False).close()
 
