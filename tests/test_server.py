@@ -204,6 +204,7 @@ def test_a_chosen_job_id_is_kept_and_a_taken_one_is_409(api: Api) -> None:
         (b'{"deadline": -1}', 422, "deadline"),
         (b'{"deadline": "soon"}', 422, "deadline"),
         (b'{"colour": "red"}', 422, "colour"),
+        (b'{"params": {"values": [NaN]}}', 400, "NaN"),
     ],
 )
 def test_malformed_bodies_are_refused_naming_the_field(

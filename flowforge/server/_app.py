@@ -26,7 +26,7 @@ from ..cli._common import CommandError
 from ..cli._describe import flow_graph, job_summary
 from ..cli._loading import entry_params, open_flow, resolve_entry
 from ..cli.worker import Worker, flow_files
-from ..errors import JobStateError
+from ..errors import JobStateError, SerializationError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus
 from ..store import JobNotFoundError, Store
@@ -52,12 +52,16 @@ class ApiError(Exception):
 
 
 def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    body = json.dumps(data, default=str, allow_nan=False, indent=None)
+    body = json.dumps(data, default=str)
     return Response(body, status, headers=headers, media_type="application/json")
 
 
 def _error(status: int, kind: str, message: str) -> Response:
     return _json({"error": {"type": kind, "message": message}}, status)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @attrs.define
@@ -91,7 +95,7 @@ class _Service:
         if not data.strip():
             return {}
         try:
-            parsed = json.loads(data)
+            parsed = json.loads(data, parse_constant=_no_constant)
         except (ValueError, RecursionError) as exc:
             raise ApiError(400, "bad_request", f"The body is not valid JSON: {exc}.") from None
         if not isinstance(parsed, dict):
@@ -154,6 +158,8 @@ class _Service:
             )
         except JobStateError as exc:
             raise ApiError(409, "conflict", str(exc)) from None
+        except SerializationError as exc:
+            raise ApiError(422, "invalid", f"params: {exc}") from None
         if deadline is not None:
             self._cancel_after(queued.job_id, deadline)
         return {**self.summary(queued), "url": f"/api/jobs/{queued.job_id}"}
