@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from cli_support import FAILING_FLOW, QUICK_FLOW, SLOW_FLOW, SLOW_ROUTINES, cli, write
+from server_support import serving
 
 from flowforge.server import create_app
 from flowforge.store import SQLiteStore
@@ -106,15 +105,8 @@ def api(flows_dir: Path) -> Iterator[Api]:
     """The server, on a free loopback port, for the whole module."""
     store = SQLiteStore(flows_dir / "jobs.db", lease_seconds=5)
     app = create_app(store, [flows_dir], TOKEN, workers=2, max_body=4096, poll=0.05)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield Api(port)
-    server.should_exit = True
-    thread.join(20)
+    with serving(app) as port:
+        yield Api(port)
     store.close()
 
 
@@ -313,3 +305,19 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     result = cli("serve", "--host", "0.0.0.0", "--store", "memory://", cwd=tmp_path)
     assert result.returncode == 2
     assert "without a token" in result.stderr
+
+
+@pytest.mark.parametrize("path", ["/", "/jobs/anything", "/flows", "/flows/quick"])
+def test_the_dashboard_pages_are_served_without_a_token(api: Api, path: str) -> None:
+    """Every dashboard page is the same HTML shell, loading the shipped script and styles."""
+    status, page = api.call("GET", path, headers={})
+    assert status == 200
+    assert '<script src="/static/dashboard.js">' in page
+
+
+@pytest.mark.parametrize("asset", ["dashboard.js", "dashboard.css"])
+def test_the_dashboard_assets_ship_with_the_package_and_use_no_cdn(api: Api, asset: str) -> None:
+    """The script and styles are served from the package and load nothing from elsewhere."""
+    status, text = api.call("GET", f"/static/{asset}", headers={})
+    assert status == 200 and len(text) > 500
+    assert "https://" not in text and "//cdn" not in text

@@ -18,8 +18,9 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..cli._common import CommandError
@@ -37,6 +38,8 @@ MAX_BODY = 1 << 20
 #: The most job summaries or history entries one page holds.
 MAX_LIMIT = 1000
 COOKIE = "flowforge_token"
+#: The dashboard's HTML, JavaScript and CSS (no CDN: everything it needs ships here).
+STATIC = Path(__file__).parent / "static"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SSE_POLL = 0.2
 
@@ -133,6 +136,12 @@ class _Service:
                     "flow_id": flow_id,
                     "routines": list(flow.routines),
                     "entry": flow.entry,
+                    "edges": sorted(
+                        {
+                            (c.event.routine_label(), c.slot.routine_label())
+                            for c in flow.connections
+                        }
+                    ),
                     "url": f"/api/flows/{flow_id}",
                 }
                 for flow_id, flow in sorted(self.flows.items())
@@ -473,6 +482,10 @@ _ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
+async def _dashboard(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "error")
@@ -513,8 +526,8 @@ def create_app(
         >>> from flowforge.server import create_app
         >>> from flowforge.store import open_store
         >>> app = create_app(open_store("memory://"), workers=0)
-        >>> sorted(r.path for r in app.routes)[:2]
-        ['/api/docs', '/api/flows']
+        >>> sorted(r.path for r in app.routes)[:3]
+        ['/', '/api/docs', '/api/flows']
     """
     allowed = tuple(allow)
     paths: dict[str, Path] = {}
@@ -544,7 +557,11 @@ def create_app(
                 worker.stop()
                 await run_in_threadpool(worker.join)
 
-    routes = [Route("/api/health", _endpoint(service, _health, public=True), methods=["GET"])]
+    # The dashboard's pages are public; the data they show comes from the API, behind the token.
+    pages = ("/", "/jobs/{job_id}", "/flows", "/flows/{flow_id}")
+    routes: list[BaseRoute] = [Route(path, _dashboard, methods=["GET"]) for path in pages]
+    routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
+    routes.append(Route("/api/health", _endpoint(service, _health, public=True), methods=["GET"]))
     routes += [
         Route(path, _endpoint(service, handler), methods=[method])
         for method, path, handler in _ROUTES
