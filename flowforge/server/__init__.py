@@ -1,4 +1,4 @@
-"""The FlowForge service: a REST API over a job store (the ``server`` extra).
+"""The FlowForge service: a REST API and a web dashboard over a job store (``server`` extra).
 
 :func:`create_app` builds an ASGI application (Starlette) that ``flowforge
 serve`` runs on uvicorn. JSON goes in and out; every error is
@@ -13,6 +13,10 @@ Jobs created through the API are queued in the store (:meth:`Flow.submit
 ``flowforge worker`` processes when ``workers=0``. Pause and cancel go
 through the store (:meth:`Store.request_pause
 <flowforge.store.Store.request_pause>`), so they reach a job wherever it runs.
+
+``GET /`` serves the dashboard (``/jobs/{job_id}``, ``/flows``,
+``/flows/{flow_id}``): static HTML, JavaScript and CSS shipped in this
+package, which read the API; its pages need no token, their data does.
 
 With a ``token``, every ``/api`` route except ``GET /api/health`` needs
 ``Authorization: Bearer <token>`` (or the ``flowforge_token`` cookie).

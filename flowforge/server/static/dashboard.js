@@ -123,7 +123,7 @@ function paintGraph(runs) {
     node.setAttribute("class", `node n-${run.status}`);
     node.setAttribute("data-status", run.status);
     document.getElementById(`count-${rid}`).textContent =
-      `${run.status} · ${run.calls} calls · ${run.failures} failed`;
+      `${run.calls} calls · ${run.failures} failed`;
   }
 }
 
