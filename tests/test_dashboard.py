@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cli_support import FAILING_FLOW, QUICK_FLOW, SLOW_FLOW, SLOW_ROUTINES, write
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
@@ -99,8 +99,12 @@ def until(browser: webdriver.Chrome, condition: Callable[[webdriver.Chrome], Any
 
 
 def text_of(browser: webdriver.Chrome, selector: str) -> str:
-    found = browser.find_elements(By.CSS_SELECTOR, selector)
-    return found[0].text if found else ""
+    """The text of the first element ``selector`` finds ("" if none, or if it was just redrawn)."""
+    try:
+        found = browser.find_elements(By.CSS_SELECTOR, selector)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def test_the_login_form_sets_the_token_and_shows_the_jobs(
@@ -124,9 +128,12 @@ def test_the_jobs_table_filters_by_status(site: Site, logged_in: webdriver.Chrom
     logged_in.get(site.base + "/")
     until(logged_in, lambda b: "failed" in text_of(b, f"#jobs tr[data-job='{failed}']"))
     Select(logged_in.find_element(By.ID, "filter-status")).select_by_value("failed")
-    until(logged_in, lambda b: "completed" not in text_of(b, "#jobs tbody"))
-    rows = logged_in.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
-    assert rows and all("failed" in r.text for r in rows)
+
+    def only_failed(browser: webdriver.Chrome) -> bool:
+        rows = text_of(browser, "#jobs tbody").splitlines()
+        return bool(rows) and all(" failing failed " in row for row in rows)
+
+    until(logged_in, only_failed)
 
 
 def test_a_live_job_changes_on_screen_and_obeys_the_buttons(
