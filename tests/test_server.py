@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,3 +325,34 @@ def test_the_dashboard_assets_ship_with_the_package_and_use_no_cdn(api: Api, ass
     status, text = api.call("GET", f"/static/{asset}", headers={})
     assert status == 200 and len(text) > 500
     assert "https://" not in text and "//cdn" not in text
+
+
+def test_serve_runs_the_api_and_the_jobs_until_sigterm(flows_dir: Path, tmp_path: Path) -> None:
+    """flowforge serve answers with its token, runs a job, and exits 0 on SIGTERM."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    args = ["serve", str(flows_dir / "quick.yaml"), "--port", str(port), "-q"]
+    args += ["--token-file", str(tmp_path / "token"), "--store", str(tmp_path / "serve.db")]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flowforge.cli", *args], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        api = Api(port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if api.call("GET", "/api/health", headers={})[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "serve never answered"
+            time.sleep(0.05)
+        assert api.call("GET", "/api/jobs", headers={})[0] == 401
+        job_id = api.ok("POST", "/api/flows/quick/jobs", {}, 201)["job_id"]
+        assert api.wait_status(job_id, "completed")["routines"]["sink"]["calls"] == 3
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, errors = server.communicate(timeout=30)
+    assert server.returncode == 0, errors

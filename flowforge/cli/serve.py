@@ -9,10 +9,14 @@ listen beyond the loopback interface without a token (``--token-file`` or
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ipaddress
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -119,7 +123,27 @@ def serve(
                 f"Serving {shown(store)} on http://{host}:{port}/api/docs with {workers} "
                 "worker(s). Ctrl-C stops it."
             )
-        uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning" if quiet else "info")
+        server = uvicorn.Server(config)
+        # uvicorn re-raises SIGTERM once it has shut down; a clean stop exits 0 instead.
+        server.capture_signals = functools.partial(_stopping_on_signals, server)  # type: ignore[method-assign]
+        server.run()
+
+
+@contextlib.contextmanager
+def _stopping_on_signals(server: Any) -> Iterator[None]:
+    """SIGTERM or Ctrl-C asks the server to stop (a second time, at once)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.force_exit = server.should_exit
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _token(token_file: str | None) -> str | None:
