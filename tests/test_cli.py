@@ -61,6 +61,7 @@ COMMANDS = (
     "prune",
     "submit",
     "worker",
+    "serve",
 )
 
 

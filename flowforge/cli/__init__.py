@@ -16,6 +16,9 @@ example):
 ``submit FLOW``, ``worker``
     Queue a job for workers; run queued jobs (several workers share a store,
     taking over the jobs of one that died once its leases expire).
+``serve [FLOW|DIR ...]``
+    Serve the REST API over the store (the ``server`` extra), running the
+    jobs started through it.
 
 Jobs are kept in a store, by default the SQLite file ``flowforge.db`` in the
 working directory (``--store URL`` or the ``FLOWFORGE_STORE`` environment
@@ -52,7 +55,7 @@ Output
 
 Layout
     One module per command group (``run``, ``flows``, ``jobs``,
-    ``resume``, ``worker``), each listing its click commands in ``COMMANDS``; a new
+    ``resume``, ``worker``, ``serve``), each listing its click commands in ``COMMANDS``; a new
     module is picked up by :func:`build_cli` on its own.
 
 Without the ``cli`` extra (click and rich), ``flowforge`` says how to

@@ -149,7 +149,7 @@ def worker(
     running jobs, puts them back in the queue and exits 0. Exit status 0
     on a clean stop, 2 for bad usage.
     """
-    flows = _flow_files(flow_dirs, allow)
+    flows = flow_files(flow_dirs, allow)
     options: dict[str, Any] = {"lease_seconds": lease_seconds}
     if _kind(store) == "postgresql":
         options["pool_size"] = concurrency + 2
@@ -170,7 +170,7 @@ def _kind(url: str) -> str:
         raise CommandError(str(exc)) from None
 
 
-def _flow_files(places: Sequence[str], allow: Sequence[str]) -> dict[str, Path]:
+def flow_files(places: Sequence[str], allow: Sequence[str]) -> dict[str, Path]:
     """The flow files in ``places``, by flow id (each is loaded once to check it)."""
     found: dict[str, Path] = {}
     for place in map(Path, places):
@@ -196,25 +196,35 @@ class Worker:
     _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
     _running: dict[str, tuple[Flow, JobState]] = attrs.field(init=False, factory=dict)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
 
     def run(self) -> None:
-        """Run until stopped (or, with ``drain``, until the queue is empty)."""
-        threads = [
-            threading.Thread(target=self._loop, name=f"flowforge-worker-{i}", daemon=True)
-            for i in range(self.concurrency)
-        ]
+        """Run until stopped by SIGTERM or Ctrl-C (or, with ``drain``, until the queue is empty)."""
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.1)
+            self.start()
+            self.join()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _stop(self, signum: int, frame: FrameType | None) -> None:
+    def start(self) -> None:
+        """Start the ``concurrency`` claiming threads and return (``flowforge serve`` runs them)."""
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"flowforge-worker-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def join(self) -> None:
+        """Wait for the threads :meth:`start` started to end."""
+        for thread in self._threads:
+            while thread.is_alive():
+                thread.join(0.1)
+
+    def stop(self) -> None:
+        """Stop claiming, and pause the running jobs (they go back to the queue)."""
         if not self.quiet:
             err(f"Worker {self.store.owner}: stopping; pausing its running jobs.")
         self._stopping.set()
@@ -223,6 +233,9 @@ class Worker:
         for flow, job in running:
             with contextlib.suppress(JobStateError):  # it ended meanwhile
                 flow.pause(job, STOP_REASON)
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop()
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
