@@ -429,6 +429,42 @@ class JobState:
 
         One call for a whole activation, because it runs for every handler call.
         """
+        deliveries = self._queue_emits(routine_id, emits, routes, now, produced)
+        if deliveries:
+            self.tracker.record_deliveries(deliveries)
+
+    def commit_call(
+        self,
+        routine_id: str,
+        seconds: float,
+        base: dict[str, Any],
+        stats: dict[str, Any] | None,
+        emits: Sequence[tuple[str, dict[str, Any]]],
+        routes: Mapping[str, Sequence[Route]],
+        produced: list[Message] | None = None,
+    ) -> None:
+        """A call of ``routine_id`` succeeded in ``seconds``: the tracker counts it,
+        :meth:`record_success` with ``base`` -> ``stats`` and :meth:`record_emits`
+        with ``emits``, all in one call (it runs for every handler call)."""
+        run = self.runs[routine_id]
+        run.activations += 1
+        run.status = RoutineStatus.COMPLETED
+        if stats is not None and stats != base:
+            run.stats = merge_stats(run.stats, base, stats)
+        if emits:
+            deliveries = self._queue_emits(routine_id, emits, routes, time.time(), produced)
+            self.tracker.record_step(routine_id, seconds, deliveries)
+        else:
+            self.tracker.record_step(routine_id, seconds)
+
+    def _queue_emits(
+        self,
+        routine_id: str,
+        emits: Iterable[tuple[str, dict[str, Any]]],
+        routes: Mapping[str, Sequence[Route]],
+        now: float,
+        produced: list[Message] | None,
+    ) -> list[tuple[float, str | None, str | None, str, str | None]]:
         history = self._history
         pending = self.pending
         deliveries: list[tuple[float, str | None, str | None, str, str | None]] = []
@@ -452,8 +488,7 @@ class JobState:
                 deliveries.append((now, routine_id, event_name, target, slot))
         self.history_total += count
         self.next_seq = seq
-        if deliveries:
-            self.tracker.record_deliveries(deliveries)
+        return deliveries
 
     def record_failure(self, info: ErrorInfo) -> None:
         """A call failed and ``info.strategy`` decided: count it against the routine.
