@@ -451,11 +451,30 @@ class JobState:
         run.status = RoutineStatus.COMPLETED
         if stats is not None and stats != base:
             run.stats = merge_stats(run.stats, base, stats)
-        if emits:
-            deliveries = self._queue_emits(routine_id, emits, routes, time.time(), produced)
-            self.tracker.record_step(routine_id, seconds, deliveries)
-        else:
+        if not emits:
             self.tracker.record_step(routine_id, seconds)
+            return
+        # The loop of _queue_emits, inlined: this runs for every handler call.
+        history = self._history
+        pending = self.pending
+        now = time.time()
+        deliveries = []
+        seq = self.next_seq
+        for event_name, data in emits:
+            history.append((routine_id, event_name, data, now))
+            for route in routes[event_name]:
+                mapping = route.param_mapping
+                payload = data if mapping is None else {mapping.get(k, k): v for k, v in data.items()}
+                target, slot = route.target_id, route.slot_name
+                msg = Message(seq, target, slot, payload, route.key)
+                seq += 1
+                pending.append(msg)
+                if produced is not None:
+                    produced.append(msg)
+                deliveries.append((now, routine_id, event_name, target, slot))
+        self.history_total += len(emits)
+        self.next_seq = seq
+        self.tracker.record_step(routine_id, seconds, deliveries)
 
     def _queue_emits(
         self,
