@@ -454,17 +454,19 @@ class JobState:
         if not emits:
             self.tracker.record_step(routine_id, seconds)
             return
-        # The loop of _queue_emits, inlined: this runs for every handler call.
+        # _queue_emits inlined (keep the two in step): a call less per handler call.
         history = self._history
         pending = self.pending
         now = time.time()
-        deliveries = []
+        deliveries: list[tuple[float, str | None, str | None, str, str | None]] = []
         seq = self.next_seq
         for event_name, data in emits:
             history.append((routine_id, event_name, data, now))
             for route in routes[event_name]:
                 mapping = route.param_mapping
-                payload = data if mapping is None else {mapping.get(k, k): v for k, v in data.items()}
+                payload = data
+                if mapping is not None:
+                    payload = {mapping.get(k, k): v for k, v in data.items()}
                 target, slot = route.target_id, route.slot_name
                 msg = Message(seq, target, slot, payload, route.key)
                 seq += 1
