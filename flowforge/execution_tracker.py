@@ -103,6 +103,28 @@ class ExecutionTracker:
         elif seconds > row[5]:
             row[5] = seconds
 
+    def record_step(
+        self,
+        routine_id: str,
+        seconds: float,
+        deliveries: Sequence[tuple[float, str | None, str | None, str, str | None]] = (),
+    ) -> None:
+        """A successful call (:meth:`record_call`) and the deliveries of its emits
+        (:meth:`record_deliveries`): one call, because it runs for every handler call."""
+        row = self._routines.get(routine_id)
+        if row is None:
+            row = self._routines[routine_id] = [0, 0, 0, 0.0, seconds, seconds]
+        row[0] += 1
+        row[1] += 1
+        row[3] += seconds
+        if seconds < row[4]:
+            row[4] = seconds
+        elif seconds > row[5]:
+            row[5] = seconds
+        if deliveries:
+            self.event_flow_total += len(deliveries)
+            self._flow.extend(deliveries)
+
     def record_delivery(
         self,
         timestamp: float,

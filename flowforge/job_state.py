@@ -433,6 +433,63 @@ class JobState:
 
         One call for a whole activation, because it runs for every handler call.
         """
+        deliveries = self._queue_emits(routine_id, emits, routes, now, produced)
+        if deliveries:
+            self.tracker.record_deliveries(deliveries)
+
+    def commit_call(
+        self,
+        routine_id: str,
+        seconds: float,
+        base: dict[str, Any],
+        stats: dict[str, Any] | None,
+        emits: Sequence[tuple[str, dict[str, Any]]],
+        routes: Mapping[str, Sequence[Route]],
+        produced: list[Message] | None = None,
+    ) -> None:
+        """A call of ``routine_id`` succeeded in ``seconds``: the tracker counts it,
+        :meth:`record_success` with ``base`` -> ``stats`` and :meth:`record_emits`
+        with ``emits``, all in one call (it runs for every handler call)."""
+        run = self.runs[routine_id]
+        run.activations += 1
+        run.status = RoutineStatus.COMPLETED
+        if stats is not None and stats != base:
+            run.stats = merge_stats(run.stats, base, stats)
+        if not emits:
+            self.tracker.record_step(routine_id, seconds)
+            return
+        # _queue_emits inlined (keep the two in step): a call less per handler call.
+        history = self._history
+        pending = self.pending
+        now = time.time()
+        deliveries: list[tuple[float, str | None, str | None, str, str | None]] = []
+        seq = self.next_seq
+        for event_name, data in emits:
+            history.append((routine_id, event_name, data, now))
+            for route in routes[event_name]:
+                mapping = route.param_mapping
+                payload = data
+                if mapping is not None:
+                    payload = {mapping.get(k, k): v for k, v in data.items()}
+                target, slot = route.target_id, route.slot_name
+                msg = Message(seq, target, slot, payload, route.key)
+                seq += 1
+                pending.append(msg)
+                if produced is not None:
+                    produced.append(msg)
+                deliveries.append((now, routine_id, event_name, target, slot))
+        self.history_total += len(emits)
+        self.next_seq = seq
+        self.tracker.record_step(routine_id, seconds, deliveries)
+
+    def _queue_emits(
+        self,
+        routine_id: str,
+        emits: Iterable[tuple[str, dict[str, Any]]],
+        routes: Mapping[str, Sequence[Route]],
+        now: float,
+        produced: list[Message] | None,
+    ) -> list[tuple[float, str | None, str | None, str, str | None]]:
         history = self._history
         pending = self.pending
         deliveries: list[tuple[float, str | None, str | None, str, str | None]] = []
@@ -456,8 +513,7 @@ class JobState:
                 deliveries.append((now, routine_id, event_name, target, slot))
         self.history_total += count
         self.next_seq = seq
-        if deliveries:
-            self.tracker.record_deliveries(deliveries)
+        return deliveries
 
     def record_failure(self, info: ErrorInfo) -> None:
         """A call failed and ``info.strategy`` decided: count it against the routine.

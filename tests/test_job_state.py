@@ -527,3 +527,31 @@ def test_record_emits_records_what_record_emit_would_one_emit_at_a_time() -> Non
             ("out", "c"),
         ]
         assert len(job.get_execution_history()) == 3
+
+
+def _recorded(job: JobState) -> tuple[Any, ...]:
+    run = job.runs["a"]
+    return (
+        [(m.seq, m.routine_id, m.data, m.source) for m in job.pending],
+        [(r.event, r.target, r.slot) for r in job.tracker.get_event_flow()],
+        [(r.event_name, r.data) for r in job.get_execution_history()],
+        (run.status, run.activations, run.stats),
+        job.tracker.get_routine_performance("a"),
+    )
+
+
+def test_commit_call_records_what_the_separate_steps_would() -> None:
+    """commit_call counts the call, its counters and its emits as the separate methods do."""
+    routes = {"out": [_Route("b", "in"), _Route("c", "in", {"x": "y"})], "done": []}
+    emits = [("out", {"x": 1}), ("done", {})]
+    batched, separate = JobState(flow_id="f"), JobState(flow_id="f")
+    for job in (batched, separate):
+        job.add_routines(["a"])
+    produced: list[Any] = []
+    batched.commit_call("a", 0.5, {}, {"n": 2}, emits, routes, produced)
+    separate.tracker.record_call("a", True, 0.5)
+    separate.record_success(separate.runs["a"], {}, {"n": 2})
+    separate.record_emits("a", emits, routes, 5.0)
+    assert _recorded(batched) == _recorded(separate)
+    assert [m.routine_id for m in produced] == ["b", "c"]
+    assert _recorded(batched)[3] == ("completed", 1, {"n": 2})

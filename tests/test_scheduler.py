@@ -730,3 +730,21 @@ def test_resuming_in_a_fresh_flow_adds_only_the_work_after_the_resume_point() ->
     assert resumed.status == JobStatus.COMPLETED
     assert resumed.runs["count"].stats == {"calls": 5}
     assert fresh.get_routine("count").stats() == {"calls": 13}  # type: ignore[union-attr]
+
+
+def test_plan_sites_gather_each_routines_facts() -> None:
+    """A plan's site of a routine holds its cap, error handler, routes and plain flag."""
+    flow = Flow()
+    linear_flow(flow)
+    rid = "double"
+    flow.routines[rid].max_activations = 3
+    plan = flow._plan()
+    site = plan.sites[rid]
+    assert (site.routine, site.cap, site.handler) == (
+        flow.routines[rid],
+        3,
+        plan.handlers[rid],
+    )
+    assert site.routes is plan.routes[rid]
+    assert not site.plain
+    assert all(s.plain for r, s in plan.sites.items() if r != rid)

@@ -9,7 +9,9 @@ handler and merge deliveries, a connection knows its target routine and slot
 error handler, each routine's connections by event name (so routing a
 call's emits is one lookup), each routine's middleware composed into one
 :class:`~flowforge.runtime.chain.Chain` (the flow's outside the routine's),
-and which slots have a capacity and which routines feed them.
+and which slots have a capacity and which routines feed them. All of one
+routine's facts are also gathered in its :class:`Site`, so the scheduler
+looks a routine up once per message.
 A flow keeps its plan until its wiring or policies change, so
 starting a job costs nothing per routine.
 """
@@ -30,6 +32,27 @@ if TYPE_CHECKING:
     from ..slot import Slot
 
 
+class Site:
+    """One routine's facts for the hot path, gathered from its :class:`Plan`.
+
+    ``plain`` is true for a routine with no activation cap and that is no
+    task, so the scheduler skips both checks with one test.
+    """
+
+    __slots__ = ("cap", "chain", "handler", "plain", "routes", "routine", "slots", "task")
+
+    def __init__(self, plan: Plan, rid: str) -> None:
+        routine = plan.routines[rid]
+        self.routine = routine
+        self.slots = routine._slots
+        self.cap = plan.caps.get(rid)
+        self.handler = plan.handlers[rid]
+        self.chain = plan.chains.get(rid)
+        self.routes = plan.routes[rid]
+        self.task = rid in plan.tasks
+        self.plain = self.cap is None and not self.task
+
+
 class Plan:
     """Whole-flow facts for running jobs; read-only once built."""
 
@@ -42,6 +65,7 @@ class Plan:
         "joins",
         "routes",
         "routines",
+        "sites",
         "tasks",
     )
 
@@ -66,6 +90,8 @@ class Plan:
         self.chains: dict[str, Chain] = {}
         #: Each routine's connections by event name (the events' own lists, kept current).
         self.routes: dict[str, dict[str, Sequence[Connection]]] = {}
+        #: Each routine's :class:`Site` (made by :meth:`gather`, once the rest is known).
+        self.sites: dict[str, Site] = {}
         for rid, routine in routines.items():
             self.routes[rid] = {name: e._connections for name, e in routine._events.items()}
             policy = routine._policy
@@ -95,6 +121,11 @@ class Plan:
             if key in self.capacities:
                 feeds.setdefault(source, set()).add(key)
         self.feeds = {rid: tuple(sorted(keys)) for rid, keys in feeds.items()}
+
+    def gather(self) -> Plan:
+        """Make every routine's :class:`Site` from the facts above; returns the plan."""
+        self.sites = {rid: Site(self, rid) for rid in self.routines}
+        return self
 
 
 def compile_plan(
@@ -127,7 +158,7 @@ def compile_plan(
             (ids[id(c.event.routine)], f"{ids[id(c.slot.routine)]}.{c.slot.name}")
             for c in connections
         )
-    return plan
+    return plan.gather()
 
 
 def routines_on_loops(routines: Iterable[str], edges: list[tuple[str, str]]) -> set[str]:

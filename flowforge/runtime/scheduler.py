@@ -6,9 +6,11 @@ into their slots, and has each resulting activation called through
 sequential executor, by the executor's session otherwise -- then applies each
 :class:`~flowforge.runtime.activation.Outcome` when it comes back. Applying is
 done by the :class:`~flowforge.JobState` methods, so the job owns its changes:
-``record_success`` (the routine's :class:`~flowforge.job_state.RoutineRun`
-and the job's own counters), ``record_emits`` (history, event flow and the
-messages queued), ``record_failure`` / ``record_skipped_call`` / ``fail`` (the
+``commit_call`` (a successful call in one go: the tracker's count, the
+routine's :class:`~flowforge.job_state.RoutineRun` and the job's own counters
+as ``record_success`` does, and its emits as ``record_emits`` does: history,
+event flow and the messages queued), ``record_failure`` /
+``record_skipped_call`` / ``fail`` (the
 error strategy's outcome), ``set_slot_state`` and ``end_run``. Handlers never call each
 other, so chains of any length and long loops use no stack.
 
@@ -197,10 +199,7 @@ class JobRunner:
         self._cancel_reason: str | None = None
         self._running: dict[str, int] = {}
         self._routines = plan.routines
-        self._caps = plan.caps
-        self._handlers = plan.handlers
-        self._chains = plan.chains
-        self._routes = plan.routes
+        self._sites = plan.sites
         self._waiting: dict[str, deque[Message]] = {}
         self._busy_slots: set[str] = set()
         self._in_flight: dict[int, Message] = {}
@@ -646,19 +645,18 @@ class JobRunner:
     def _prepare(self, msg: Message) -> Activation | None:
         """Merge ``msg`` into its slot; the activation to run, or None if buffered."""
         rid = msg.routine_id
-        routine = self._routines[rid]
-        slot = None if msg.slot is None else routine._slots[msg.slot]
+        site = self._sites[rid]
+        slot = None if msg.slot is None else site.slots[msg.slot]
         state = self.job.runs[rid]
         counts = self.capacities
         if counts is not None and slot is not None:
             counted = slot_key(rid, slot.name)
             if counted in counts.counts:
                 counts.delivered(counted)
-        if rid in self._caps:
-            cap = self._caps[rid]
-            if state.activations + self._running.get(rid, 0) >= cap:
-                self._fail_on_cap(msg, rid, cap)
-                return None
+        cap = site.cap
+        if cap is not None and state.activations + self._running.get(rid, 0) >= cap:
+            self._fail_on_cap(msg, rid, cap)
+            return None
         data, new_state, key = msg.data, NO_STATE, None
         if slot is not None and slot.merge is not None:
             key = slot_key(rid, slot.name)
@@ -667,17 +665,17 @@ class JobRunner:
                     self.job.slot_states.get(key), msg.data, msg.source, slot.source_keys()
                 )
             except Exception as exc:  # a merge function failed: the routine's call failed
-                self._fail_before_call(routine, rid, slot, msg, state, exc)
+                self._fail_before_call(site.routine, rid, slot, msg, state, exc)
                 return None
             if fire is None:
                 self._commit_slot(key, new_state)
                 self._journal_step((msg,), (), None, key)
                 return None
             data = fire
-        if rid in self.plan.tasks:
+        if site.task:
             task_hooks.started(self.job, rid)
         act = Activation(
-            routine,
+            site.routine,
             rid,
             slot,
             msg,
@@ -685,9 +683,9 @@ class JobRunner:
             new_state,
             key,
             state.stats,
-            self._handlers[rid],
+            site.handler,
             self.call,
-            self._chains.get(rid),
+            site.chain,
         )
         if routine_started.receivers:
             send(
@@ -704,32 +702,43 @@ class JobRunner:
         """Apply a finished call's outcome: record it, then commit or fail it."""
         rid = act.routine_id
         job = self.job
-        if outcome.ok and self.journal is not None:
-            outcome = self._storable(act, outcome)
-        task = rid in self.plan.tasks
-        if task:
-            outcome = task_hooks.before_commit(job, act, outcome)
-        durations = outcome.durations
-        if len(durations) > 1 or outcome.retries:
+        site = self._sites[rid]
+        journal = self.journal
+        if not site.plain or journal is not None or not outcome.ok:
+            outcome = self._checked(act, outcome, site.task)
+        # One unpacking: a named field of a tuple is a slow attribute lookup.
+        ok, durations, emits, stats, _, _, _, retries = outcome
+        if len(durations) > 1 or retries:
             self._record_retries(act, outcome)
-        job.tracker.record_call(rid, outcome.ok, durations[-1])
-        if not outcome.ok:
+        if not ok:
+            job.tracker.record_call(rid, False, durations[-1])
             self._fail(act, outcome)
             return
         key = act.slot_key
         if key is not None:
             self._commit_slot(key, act.new_state)
-        job.record_success(job.runs[rid], act.base_stats, outcome.stats)
-        emits = outcome.emits
-        produced = self._route(act.routine, rid, emits) if emits else ()
-        if self._feeds and rid in self._feeds:
+        produced: list[Message] | None = None if journal is None else []
+        if emits and event_emitted.receivers:
+            job.commit_call(rid, durations[-1], act.base_stats, stats, (), site.routes)
+            self._signal_emits(act.routine, rid, emits, produced)
+        else:
+            job.commit_call(rid, durations[-1], act.base_stats, stats, emits, site.routes, produced)
+        if emits and self._feeds and rid in self._feeds:
             self._count_emits(act.routine, emits)
-        if self.journal is not None:
-            self._journal_step((act.message,), produced, rid, key)
-        if task:
+        if journal is not None:
+            self._journal_step((act.message,), produced or (), rid, key)
+        if site.task:
             task_hooks.after_commit(self, rid)
         if routine_finished.receivers:
             self._send_finished(rid, act.slot_name, act.message, durations[-1])
+
+    def _checked(self, act: Activation, outcome: Outcome, task: bool) -> Outcome:
+        """``outcome`` once the store and the task hooks have seen it."""
+        if outcome.ok and self.journal is not None:
+            outcome = self._storable(act, outcome)
+        if task:
+            outcome = task_hooks.before_commit(self.job, act, outcome)
+        return outcome
 
     def _record_retries(self, act: Activation, outcome: Outcome) -> None:
         """Record the failed attempts before the last; signal retries made elsewhere."""
@@ -796,13 +805,12 @@ class JobRunner:
             refused = task_hooks.unstorable_result(act.routine_id, outcome.emits, refused)
         return failed(refused, outcome.durations)
 
-    def _route(self, routine: Any, rid: str, emits: list[tuple[str, Any]]) -> list[Message]:
+    def _signal_emits(
+        self, routine: Any, rid: str, emits: list[tuple[str, Any]], produced: list[Message] | None
+    ) -> None:
+        """Record each emit, then tell ``event_emitted``'s receivers of it."""
         job = self.job
-        produced: list[Message] | None = [] if self.journal is not None else None
         now = time.time()
-        if not event_emitted.receivers:
-            job.record_emits(rid, emits, self._routes[rid], now, produced)
-            return produced or []
         events = routine._events
         for event_name, data in emits:
             job.record_emit(rid, event_name, data, events[event_name]._connections, now, produced)
@@ -814,7 +822,6 @@ class JobRunner:
                 event=event_name,
                 data=data,
             )
-        return produced or []
 
     def _commit_slot(self, key: str, new_state: Any) -> None:
         self.job.set_slot_state(key, new_state)
