@@ -129,26 +129,14 @@ def resolve(path: str, base: type[T], where: str, allowed: Iterable[str] = ()) -
             or is not allowed, or it does not name a ``base`` subclass; its one
             problem is at ``where``.
     """
-    module_name, _, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
-    if not module_name or not qualname:
-        raise failure(
-            where,
-            f"expected an import path 'package.module:ClassName', got {path!r}.",
-            "Write the module, a colon, then the class, e.g. 'myapp.routines:Parse'.",
-        )
-    module = imported(module_name)
-    if module is None:
-        module = _import_allowed(module_name, where, {*allowed, *_allowed_prefixes})
-    obj: Any = module
-    for part in qualname.split("."):
-        obj = getattr(obj, part, _MISSING)
-        if obj is _MISSING:
-            raise _no_such_class(module, path, base, where)
+    module, obj = _lookup(path, where, allowed, ("ClassName", "class", "myapp.routines:Parse"))
+    if obj is _MISSING:
+        raise _no_such_class(module, path, base, where)
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise failure(
             where,
             f"{path!r} does not name a subclass of {base.__name__}: it names {_kind_of(obj)}.",
-            f"Name a {base.__name__} subclass defined in '{module_name}'.",
+            f"Name a {base.__name__} subclass defined in '{module.__name__}'.",
         )
     return obj
 
@@ -163,12 +151,27 @@ def resolve_object(path: str, where: str, allowed: Iterable[str] = ()) -> Any:
         SerializationError: the path is malformed, its module does not exist
             or is not allowed, or it names nothing; its one problem is at ``where``.
     """
+    module, obj = _lookup(path, where, allowed, ("name", "name", "myapp.middleware:timed"))
+    if obj is _MISSING:
+        raise failure(where, f"module '{module.__name__}' has no '{path.partition(':')[2]}'.")
+    return obj
+
+
+def _lookup(
+    path: object, where: str, allowed: Iterable[str], words: tuple[str, str, str]
+) -> tuple[Any, Any]:
+    """The module of ``"module:QualName"`` and what it names there (``_MISSING`` if nothing).
+
+    ``words`` say what the path should name, for the error: the placeholder,
+    the word, and an example (``"ClassName", "class", "myapp.routines:Parse"``).
+    """
+    placeholder, word, example = words
     module_name, _, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
     if not module_name or not qualname:
         raise failure(
             where,
-            f"expected an import path 'package.module:name', got {path!r}.",
-            "Write the module, a colon, then the name, e.g. 'myapp.middleware:timed'.",
+            f"expected an import path 'package.module:{placeholder}', got {path!r}.",
+            f"Write the module, a colon, then the {word}, e.g. '{example}'.",
         )
     module = imported(module_name)
     if module is None:
@@ -177,8 +180,8 @@ def resolve_object(path: str, where: str, allowed: Iterable[str] = ()) -> Any:
     for part in qualname.split("."):
         obj = getattr(obj, part, _MISSING)
         if obj is _MISSING:
-            raise failure(where, f"module '{module_name}' has no '{qualname}'.", "")
-    return obj
+            break
+    return module, obj
 
 
 def imported(module_name: str) -> Any:

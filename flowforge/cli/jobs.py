@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -195,6 +195,20 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def control_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of ``pause`` and ``cancel``: ``--reason`` and ``--wait``."""
+    command = click.option(
+        "--wait",
+        "wait_seconds",
+        type=click.FloatRange(min=0),
+        default=10.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long to wait for a running job to stop (0: do not wait).",
+    )(command)
+    return click.option("--reason", help="Why, for the record.")(command)
+
+
 @click.command(
     "pause",
     short_help="Pause a job, wherever it runs.",
@@ -202,16 +216,7 @@ def _clip(text: str, width: int) -> str:
 )
 @job_argument
 @store_option
-@click.option("--reason", help="Why, for the record.")
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for a running job to stop (0: do not wait).",
-)
+@control_options
 @guarded
 def pause(job_id: str, store: str, reason: str | None, wait_seconds: float) -> None:
     """Pause a running or queued job; resume it later with flowforge resume.
@@ -231,16 +236,7 @@ def pause(job_id: str, store: str, reason: str | None, wait_seconds: float) -> N
 )
 @job_argument
 @store_option
-@click.option("--reason", help="Why, for the record.")
-@click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for a running job to stop (0: do not wait).",
-)
+@control_options
 @guarded
 def cancel(job_id: str, store: str, reason: str | None, wait_seconds: float) -> None:
     """Cancel a job so it is not resumed: running, queued, paused, interrupted or failed.
