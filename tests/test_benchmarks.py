@@ -23,6 +23,11 @@ ROWS = (
     "tasks.per-task",
     "tasks.build",
     "workers.sqlite.1",
+    "service.requests",
+    "service.p50",
+    "service.p99",
+    "service.sse-events",
+    "service.errors",
 )
 
 
