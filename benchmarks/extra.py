@@ -1,6 +1,7 @@
-"""Registers the durable-store, live-job, worker and CPU-bound workloads with the runner.
+"""Registers the durable-store, live-job, worker, CPU-bound and service workloads.
 
-Their modules (``store_bench``, ``live_bench``, ``worker_bench``, ``cpu_bench``) measure
+Their modules (``store_bench``, ``live_bench``, ``worker_bench``, ``cpu_bench``,
+``service_bench``) measure
 and return rows; this module only names them for ``run.py`` and ``--only``.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import cpu_bench, live_bench, store_bench, worker_bench
+from benchmarks import cpu_bench, live_bench, service_bench, store_bench, worker_bench
 from benchmarks.harness import Settings, benchmark
 
 
@@ -42,6 +43,16 @@ def workers(settings: Settings) -> list[dict[str, Any]]:
 def cpu(settings: Settings) -> list[dict[str, Any]]:
     """Speedups of the parallel executors on pure-Python work."""
     return [_as_row(row) for row in cpu_bench.rows(settings.quick)]
+
+
+@benchmark(
+    "service",
+    "flowforge serve under load: 50 pollers and 20 event streams while 10 jobs run",
+    cpu_bound=False,
+)
+def service(settings: Settings) -> list[dict[str, Any]]:
+    """Poll latency and rate of the REST API, with exact job results and complete streams."""
+    return service_bench.rows(settings.quick)
 
 
 def _as_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 ROWS = (
@@ -23,6 +28,11 @@ ROWS = (
     "tasks.per-task",
     "tasks.build",
     "workers.sqlite.1",
+    "service.requests",
+    "service.p50",
+    "service.p99",
+    "service.sse-events",
+    "service.errors",
 )
 
 
@@ -78,3 +88,48 @@ def test_unknown_workload_is_refused() -> None:
     result = run_bench("--only", "no-such-workload")
     assert result.returncode == 2
     assert "no-such-workload" in result.stderr
+
+
+def _service_bench() -> ModuleType:
+    """benchmarks/service_bench.py, imported from its file (benchmarks is not a test import)."""
+    spec = importlib.util.spec_from_file_location("service_bench", RUN.parent / "service_bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stream(*statuses: str, through: int = 3, end: str = "completed") -> list[Any]:
+    progress = ("progress", {"routines": {"total": {"calls": through}}})
+    return [*(("status", {"status": s}) for s in statuses), progress, ("end", {"status": end})]
+
+
+def test_service_check_accepts_a_complete_event_stream() -> None:
+    """A stream with every status change, all items through and its end passes the load check."""
+    check = _service_bench().stream_problem
+    assert check(_stream("queued", "running", "completed"), 3) is None
+    assert check(_stream("running", "completed"), 3) is None
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        _stream("queued", "completed"),
+        _stream("running", "completed", through=2),
+        _stream("running", "completed")[:-1],
+        _stream("running", "failed", end="failed"),
+    ],
+)
+def test_service_check_refuses_an_incomplete_event_stream(events: list[Any]) -> None:
+    """A missing status change, a short last progress, no end, or a failed job is a problem."""
+    assert _service_bench().stream_problem(events, 3) is not None
+
+
+def test_service_check_refuses_an_inexact_job_result() -> None:
+    """A completed job whose total is off by one is reported, an exact one is not."""
+    bench = _service_bench()
+    exact = {"total": 2 * sum(range(bench.SPAN, bench.SPAN + 4)), "count": 4}
+    detail = {"status": "completed", "errors": [], "routines": {"total": {"stats": exact}}}
+    assert bench.job_problem(detail, 1, 4) is None
+    detail["routines"]["total"]["stats"] = {**exact, "total": exact["total"] + 1}
+    assert bench.job_problem(detail, 1, 4) is not None
