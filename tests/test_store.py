@@ -34,9 +34,8 @@ from flowforge import (
     JobStateError,
     JobStatus,
     Message,
-    Routine,
-    current_activation,
 )
+from flowforge._store_conformance import Emits, Peek, comparable, halting_flow
 from flowforge.runtime.scheduler import Journal
 from flowforge.store import (
     CorruptStoreError,
@@ -85,11 +84,6 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def comparable(job: JobState) -> dict[str, Any]:
-    """``job.serialize()`` as JSON would give it back."""
-    return json.loads(json.dumps(job.serialize()))
-
-
 def plain_flow(store: Store | None = None, flow_id: str = "plain") -> Flow:
     """``src -> double -> relay -> sink`` (the sink collects)."""
     flow = Flow(flow_id=flow_id, store=store)
@@ -100,63 +94,6 @@ def plain_flow(store: Store | None = None, flow_id: str = "plain") -> Flow:
 def stats(job: JobState) -> dict[str, Any]:
     """Each routine's counters in ``job``."""
     return {rid: state["stats"] for rid, state in job.routine_states.items()}
-
-
-class Emits(Routine):
-    """Emits ``out(value=...)``: ``value`` as given, or an object (not JSON) if ``bad``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.define_slot("in", handler=self.send)
-        self.define_event("out", ["value"])
-
-    def send(self, value: Any, bad: bool = False) -> None:
-        """Pass ``value`` on, or something that cannot be stored."""
-        self.emit("out", value=object() if bad else value)
-
-
-class Halt(Routine):
-    """Relays ``value``; pauses (or cancels, config ``cancel``) the job at config ``at``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.define_slot("in", handler=self.relay)
-        self.define_event("out", ["value"])
-
-    def relay(self, value: Any) -> None:
-        """Stop the job on cue, then pass the value on."""
-        if value == self.get_config("at"):
-            if self.get_config("cancel", False):
-                self.cancel_job("cancelled on cue")
-            else:
-                self.pause_job("paused on cue")
-        self.emit("out", value=value)
-
-
-class Peek(Routine):
-    """Notes, at each call, how many calls of ``src`` and itself the store has committed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: Store | None = None
-        self.seen: list[int] = []
-        self.define_slot("in", handler=self.peek)
-
-    def peek(self, value: Any) -> None:
-        """Load this job from the store and note its committed activations."""
-        activation = current_activation()
-        assert self.store is not None and activation is not None
-        stored = self.store.load(activation.job_id)
-        self.seen.append(stored.routine_states["peek"]["activations"])
-
-
-def halting_flow(at: int, *, cancel: bool = False) -> Flow:
-    """``src -> halt -> sink``; ``halt`` pauses (or cancels) at value ``at``."""
-    flow = Flow(flow_id="halting")
-    halt = Halt()
-    halt.set_config(at=at, cancel=cancel)
-    chain(flow, ("src", Source()), ("halt", halt), ("sink", Collect()))
-    return flow
 
 
 def peek_flow(store: Store) -> tuple[Flow, Peek]:
