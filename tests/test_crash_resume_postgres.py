@@ -39,6 +39,7 @@ from test_crash_resume import (
     ITEMS,
     JOB_ID,
     LEASE_SECONDS,
+    check_exactly_once,
     close_sink,
     kill_after_items,
     make_effects,
@@ -246,22 +247,9 @@ def test_killed_jobs_resume_on_postgres_with_every_item_processed_exactly_once(
     postgres_server: pg_server.PgServer,
 ) -> None:
     """After SIGKILLs at random moments, jobs resumed from PostgreSQL match an uninterrupted run."""
-    results = list(cases(postgres_server.dsn, tmp_path, durability))
-    for result in results:
-        seed, job = result["seed"], result["job"]
-        assert job.status == JobStatus.COMPLETED, f"seed {seed}: {job.summary()}"
-        assert {rid: s["stats"] for rid, s in job.routine_states.items()} == reference["stats"], (
-            f"seed {seed}: stats differ from an uninterrupted run"
-        )
-        ids_by_item: dict[int, set[str]] = {}
-        for activation_id, n, value in result["writes"]:
-            assert value == reference["values"][n], f"seed {seed}: item {n} has value {value}"
-            ids_by_item.setdefault(n, set()).add(activation_id)
-        assert sorted(ids_by_item) == list(range(ITEMS)), f"seed {seed}: items lost"
-        twice = {n: ids for n, ids in ids_by_item.items() if len(ids) > 1}
-        assert not twice, f"seed {seed}: items delivered by two messages: {twice}"
-    assert sum(r["kills"] for r in results) >= len(SEEDS)
-    assert any(r["in_commit"] for r in results), "no kill landed inside a transaction"
+    check_exactly_once(
+        list(cases(postgres_server.dsn, tmp_path, durability)), reference, len(SEEDS)
+    )
 
 
 if __name__ == "__main__":
