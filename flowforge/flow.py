@@ -678,7 +678,7 @@ class Flow:
         self._check_startable()
         defaults = self.entry or {}
         rid = entry_routine_id or defaults.get("routine_id")
-        tasks = _tasks_of(self._routines)
+        tasks = self._plan().tasks
         if rid is None and not tasks:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' has no entry: pass the routine to start at, e.g. "
@@ -834,7 +834,8 @@ class Flow:
         # A job replaces a run's stats dict on every change, never edits one,
         # so these references say what the job's counters were when this run began.
         before = {rid: run.stats for rid, run in job.runs.items()}
-        task_hooks.begin(job, self._routines)
+        if plan.tasks:
+            task_hooks.begin(job, plan.tasks)
         if job.tracker.job_id is None:
             job.tracker = ExecutionTracker(self.flow_id, job.job_id, job.retention)
         async_runner = AsyncRunner(loop)

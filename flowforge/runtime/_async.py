@@ -76,6 +76,8 @@ class AsyncRunner:
 
     def close(self) -> None:
         """Stop the runner's own loop, if it started one."""
+        if self._own is None:  # most jobs run no async handler (and close once they end)
+            return
         with self._lock:
             loop, thread = self._own, self._thread
             self._own = self._thread = None

@@ -36,10 +36,14 @@ class Site:
     """One routine's facts for the hot path, gathered from its :class:`Plan`.
 
     ``plain`` is true for a routine with no activation cap and that is no
-    task, so the scheduler skips both checks with one test.
+    task, so the scheduler skips both checks with one test. ``lanes`` holds
+    the slots whose calls need nothing around them but the call itself (see
+    :meth:`JobRunner._run_lane <flowforge.runtime.scheduler.JobRunner>`): a
+    plain routine without middleware or timeout, a slot without merge state
+    whose handler is a plain function.
     """
 
-    __slots__ = ("cap", "chain", "handler", "plain", "routes", "routine", "slots", "task")
+    __slots__ = ("cap", "chain", "handler", "lanes", "plain", "routes", "routine", "slots", "task")
 
     def __init__(self, plan: Plan, rid: str) -> None:
         routine = plan.routines[rid]
@@ -51,6 +55,10 @@ class Site:
         self.routes = plan.routes[rid]
         self.task = rid in plan.tasks
         self.plain = self.cap is None and not self.task
+        simple = self.plain and self.chain is None and routine._policy.timeout is None
+        self.lanes: dict[str | None, Slot] = {
+            name: slot for name, slot in self.slots.items() if simple and slot.plain
+        }
 
 
 class Plan:

@@ -299,7 +299,8 @@ class JobRunner:
                     session.close()
                 raise
         job.tracker.start_run()
-        send(job_started, self.sender, job_state=job)
+        if job_started.receivers:
+            send(job_started, self.sender, job_state=job)
         timer = None if self.deadline is None else self._start_deadline()
         try:
             if session is None:
@@ -319,9 +320,13 @@ class JobRunner:
         return timer
 
     def _run_inline(self) -> None:
-        pending = self.job.pending
-        prepare, complete = self._prepare, self._complete
+        job = self.job
+        pending, runs, sites, call = job.pending, job.runs, self._sites, self.call
+        prepare, complete, commit = self._prepare, self._complete, job.commit_call
         inbox, feeds, timed = self._inbox, self._feeds, self.deadline is not None
+        # The lane: calls that need nothing around them but the call itself skip
+        # _prepare and _complete (the same steps, folded in below).
+        lanes = self.journal is None and inbox is None and not feeds and not timed
         while True:
             while pending and not self._halt:
                 if inbox is not None and inbox.ready:
@@ -329,12 +334,31 @@ class JobRunner:
                 if feeds and self._gated():
                     continue
                 msg = pending.popleft()
-                if self._abandoned and not self._await_abandoned(msg.routine_id):
+                rid = msg.routine_id
+                if self._abandoned and not self._await_abandoned(rid):
                     pending.appendleft(msg)
                     break
-                act = prepare(msg)
-                if act is None:
-                    continue
+                site = sites[rid]
+                slot = site.lanes.get(msg.slot) if lanes else None
+                if slot is None or routine_started.receivers or routine_finished.receivers:
+                    act = prepare(msg)
+                    if act is None:
+                        continue
+                    base = None
+                else:
+                    base = runs[rid].stats
+                    act = Activation(
+                        site.routine,
+                        rid,
+                        slot,
+                        msg,
+                        msg.data,
+                        NO_STATE,
+                        None,
+                        base,
+                        site.handler,
+                        call,
+                    )
                 try:
                     outcome = invoke(act)
                 except BaseException:  # KeyboardInterrupt, SystemExit: the message stays
@@ -343,8 +367,14 @@ class JobRunner:
                 if timed and self._expired:  # past the deadline: dropped as for a timeout
                     pending.appendleft(msg)
                     return
-                if outcome.running is not None:
-                    self._abandoned.setdefault(act.routine_id, []).append(outcome.running)
+                # Indexed, not named: a named field of a tuple is a slow attribute lookup.
+                ok, durations, emits = outcome[0], outcome[1], outcome[2]
+                if base is not None and ok and len(durations) == 1:
+                    if not (emits and event_emitted.receivers):
+                        commit(rid, durations[0], base, outcome[3], emits, site.routes)
+                        continue
+                elif outcome[6] is not None:
+                    self._abandoned.setdefault(rid, []).append(outcome[6])
                 complete(act, outcome)
             if self._halt or (not self._resolve_joins() and not self._more_work()):
                 return
@@ -971,7 +1001,8 @@ class JobRunner:
             self._end_journal()
         for item in taken:
             item.settle()
-        send(job_finished, self.sender, job_state=job)
+        if job_finished.receivers:
+            send(job_finished, self.sender, job_state=job)
 
     def _end_journal(self) -> None:
         """Tell the store how the job ended; a store that cannot record it fails the job."""

@@ -24,7 +24,7 @@ a store keeps results and statuses exactly as far as the job got.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -81,14 +81,13 @@ def closed(job: JobState, task_id: str) -> bool:
     return bool(state and state.get("#closed"))
 
 
-def begin(job: JobState, routines: Mapping[str, Routine]) -> None:
+def begin(job: JobState, task_ids: Iterable[str]) -> None:
     """Give every task a run, and send back to ``pending`` those cut short."""
     runs = job.task_runs
-    for rid, routine in routines.items():
-        if isinstance(routine, Task):
-            run = runs.get(rid)
-            if run is None or (run.status != "pending" and not closed(job, rid)):
-                job.set_task_run(rid, TaskRun())
+    for rid in task_ids:
+        run = runs.get(rid)
+        if run is None or (run.status != "pending" and not closed(job, rid)):
+            job.set_task_run(rid, TaskRun())
 
 
 def started(job: JobState, task_id: str) -> None:
