@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from typing import Any
 
 import pytest
@@ -93,6 +94,26 @@ def test_new_job_state_is_pending_with_ids() -> None:
     assert job.job_id and job.job_id != JobState().job_id
     assert job.created_at > 0
     assert job.started_at is None and job.finished_at is None
+
+
+def test_job_ids_differ_in_every_digit_and_a_forked_child_draws_its_own() -> None:
+    """Ids are 32 hex digits, spread over all digits, and a fork does not repeat them."""
+    ids = [JobState().job_id for _ in range(2000)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert len({i[:4] for i in ids}) > 1000  # a short prefix names a job
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.write(write, " ".join(JobState().job_id for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    parent = {JobState().job_id for _ in range(50)}
+    assert len(child) == 50
+    assert not child & parent
 
 
 def test_status_given_as_a_string_becomes_a_job_status() -> None:
