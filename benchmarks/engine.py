@@ -29,6 +29,7 @@ from .routines import (
     run_plain_stream,
     stream_flow,
 )
+from .skeleton import run_skeleton, skeleton_chain
 
 _US = 1e6
 _MIB = 1024 * 1024
@@ -55,6 +56,8 @@ def hop_overhead(settings: Settings) -> list[Row]:
     long = per_call(_job(chain_flow(long_hops), "s0", {"value": 0}), number // 4 or 1, repeat)
     steps = [PlainStep() for _ in range(hops)]
     plain = per_call(lambda: run_plain_chain(steps, 0), number * 100, repeat)
+    routines, routes = skeleton_chain(hops)
+    skeleton = per_call(lambda: run_skeleton(routines, routes), number, repeat)
     plain_hop = plain / hops
     marginal = (long - job) / (long_hops - hops)
     sizes = f"{hops} hops, best of {repeat} x {number} jobs"
@@ -91,6 +94,18 @@ def hop_overhead(settings: Settings) -> list[Row]:
             target=Target("<=", 30.0, of="ratio"),
             note=f"(job over {long_hops} hops - job over {hops} hops) / {long_hops - hops}; "
             "tracking on (every call and delivery recorded)",
+        ),
+        Row(
+            "hop.skeleton",
+            f"the least a hop can cost, {hops}-routine chain",
+            (skeleton - plain) / hops * _US,
+            "µs/hop",
+            plain_hop * _US,
+            "µs/call",
+            ratio=skeleton / plain,
+            note="benchmarks/skeleton.py: a bare loop doing only what every hop promises "
+            "(queued record, call context, buffered checked emit, timing, counters, history, "
+            "event flow); no job, plan, errors or setup. Ratio as hop.per-hop's",
         ),
         Row(
             "hop.job-setup",

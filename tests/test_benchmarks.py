@@ -17,6 +17,7 @@ ROWS = (
     "hop.per-hop",
     "hop.job",
     "hop.marginal",
+    "hop.skeleton",
     "hop.job-setup",
     "stream.throughput",
     "fanout.job",
