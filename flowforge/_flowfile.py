@@ -146,6 +146,7 @@ class TaskDoc:
     timeout: float | None = None
     max_concurrency: int = 1
     error_strategy: ErrorStrategy | None = None
+    middleware: Any = attrs.field(factory=list)  # checked by _middleware.load_all
 
 
 @attrs.frozen
@@ -204,6 +205,10 @@ converter.register_unstructure_hook(
 )
 converter.register_structure_hook(
     TaskDoc, make_dict_structure_fn(TaskDoc, converter, _cattrs_forbid_extra_keys=True)
+)
+converter.register_unstructure_hook(
+    TaskDoc,
+    make_dict_unstructure_fn(TaskDoc, converter, middleware=override(omit_if_default=True)),
 )
 
 
@@ -273,6 +278,7 @@ def _task_doc(task: Task) -> TaskDoc:
         task.policy.timeout,
         task.policy.max_concurrency,
         task.error_strategy,
+        _middleware_docs(task.middleware, f"flow.tasks.{task.name}.middleware"),
     )
 
 
@@ -342,6 +348,7 @@ class TaskSpec:
     timeout: float | None
     max_concurrency: int
     error_strategy: ErrorStrategy | None
+    middleware: tuple[Any, ...] = ()
 
 
 @attrs.frozen
@@ -846,6 +853,7 @@ def _task_spec(
     problems += found
     if doc is None:
         return None
+    middleware = load_middleware(doc.middleware, f"{where}.middleware", allowed, problems)
     try:
         fn = _function(doc.function, f"{where}.function", allowed)
     except SerializationError as exc:
@@ -860,6 +868,7 @@ def _task_spec(
         doc.timeout,
         doc.max_concurrency,
         doc.error_strategy,
+        middleware,
     )
 
 
@@ -933,7 +942,7 @@ def _function(path: Any, where: str, allowed: tuple[str, ...]) -> Callable[..., 
 
 def _make_task(name: str, spec: TaskSpec, problems: list[Problem]) -> Task | None:
     try:
-        return Task(
+        task = Task(
             spec.fn,
             name=name,
             depends_on=spec.depends_on,
@@ -947,3 +956,6 @@ def _make_task(name: str, spec: TaskSpec, problems: list[Problem]) -> Task | Non
     except (TypeError, ValueError) as exc:
         problems.append(Problem("error", f"flow.tasks.{name}", str(exc), ""))
         return None
+    for mw in spec.middleware:
+        task.use(mw)
+    return task

@@ -403,6 +403,30 @@ def test_middleware_is_saved_and_loaded_with_the_flow(tmp_path: Path, suffix: st
     assert [c[0] for c in ms.CALLS if c[1] == "double"] == ["record", "inner"]
 
 
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_a_tasks_own_middleware_is_saved_and_runs_after_loading(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Middleware added to a task with use() survives the tasks: section of a flow file."""
+    import task_catalogue as tc
+
+    flow = Flow(flow_id="tasks-mw")
+    flow.task(tc.numbers)
+    flow.task(tc.double, depends_on=["numbers"]).use(Tag("on-double"))
+    path = tmp_path / f"flow{suffix}"
+    flow.save(path)
+    assert flow.serialize()["tasks"]["double"]["middleware"] == [
+        {"class": "middleware_support:Tag", "config": {"name": "on-double"}}
+    ]
+    assert "middleware" not in flow.serialize()["tasks"]["numbers"]
+    loaded = Flow.load(path)
+    (tag,) = loaded.get_routine("double").middleware  # type: ignore[union-attr]
+    assert isinstance(tag, Tag) and tag.name == "on-double"
+    job = loaded.execute(entry_params={"n": 3})
+    assert job.output("double") == [0, 2, 4]
+    assert [c[:2] for c in ms.CALLS if c[0] == "on-double"] == [("on-double", "double")]
+
+
 def test_flow_file_names_middleware_by_import_path() -> None:
     """Functions are saved as 'module:name', instances as class and config."""
     flow = pipeline()
