@@ -219,3 +219,44 @@ def test_topology(name: str, executor: str) -> None:
         perf = job.tracker.get_routine_performance(rid)
         assert job.get_routine_state(rid)["activations"] == perf["success_count"]  # type: ignore[index]
     assert bool(job.pending) == (case.status == "failed")
+
+
+def _record(job: Any, flow: Flow) -> dict[str, Any]:
+    """What a sequential job did, without times, ids and tracebacks."""
+    return {
+        "status": str(job.status),
+        "routines": job.routine_states,
+        "history": [(r.routine_id, r.event_name, r.data) for r in job.get_execution_history()],
+        "flow": [(e.source, e.event, e.target, e.slot) for e in job.tracker.get_event_flow()],
+        "errors": [(e.routine_id, e.error_type, e.strategy, e.attempts) for e in job.errors],
+        "pending": [(m.routine_id, m.slot, m.data) for m in job.pending],
+        "calls": {rid: calls(job, rid) for rid in flow.routines},
+        "sinks": {rid: list(r.items) for rid, r in flow.routines.items() if isinstance(r, Collect)},
+    }
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_lane_and_the_general_path_record_the_same_job(name: str) -> None:
+    """A job run by the sequential lane records exactly what the general path records."""
+    from flowforge.signals import routine_started
+
+    def build() -> Flow:
+        flow = Flow()
+        CASES[name].build(flow)
+        return flow
+
+    lane_flow = build()
+    lane = _record(lane_flow.execute("src", CASES[name].params), lane_flow)
+    general_flow = build()
+    seen: list[str] = []
+
+    def listen(sender: Any, **kw: Any) -> None:
+        seen.append(kw["routine_id"])
+
+    routine_started.connect(listen)  # a receiver sends every call the general way
+    try:
+        general = _record(general_flow.execute("src", CASES[name].params), general_flow)
+    finally:
+        routine_started.disconnect(listen)
+    assert seen  # the general path really ran
+    assert lane == general
