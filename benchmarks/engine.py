@@ -29,7 +29,7 @@ from .routines import (
     run_plain_stream,
     stream_flow,
 )
-from .skeleton import run_skeleton, skeleton_chain
+from .skeleton import run_skeleton, skeleton_chain, skeleton_stream
 
 _US = 1e6
 _MIB = 1024 * 1024
@@ -129,6 +129,8 @@ def stream(settings: Settings) -> list[Row]:
     job = best_of(_job(stream_flow(relays), "source", {"count": count}), repeat)
     plain_relays = [PlainRelay() for _ in range(relays)]
     plain = best_of(lambda: run_plain_stream(plain_relays, count), repeat * 3)
+    routines, routes = skeleton_stream(relays)
+    skeleton = best_of(lambda: run_skeleton(routines, routes, count), repeat)
     return [
         Row(
             "stream.throughput",
@@ -140,6 +142,15 @@ def stream(settings: Settings) -> list[Row]:
             target=Target("<=", 20.0, of="ratio"),
             note=f"{messages:,} deliveries (items x routines) in {job * 1e3:.1f} ms, "
             f"best of {repeat}; plain: {plain * 1e3:.2f} ms",
+        ),
+        Row(
+            "stream.skeleton",
+            f"the most a stream can carry, {relays} routines",
+            messages / skeleton,
+            "msg/s",
+            messages / plain,
+            ratio=skeleton / plain,
+            note="benchmarks/skeleton.py, as hop.skeleton: the floor under stream.throughput",
         ),
     ]
 

@@ -13,9 +13,10 @@ still does what FlowForge promises for every hop, and nothing else:
 
 It has no job object, no plan, no error handling, no retries, no stores, no
 signals and no per-job setup; it is not an engine, only a floor. The
-``hop.skeleton`` row reports it beside the engine's own ``hop.per-hop``: if
-the skeleton itself sits above the target, the target cannot be met without
-dropping one of the promises above.
+``hop.skeleton`` and ``stream.skeleton`` rows report it beside the engine's
+own ``hop.per-hop`` and ``stream.throughput``: if the skeleton itself sits
+above a target, the target cannot be met without dropping one of the
+promises above.
 """
 
 from __future__ import annotations
@@ -46,14 +47,14 @@ class _Call:
 
     __slots__ = ("emits", "record", "routine")
 
-    def __init__(self, routine: SkeletonStep, record: _Record) -> None:
+    def __init__(self, routine: SkeletonRoutine, record: _Record) -> None:
         self.routine = routine
         self.record = record
         self.emits: list[tuple[str, dict[str, Any]]] = []
 
 
-class SkeletonStep:
-    """A routine of the skeleton: emits ``out(value=value + 1)``."""
+class SkeletonRoutine:
+    """A routine of the skeleton, with one event ``out(value)``."""
 
     def __init__(self) -> None:
         self.events = {"out": frozenset(["value"])}
@@ -67,21 +68,51 @@ class SkeletonStep:
         if call is not None and call.routine is self:
             call.emits.append((name, data))
 
-    def step(self, value: int) -> None:
-        """The handler."""
+    def handle(self, value: Any) -> None:
+        """The handler: ``out(value=value + 1)``."""
         self.emit("out", value=value + 1)
 
 
-def skeleton_chain(length: int) -> tuple[dict[str, SkeletonStep], dict[str, list[str]]]:
+class SkeletonRelay(SkeletonRoutine):
+    """Passes the value on."""
+
+    def handle(self, value: Any) -> None:
+        """The handler: ``out(value=value)``."""
+        self.emit("out", value=value)
+
+
+class SkeletonSource(SkeletonRoutine):
+    """Emits ``out(value=i)`` for each ``i`` in ``range(value)``."""
+
+    def handle(self, value: Any) -> None:
+        """The handler: ``value`` items."""
+        for i in range(value):
+            self.emit("out", value=i)
+
+
+Routines = dict[str, SkeletonRoutine]
+
+
+def skeleton_chain(length: int) -> tuple[Routines, dict[str, list[str]]]:
     """``length`` routines ``s0 -> s1 -> ...``: the routines and each one's targets."""
-    routines = {f"s{i}": SkeletonStep() for i in range(length)}
-    routes = {f"s{i}": [f"s{i + 1}"] if i + 1 < length else [] for i in range(length)}
-    return routines, routes
+    routines = {f"s{i}": SkeletonRoutine() for i in range(length)}
+    return routines, _line(list(routines))
 
 
-def run_skeleton(routines: dict[str, SkeletonStep], routes: dict[str, list[str]]) -> None:
-    """One job through the chain, from ``s0`` with ``value=0``."""
-    pending = deque([_Record(0, "s0", "in", {"value": 0}, None)])
+def skeleton_stream(relays: int) -> tuple[Routines, dict[str, list[str]]]:
+    """A source (``s0``) followed by ``relays`` relays."""
+    routines: Routines = {"s0": SkeletonSource()}
+    routines.update({f"s{i + 1}": SkeletonRelay() for i in range(relays)})
+    return routines, _line(list(routines))
+
+
+def _line(ids: list[str]) -> dict[str, list[str]]:
+    return {rid: ids[i + 1 : i + 2] for i, rid in enumerate(ids)}
+
+
+def run_skeleton(routines: Routines, routes: dict[str, list[str]], value: Any = 0) -> None:
+    """One job through the routines, from ``s0`` with ``value``."""
+    pending = deque([_Record(0, "s0", "in", {"value": value}, None)])
     counters: dict[str, list[float]] = {}
     history: deque[tuple[str, str, dict[str, Any], float]] = deque(maxlen=1000)
     event_flow: deque[tuple[float, str, str, str, str]] = deque(maxlen=1000)
@@ -95,7 +126,7 @@ def run_skeleton(routines: dict[str, SkeletonStep], routes: dict[str, list[str]]
         token = _CURRENT.set(call)
         start = clock()
         try:
-            routine.step(**record.data)
+            routine.handle(**record.data)
         finally:
             _CURRENT.reset(token)
         seconds = clock() - start

@@ -20,6 +20,7 @@ ROWS = (
     "hop.skeleton",
     "hop.job-setup",
     "stream.throughput",
+    "stream.skeleton",
     "fanout.job",
     "threads.speedup",
     "big-chain.build",
