@@ -339,12 +339,10 @@ class JobState:
     _history: deque[tuple[str, str, dict[str, Any], float]] = attrs.field(
         init=False, default=attrs.Factory(lambda self: deque(maxlen=self.retention), True)
     )
-    _errors: deque[ErrorInfo] = attrs.field(
-        init=False, default=attrs.Factory(lambda self: deque(maxlen=self.retention), True)
-    )
-    _skipped: deque[SkippedWork] = attrs.field(
-        init=False, default=attrs.Factory(lambda self: deque(maxlen=self.retention), True)
-    )
+    # Made on first use: most jobs record no error and skip nothing (and a
+    # deque is one of the costlier things a new job makes).
+    _errors: deque[ErrorInfo] | tuple[()] = attrs.field(init=False, default=())
+    _skipped: deque[SkippedWork] | tuple[()] = attrs.field(init=False, default=())
 
     # -- routine state -----------------------------------------------------
 
@@ -655,7 +653,10 @@ class JobState:
     def record_error(self, error: ErrorInfo) -> None:
         """Add a handler failure to the job's errors."""
         self.errors_total += 1
-        self._errors.append(error)
+        errors = self._errors
+        if not isinstance(errors, deque):
+            errors = self._errors = deque(maxlen=self.retention)
+        errors.append(error)
 
     @property
     def errors(self) -> list[ErrorInfo]:
@@ -669,7 +670,10 @@ class JobState:
     def record_skip(self, skipped: SkippedWork) -> None:
         """Add work that did not run."""
         self.skipped_total += 1
-        self._skipped.append(skipped)
+        entries = self._skipped
+        if not isinstance(entries, deque):
+            entries = self._skipped = deque(maxlen=self.retention)
+        entries.append(skipped)
 
     @property
     def skipped(self) -> list[SkippedWork]:
@@ -821,7 +825,7 @@ class JobState:
         )
 
 
-def _since(entries: deque[Any], total: int, since: int) -> list[Any]:
+def _since(entries: deque[Any] | tuple[()], total: int, since: int) -> list[Any]:
     count = min(total - since, len(entries))
     if count <= 0:
         return []
@@ -988,8 +992,10 @@ def _structure_job(data: Any, _: Any) -> JobState:
     if doc.tracker is not None:
         job.tracker = doc.tracker
     job._history.extend(doc.history)
-    job._errors.extend(doc.errors)
-    job._skipped.extend(doc.skipped)
+    if doc.errors:
+        job._errors = deque(doc.errors, maxlen=job.retention)
+    if doc.skipped:
+        job._skipped = deque(doc.skipped, maxlen=job.retention)
     return job
 
 

@@ -21,6 +21,7 @@ from flowforge import (
     RoutineRun,
     SerializationError,
 )
+from flowforge.job_state import ErrorInfo, SkippedWork
 from flowforge.testing import Flaky
 
 
@@ -233,6 +234,30 @@ def test_round_trip_keeps_retention_and_dropped_counts() -> None:
     assert again.history_dropped == 2
     again.record_execution("r", "out", {"n": 4})
     assert [r.data["n"] for r in again.get_execution_history()] == [3, 4]
+
+
+def test_errors_and_skips_keep_retention_and_compare_by_entries() -> None:
+    """Errors and skips are kept up to retention, loaded or recorded, and jobs holding
+    the same ones compare equal (a job without any equals a fresh one)."""
+    job = JobState(job_id="j", created_at=1.0, retention=2)
+    twin = JobState(job_id="j", created_at=1.0, retention=2)
+    assert job == twin
+    for n in range(3):
+        info = ErrorInfo("r", "in", "ValueError", str(n), "", "continue", 1)
+        job.record_error(info)
+        twin.record_error(info)
+        job.record_skip(SkippedWork("r", "in", f"skip {n}", (), 1.0))
+        twin.record_skip(SkippedWork("r", "in", f"skip {n}", (), 1.0))
+    assert job == twin
+    assert [e.message for e in job.errors] == ["1", "2"]
+    again = json_round_trip(job)
+    assert [e.message for e in again.errors] == ["1", "2"]
+    assert again.errors_since(2) == job.errors_since(2) == job.errors[1:]
+    again.record_error(ErrorInfo("r", "in", "ValueError", "3", "", "continue", 1))
+    again.record_skip(SkippedWork("r", "in", "skip 3", (), 1.0))
+    assert [e.message for e in again.errors] == ["2", "3"]
+    assert [s.reason for s in again.skipped] == ["skip 2", "skip 3"]
+    assert json_round_trip(JobState()).errors == []
 
 
 def test_deserialize_fills_an_empty_job_state() -> None:
