@@ -59,9 +59,12 @@ class Connection:
     def __init__(
         self, event: Event, slot: Slot, param_mapping: Mapping[str, str] | None = None
     ) -> None:
-        mapping = check_mapping(event, slot, param_mapping)
-        flow = _common_flow(event, slot)
-        _check_not_wired(event, slot, mapping)
+        mapping = check_mapping(event, slot, param_mapping) if param_mapping else None
+        flow = event.routine._flow
+        if flow is not slot.routine._flow:
+            flow = _common_flow(event, slot)
+        if slot._connections:
+            _check_not_wired(event, slot, mapping)
         self.event = event
         self.slot = slot
         self.param_mapping: dict[str, str] | None = mapping
@@ -71,8 +74,9 @@ class Connection:
         self.refresh()
         if flow is not None:
             flow._wired(self)
-        event.routine._changed()
-        slot.routine._changed()
+        else:  # at most one end is in a flow: tell it
+            event.routine._changed()
+            slot.routine._changed()
 
     def refresh(self) -> None:
         """Recompute the names it routes by (after a routine got its id in a flow).
@@ -81,17 +85,24 @@ class Connection:
         a job's state; ``target_id`` is the target routine's id.
         """
         event, slot = self.event, self.slot
-        slot.sources_changed()
-        self.target_id: str = slot.routine_label()
-        self.key: str = f"{event.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
-        if event.routine.routine_id is None or slot.routine.routine_id is None:
+        slot._source_keys = None
+        source_id, target_id = event.routine._routine_id, slot.routine._routine_id
+        if source_id is None or target_id is None:
             # Outside a flow two routines of one class share a label.
-            self.key += f"#{self._number}"
+            self.target_id: str = slot.routine.routine_label()
+            self.key: str = (
+                f"{event.routine.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
+                f"#{self._number}"
+            )
             return
-        twins = [c for c in slot._connections if c.event is event]
-        if len(twins) > 1 and twins[0] is not self:
-            # A second wire from the same event (with another mapping) is its own source.
-            self.key += f"#{twins.index(self) + 1}"
+        self.target_id = target_id
+        key = f"{source_id}.{event.name}->{target_id}.{slot.name}"
+        if len(slot._connections) > 1:
+            twins = [c for c in slot._connections if c.event is event]
+            if len(twins) > 1 and twins[0] is not self:
+                # A second wire from the same event (with another mapping) is its own source.
+                key += f"#{twins.index(self) + 1}"
+        self.key = key
 
     @property
     def connected(self) -> bool:

@@ -181,13 +181,19 @@ class Flow:
                 f"This {type(routine).__name__} is already in a flow as '{routine._routine_id}'. "
                 "A routine belongs to one flow: create another instance."
             )
-        rid = self._new_id(routine) if routine_id is None else check_name(routine_id, "Routine id")
+        if routine_id is None:
+            rid = self._new_id(routine)
+        elif routine_id.__class__ is str and routine_id.isascii() and routine_id.isidentifier():
+            rid = routine_id  # an ASCII identifier is a valid id; the full check otherwise
+        else:
+            rid = check_name(routine_id, "Routine id")
         if rid in self._routines:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
         connections = routine._connections()
-        self._check_wired_elsewhere(routine, connections)
+        if connections:
+            self._check_wired_elsewhere(routine, connections)
         routine._routine_id = rid
         routine._flow = self
         self._routines[rid] = routine
@@ -210,9 +216,10 @@ class Flow:
                     )
 
     def _wired(self, connection: Connection) -> None:
-        if connection in self._wired_set:
+        wired = self._wired_set
+        if connection in wired:
             return
-        self._wired_set.add(connection)
+        wired.add(connection)
         self._invalidate()
         arriving = connection.slot._connections
         if arriving[-1] is not connection:

@@ -117,11 +117,25 @@ class Policy:
 _DEFAULT_POLICY = Policy()
 
 
-def _plain_params(params: list[str] | tuple[str, ...]) -> bool:
+#: Parameter lists already found plain (many routines of one class declare the same).
+_PLAIN_PARAMS: set[tuple[str, ...]] = set()
+
+
+def _plain_params(params: tuple[str, ...]) -> bool:
     """True for distinct identifiers: the usual case, checked without building messages."""
-    return all(p.__class__ is str and p.isidentifier() for p in params) and len(set(params)) == len(
-        params
-    )
+    try:
+        if params in _PLAIN_PARAMS:
+            return True
+    except TypeError:  # an unhashable name: not plain
+        return False
+    if not all(p.__class__ is str and p.isidentifier() for p in params):
+        return False
+    if len(set(params)) != len(params):
+        return False
+    if len(_PLAIN_PARAMS) >= 4096:
+        _PLAIN_PARAMS.clear()
+    _PLAIN_PARAMS.add(params)
+    return True
 
 
 class Routine:
@@ -171,38 +185,47 @@ class Routine:
                 slot within one job; while it is full, ``submit`` blocks and
                 no new call of a routine feeding it starts (``None``: no bound).
         """
-        self._check_new_name(name, self._slots, "slot")
-        slot = Slot(name, self, handler, merge_strategy, capacity)
-        self._slots[name] = slot
-        self._changed()
+        slots = self._slots
+        # An ASCII identifier is a valid name: the full check (and its message) only otherwise.
+        plain = name.__class__ is str and name.isascii() and name.isidentifier()
+        if not plain or name in slots:
+            self._check_new_name(name, slots, "slot")
+        slot = slots[name] = Slot(name, self, handler, merge_strategy, capacity)
+        if self._flow is not None:
+            self._flow._invalidate()
         return slot
 
     def define_event(self, name: str, params: Iterable[str] | None = None) -> Event:
         """Declare an output event carrying ``params`` (``None``: any parameters)."""
-        self._check_new_name(name, self._events, "event")
-        event = Event(name, self, self._check_params(name, params))
-        self._events[name] = event
-        self._changed()
+        events = self._events
+        plain = name.__class__ is str and name.isascii() and name.isidentifier()
+        if not plain or name in events:
+            self._check_new_name(name, events, "event")
+        event = events[name] = Event(name, self, self._check_params(name, params))
+        if self._flow is not None:
+            self._flow._invalidate()
         return event
 
-    def _check_params(self, name: str, params: Iterable[str] | None) -> list[str] | None:
+    def _check_params(self, name: str, params: Iterable[str] | None) -> tuple[str, ...] | None:
         if params is None:
             return None
-        if params.__class__ in (list, tuple) and _plain_params(params):
-            return list(params)
+        if params.__class__ is list or params.__class__ is tuple:
+            names = tuple(params)
+            if _plain_params(names):
+                return names
         where = f"Event '{name}' of '{self.routine_label()}'"
         if isinstance(params, str) or not isinstance(params, Iterable):
             raise DefinitionTypeError(
                 f"{where}: params must be a list of names or None, got "
                 f"{type(params).__name__} {params!r}. Write [{params!r}]."
             )
-        names = [check_param_name(p, where) for p in params]
-        twice = sorted({p for p in names if names.count(p) > 1})
+        checked = [check_param_name(p, where) for p in params]
+        twice = sorted({p for p in checked if checked.count(p) > 1})
         if twice:
             raise DefinitionError(
                 f"{where}: params lists {quoted(twice)} more than once; name each once."
             )
-        return names
+        return tuple(checked)
 
     def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
         article = "an" if kind == "event" else "a"
@@ -397,9 +420,14 @@ class Routine:
 
     def _connections(self) -> list[Connection]:
         """Every connection touching this routine, in or out."""
-        return [c for e in self._events.values() for c in e._connections] + [
-            c for s in self._slots.values() for c in s._connections if c.event.routine is not self
-        ]
+        found: list[Connection] = []
+        for event in self._events.values():
+            found += event._connections
+        for slot in self._slots.values():
+            for connection in slot._connections:
+                if connection.event.routine is not self:
+                    found.append(connection)
+        return found
 
     def _changed(self) -> None:
         if self._flow is not None:

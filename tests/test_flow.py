@@ -674,3 +674,18 @@ def test_submit_without_a_store_says_what_it_needs() -> None:
     flow.add_routine(Source(), "src")
     with pytest.raises(TypeError, match="store=open_store"):
         flow.submit({"values": [1]}, entry_routine_id="src")
+
+
+@pytest.mark.parametrize("rid", ["a-b", "_x", "Step-1_b"])
+def test_routine_ids_with_dashes_are_valid(rid: str) -> None:
+    """Ids of letters, digits, '_' and '-' (not first) are accepted as given."""
+    flow = Flow()
+    assert flow.add_routine(Relay(), rid) == rid
+    assert flow.get_routine(rid) is not None
+
+
+@pytest.mark.parametrize("rid", ["naïve", "é", "-a"])
+def test_routine_ids_outside_the_name_rule_are_refused(rid: str) -> None:
+    """Non-ASCII identifiers and a leading '-' are not valid routine ids."""
+    with pytest.raises(DefinitionError, match="not valid"):
+        Flow().add_routine(Relay(), rid)
