@@ -50,10 +50,10 @@ def prepare(handler: Callable[..., Any], owner: Owner) -> tuple[bool, Invoker]:
     """``(is_async_callable(handler), make_invoker(handler, owner))``, in one look-up
     for a bound method (what most slots have)."""
     function = getattr(handler, "__func__", None)
-    if function is None or not isinstance(function, FunctionType):
-        return is_async_callable(handler), _shape(_parameters(handler))(handler, owner)
-    is_async, shape = _kind(function)
-    return is_async, shape(handler, owner)
+    if function.__class__ is FunctionType:
+        kind = _kinds.get(weakref.ref(function)) or _kind(function)
+        return kind[0], kind[1](handler, owner)
+    return is_async_callable(handler), _shape(_parameters(handler))(handler, owner)
 
 
 def make_invoker(handler: Callable[..., Any], owner: Owner) -> Invoker:

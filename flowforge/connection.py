@@ -68,13 +68,16 @@ class Connection:
         self.event = event
         self.slot = slot
         self.param_mapping: dict[str, str] | None = mapping
-        self._number = slot._attach(self)
         self.slot_name = slot.name
-        event._attach(self)
+        slot._connections.append(self)
+        slot._wires_made += 1
+        self._number = slot._wires_made
+        event._connections.append(self)
         self.refresh()
         if flow is not None:
             flow._wired(self)
         else:  # at most one end is in a flow: tell it
+            event.routine._wired_outside = slot.routine._wired_outside = True
             event.routine._changed()
             slot.routine._changed()
 

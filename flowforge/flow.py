@@ -175,7 +175,8 @@ class Flow:
                 ``_`` and ``-``, starting with a letter or ``_``), the routine
                 is already in a flow, or it is wired to a routine of another flow.
         """
-        _check_routine(routine)
+        if not isinstance(routine, Routine) or not hasattr(routine, "_slots"):
+            _refuse_routine(routine)
         if routine._routine_id is not None:
             raise DefinitionError(
                 f"This {type(routine).__name__} is already in a flow as '{routine._routine_id}'. "
@@ -191,18 +192,23 @@ class Flow:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
-        connections = routine._connections()
+        connections = routine._connections() if routine._wired_outside else None
         if connections:
             self._check_wired_elsewhere(routine, connections)
         routine._routine_id = rid
         routine._flow = self
         self._routines[rid] = routine
+        if connections:
+            self._adopt(connections)
+        self._invalidate()
+        return rid
+
+    def _adopt(self, connections: list[Connection]) -> None:
+        """Take in the wires made to a routine before it was added, now that it has its id."""
         for connection in connections:
             connection.refresh()
             if connection.event.routine._flow is self and connection.slot.routine._flow is self:
                 self._wired(connection)
-        self._invalidate()
-        return rid
 
     def _check_wired_elsewhere(self, routine: Routine, connections: list[Connection]) -> None:
         for connection in connections:
@@ -1053,7 +1059,7 @@ def _store(store: Any) -> Journal | None:
     )
 
 
-def _check_routine(routine: Any) -> None:
+def _refuse_routine(routine: Any) -> NoReturn:
     if not isinstance(routine, Routine):
         raise TypeError(
             f"add_routine() takes a Routine instance, got {type(routine).__name__}. "
@@ -1064,6 +1070,7 @@ def _check_routine(routine: Any) -> None:
             f"{type(routine).__name__}.__init__ did not call super().__init__(); add it as "
             "the first line."
         )
+    raise AssertionError("unreachable: add_routine calls this for a routine it refuses")
 
 
 def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -123,11 +123,6 @@ _PLAIN_PARAMS: set[tuple[str, ...]] = set()
 
 def _plain_params(params: tuple[str, ...]) -> bool:
     """True for distinct identifiers: the usual case, checked without building messages."""
-    try:
-        if params in _PLAIN_PARAMS:
-            return True
-    except TypeError:  # an unhashable name: not plain
-        return False
     if not all(p.__class__ is str and p.isidentifier() for p in params):
         return False
     if len(set(params)) != len(params):
@@ -163,6 +158,8 @@ class Routine:
         self._routine_id: str | None = None
         #: The flow this routine belongs to (told when its wiring or policy changes).
         self._flow: Flow | None = None
+        #: Set once it is wired while in no flow: only then has add_routine wires to adopt.
+        self._wired_outside = False
         self._middleware: tuple[Middleware, ...] = ()
 
     # -- declaring -------------------------------------------------------
@@ -211,7 +208,11 @@ class Routine:
             return None
         if params.__class__ is list or params.__class__ is tuple:
             names = tuple(params)
-            if _plain_params(names):
+            try:
+                plain = names in _PLAIN_PARAMS or _plain_params(names)
+            except TypeError:  # an unhashable name: the checks below say what is wrong
+                plain = False
+            if plain:
                 return names
         where = f"Event '{name}' of '{self.routine_label()}'"
         if isinstance(params, str) or not isinstance(params, Iterable):

@@ -189,13 +189,6 @@ class Slot:
         if self.is_async:
             asyncio.run(result)
 
-    def _attach(self, connection: Connection) -> int:
-        """Add ``connection``; returns its number among the wires ever made to this slot."""
-        self._connections.append(connection)
-        self._source_keys = None
-        self._wires_made += 1
-        return self._wires_made
-
     def _detach(self, connection: Connection) -> None:
         if connection in self._connections:
             self._connections.remove(connection)

@@ -217,6 +217,29 @@ def test_adding_a_routine_wired_into_another_flow_is_refused() -> None:
     assert sink.routine_id is None
 
 
+def test_a_routine_wired_by_hand_to_a_flows_routine_joins_it_when_added() -> None:
+    """A wire from a flow's routine to one in no flow becomes the flow's when that one is added."""
+    flow = Flow()
+    source, sink = Source(), Collect()
+    flow.add_routine(source, "src")
+    Connection(source.get_event("out"), sink.get_slot("in"))  # type: ignore[arg-type]
+    assert flow.connections == []
+    flow.add_routine(sink, "sink")
+    assert [c.key for c in flow.connections] == ["src.out->sink.in"]
+    flow.execute("src", {"values": [7]})
+    assert sink.items == [{"value": 7}]
+
+
+def test_a_routine_whose_wires_were_removed_is_added_without_them() -> None:
+    """Wired and disconnected before add_routine: the flow gets no connection."""
+    source, sink = Source(), Collect()
+    Connection(source.get_event("out"), sink.get_slot("in")).disconnect()  # type: ignore[arg-type]
+    flow = Flow()
+    flow.add_routine(source, "src")
+    flow.add_routine(sink, "sink")
+    assert flow.connections == []
+
+
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
