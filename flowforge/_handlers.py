@@ -51,7 +51,8 @@ def prepare(handler: Callable[..., Any], owner: Owner) -> tuple[bool, Invoker]:
     for a bound method (what most slots have)."""
     function = getattr(handler, "__func__", None)
     if function.__class__ is FunctionType:
-        kind = _kinds.get(weakref.ref(function)) or _kind(function)
+        last = _last  # one read: another thread may replace it
+        kind = last[1] if last[0]() is function else _kind(function)
         return kind[0], kind[1](handler, owner)
     return is_async_callable(handler), _shape(_parameters(handler))(handler, owner)
 
@@ -80,14 +81,25 @@ _Kind = tuple[bool, Shape]
 _kinds: dict[weakref.ref[FunctionType], _Kind] = {}
 
 
+def _nothing() -> None:
+    return None
+
+
+# The last function looked up (weakly) and its kind: building many routines of
+# one class asks for the same handler method again and again.
+_last: tuple[Callable[[], object], Any] = (_nothing, None)
+
+
 def _kind(function: FunctionType) -> _Kind:
     """``(is_async, shape)`` of a plain function, worked out once per function."""
+    global _last
     kind = _kinds.get(weakref.ref(function))
     if kind is None:
         params = _inspect(function)
         shape = _shape(None if params is None else params[1:])
         kind = (inspect.iscoroutinefunction(function), shape)
         _kinds[weakref.ref(function, _forget)] = kind
+    _last = (weakref.ref(function), kind)
     return kind
 
 

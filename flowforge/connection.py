@@ -60,26 +60,35 @@ class Connection:
         self, event: Event, slot: Slot, param_mapping: Mapping[str, str] | None = None
     ) -> None:
         mapping = check_mapping(event, slot, param_mapping) if param_mapping else None
-        flow = event.routine._flow
-        if flow is not slot.routine._flow:
+        source, target = event.routine, slot.routine
+        flow = source._flow
+        if flow is not target._flow:
             flow = _common_flow(event, slot)
-        if slot._connections:
+        arriving = slot._connections
+        if arriving:
             _check_not_wired(event, slot, mapping)
         self.event = event
         self.slot = slot
         self.param_mapping: dict[str, str] | None = mapping
         self.slot_name = slot.name
-        slot._connections.append(self)
+        arriving.append(self)
         slot._wires_made += 1
         self._number = slot._wires_made
         event._connections.append(self)
-        self.refresh()
+        source_id, target_id = source._routine_id, target._routine_id
+        if source_id is not None and target_id is not None and len(arriving) == 1:
+            # The usual wire (ids known, the slot's only one): its key as refresh() makes it.
+            slot._source_keys = None
+            self.target_id: str = target_id
+            self.key: str = f"{source_id}.{event.name}->{target_id}.{slot.name}"
+        else:
+            self.refresh()
         if flow is not None:
             flow._wired(self)
         else:  # at most one end is in a flow: tell it
-            event.routine._wired_outside = slot.routine._wired_outside = True
-            event.routine._changed()
-            slot.routine._changed()
+            source._wired_outside = target._wired_outside = True
+            source._changed()
+            target._changed()
 
     def refresh(self) -> None:
         """Recompute the names it routes by (after a routine got its id in a flow).
@@ -92,8 +101,8 @@ class Connection:
         source_id, target_id = event.routine._routine_id, slot.routine._routine_id
         if source_id is None or target_id is None:
             # Outside a flow two routines of one class share a label.
-            self.target_id: str = slot.routine.routine_label()
-            self.key: str = (
+            self.target_id = slot.routine.routine_label()
+            self.key = (
                 f"{event.routine.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
                 f"#{self._number}"
             )

@@ -200,7 +200,8 @@ class Flow:
         self._routines[rid] = routine
         if connections:
             self._adopt(connections)
-        self._invalidate()
+        if self._plan_cache is not None or self._cycle is not None:
+            self._invalidate()
         return rid
 
     def _adopt(self, connections: list[Connection]) -> None:
@@ -226,7 +227,8 @@ class Flow:
         if connection in wired:
             return
         wired.add(connection)
-        self._invalidate()
+        if self._plan_cache is not None or self._cycle is not None:
+            self._invalidate()
         arriving = connection.slot._connections
         if arriving[-1] is not connection:
             # Wired before its routines were added: keep the slot's order, which

@@ -117,6 +117,9 @@ class Policy:
 _DEFAULT_POLICY = Policy()
 
 
+#: Slot and event names already found valid (routines of one class declare the same).
+_NAMES_SEEN: set[str] = set()
+
 #: Parameter lists already found plain (many routines of one class declare the same).
 _PLAIN_PARAMS: set[tuple[str, ...]] = set()
 
@@ -149,6 +152,9 @@ class Routine:
         ('text',)
     """
 
+    #: Set once it is wired while in no flow: only then has add_routine wires to adopt.
+    _wired_outside = False
+
     def __init__(self) -> None:
         self._slots: dict[str, Slot] = {}
         self._events: dict[str, Event] = {}
@@ -158,8 +164,6 @@ class Routine:
         self._routine_id: str | None = None
         #: The flow this routine belongs to (told when its wiring or policy changes).
         self._flow: Flow | None = None
-        #: Set once it is wired while in no flow: only then has add_routine wires to adopt.
-        self._wired_outside = False
         self._middleware: tuple[Middleware, ...] = ()
 
     # -- declaring -------------------------------------------------------
@@ -183,9 +187,7 @@ class Routine:
                 no new call of a routine feeding it starts (``None``: no bound).
         """
         slots = self._slots
-        # An ASCII identifier is a valid name: the full check (and its message) only otherwise.
-        plain = name.__class__ is str and name.isascii() and name.isidentifier()
-        if not plain or name in slots:
+        if name.__class__ is not str or name not in _NAMES_SEEN or name in slots:
             self._check_new_name(name, slots, "slot")
         slot = slots[name] = Slot(name, self, handler, merge_strategy, capacity)
         if self._flow is not None:
@@ -195,8 +197,7 @@ class Routine:
     def define_event(self, name: str, params: Iterable[str] | None = None) -> Event:
         """Declare an output event carrying ``params`` (``None``: any parameters)."""
         events = self._events
-        plain = name.__class__ is str and name.isascii() and name.isidentifier()
-        if not plain or name in events:
+        if name.__class__ is not str or name not in _NAMES_SEEN or name in events:
             self._check_new_name(name, events, "event")
         event = events[name] = Event(name, self, self._check_params(name, params))
         if self._flow is not None:
@@ -237,6 +238,9 @@ class Routine:
                 f"Routine '{self.routine_label()}' already has {article} {kind} named '{name}'; "
                 "choose another name."
             )
+        if len(_NAMES_SEEN) >= 4096:
+            _NAMES_SEEN.clear()
+        _NAMES_SEEN.add(name)
 
     # -- looking up ------------------------------------------------------
 

@@ -92,15 +92,13 @@ class Slot:
         self.routine = routine
         self.handler = handler
         self.merge_strategy = merge_strategy
-        self.merge: Merger | None = (
-            None if merge_strategy == "override" else _merger(merge_strategy, routine, name)
-        )
-        self.is_async = False
-        self.invoke: Invoker | None = None
-        if handler is not None:
-            self.is_async, self.invoke = prepare(handler, self)
+        merge = None if merge_strategy == "override" else _merger(merge_strategy, routine, name)
+        self.merge: Merger | None = merge
+        is_async, invoke = (False, None) if handler is None else prepare(handler, self)
+        self.is_async = is_async
+        self.invoke: Invoker | None = invoke
         #: A sync handler and no merge state: the scheduler's fast path.
-        self.plain = self.merge is None and not self.is_async and self.invoke is not None
+        self.plain = merge is None and not is_async and invoke is not None
         self._connections: list[Connection] = []
         self._source_keys: tuple[str, ...] | None = None
         self._wires_made = 0

@@ -120,6 +120,27 @@ def test_names_with_a_dash_are_accepted() -> None:
     assert "in-2" in routine.slots and "out-2" in routine.events
 
 
+def test_a_refused_name_is_refused_every_time() -> None:
+    """Checking a name twice gives the same answer: a bad name is never taken as known."""
+    for _ in range(2):
+        with pytest.raises(DefinitionError, match="not valid"):
+            Probe().define_slot("bad name")
+        with pytest.raises(DefinitionError, match="not valid"):
+            Emitter().define_event("bad name")
+
+
+def test_a_known_name_given_as_a_str_subclass_is_accepted() -> None:
+    """A str subclass equal to a valid name is checked in full and accepted."""
+
+    class Name(str):
+        pass
+
+    routine = Emitter()
+    routine.define_slot(Name("in"))
+    routine.define_event(Name("done"))
+    assert "in" in routine.slots and "done" in routine.events
+
+
 def test_a_dashed_duplicate_name_is_refused() -> None:
     """A second slot named 'in-2' is refused like any duplicate."""
     routine = Probe()
@@ -442,6 +463,34 @@ def test_async_method_handlers_stay_async_for_every_instance() -> None:
             await asyncio.sleep(0)
 
     assert [Later().get_slot("in").is_async for _ in range(2)] == [True, True]  # type: ignore[union-attr]
+
+
+def test_routines_of_two_classes_built_in_turn_call_their_own_handlers() -> None:
+    """Alternating classes never reuse another method's way of calling."""
+
+    class One(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.got: list[Any] = []
+            self.define_slot("in", handler=self.take)
+
+        def take(self, value: Any) -> None:
+            self.got.append(value)
+
+    class Two(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.got: list[Any] = []
+            self.define_slot("in", handler=self.take)
+
+        async def take(self, a: Any, b: Any = 0) -> None:
+            self.got.append(a + b)
+
+    built = [One(), Two(), One(), Two()]
+    for routine in built:
+        routine.get_slot("in").receive({"a": 1, "b": 2})  # type: ignore[union-attr]
+    assert [r.got for r in built] == [[{"a": 1, "b": 2}], [3], [{"a": 1, "b": 2}], [3]]
+    assert [r.get_slot("in").is_async for r in built] == [False, True, False, True]  # type: ignore[union-attr]
 
 
 def test_what_is_learnt_about_a_handler_method_does_not_keep_its_class_alive() -> None:
