@@ -54,7 +54,16 @@ class Connection:
         [42]
     """
 
-    __slots__ = ("_number", "event", "key", "param_mapping", "slot", "slot_name", "target_id")
+    __slots__ = (
+        "_listed",
+        "_number",
+        "event",
+        "key",
+        "param_mapping",
+        "slot",
+        "slot_name",
+        "target_id",
+    )
 
     def __init__(
         self, event: Event, slot: Slot, param_mapping: Mapping[str, str] | None = None
@@ -71,6 +80,8 @@ class Connection:
         self.slot = slot
         self.param_mapping: dict[str, str] | None = mapping
         self.slot_name = slot.name
+        #: True while it is in its flow's list of connections.
+        self._listed = False
         arriving.append(self)
         slot._wires_made += 1
         self._number = slot._wires_made

@@ -147,7 +147,6 @@ class Flow:
         self.entry: dict[str, Any] | None = None
         self._routines: dict[str, Routine] = {}
         self._connections: list[Connection] = []
-        self._wired_set: set[Connection] = set()
         self._runners: dict[str, JobRunner] = {}
         self._middleware: tuple[Middleware, ...] = ()
         self._tracker: ExecutionTracker | None = None
@@ -223,10 +222,9 @@ class Flow:
                     )
 
     def _wired(self, connection: Connection) -> None:
-        wired = self._wired_set
-        if connection in wired:
+        if connection._listed:
             return
-        wired.add(connection)
+        connection._listed = True
         if self._plan_cache is not None or self._cycle is not None:
             self._invalidate()
         arriving = connection.slot._connections
@@ -241,8 +239,8 @@ class Flow:
         self._connections.append(connection)
 
     def _unwired(self, connection: Connection) -> None:
-        if connection in self._wired_set:
-            self._wired_set.discard(connection)
+        if connection._listed:
+            connection._listed = False
             self._connections.remove(connection)
         self._invalidate()
 

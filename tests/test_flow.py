@@ -712,3 +712,22 @@ def test_routine_ids_outside_the_name_rule_are_refused(rid: str) -> None:
     """Non-ASCII identifiers and a leading '-' are not valid routine ids."""
     with pytest.raises(DefinitionError, match="not valid"):
         Flow().add_routine(Relay(), rid)
+
+
+def test_a_loop_wired_before_add_routine_is_listed_once() -> None:
+    """A routine wired to itself before it is added gives the flow one connection."""
+    loop = Relay()
+    Connection(loop.get_event("out"), loop.get_slot("in"))  # type: ignore[arg-type]
+    flow = Flow()
+    flow.add_routine(loop, "loop")
+    assert [c.key for c in flow.connections] == ["loop.out->loop.in"]
+
+
+def test_a_disconnected_wire_leaves_the_flow_and_another_can_be_made() -> None:
+    """After disconnect() the same wire can be made again and is listed once."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Collect(), "sink")
+    flow.connect("src", "out", "sink", "in").disconnect()
+    again = flow.connect("src", "out", "sink", "in")
+    assert flow.connections == [again]
