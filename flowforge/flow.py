@@ -311,11 +311,11 @@ class Flow:
             UnknownNameError: a routine, event or slot does not exist; the
                 message lists the names that do.
         """
-        source = self._routines.get(source_routine_id)
-        target = self._routines.get(target_routine_id)
-        event = None if source is None else source._events.get(source_event)
-        slot = None if target is None else target._slots.get(target_slot)
-        if event is None or slot is None:
+        routines = self._routines
+        try:
+            event = routines[source_routine_id]._events[source_event]
+            slot = routines[target_routine_id]._slots[target_slot]
+        except KeyError:
             self._connect_error(source_routine_id, source_event, target_routine_id, target_slot)
         return Connection(event, slot, param_mapping)
 

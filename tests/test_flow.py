@@ -731,3 +731,13 @@ def test_a_disconnected_wire_leaves_the_flow_and_another_can_be_made() -> None:
     flow.connect("src", "out", "sink", "in").disconnect()
     again = flow.connect("src", "out", "sink", "in")
     assert flow.connections == [again]
+
+
+def test_connect_unknown_name_error_hides_the_lookup_behind_it() -> None:
+    """The UnknownNameError of connect() shows no KeyError in its traceback."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    with pytest.raises(UnknownNameError) as info:
+        flow.connect("src", "out", "nope", "in")
+    assert info.value.__suppress_context__
+    assert info.value.__cause__ is None
