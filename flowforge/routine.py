@@ -199,7 +199,17 @@ class Routine:
         events = self._events
         if name.__class__ is not str or name not in _NAMES_SEEN or name in events:
             self._check_new_name(name, events, "event")
-        event = events[name] = Event(name, self, self._check_params(name, params))
+        checked: Iterable[str] | None = params
+        if params is not None:
+            try:  # a list seen before costs a set look-up; anything else the full check
+                if params.__class__ is list:
+                    checked = tuple(params)
+                known = checked in _PLAIN_PARAMS
+            except TypeError:
+                known = False
+            if not known:
+                checked = self._check_params(name, params)
+        event = events[name] = Event(name, self, checked)
         if self._flow is not None:
             self._flow._invalidate()
         return event
@@ -209,11 +219,7 @@ class Routine:
             return None
         if params.__class__ is list or params.__class__ is tuple:
             names = tuple(params)
-            try:
-                plain = names in _PLAIN_PARAMS or _plain_params(names)
-            except TypeError:  # an unhashable name: the checks below say what is wrong
-                plain = False
-            if plain:
+            if _plain_params(names):
                 return names
         where = f"Event '{name}' of '{self.routine_label()}'"
         if isinstance(params, str) or not isinstance(params, Iterable):

@@ -183,6 +183,20 @@ def test_a_params_list_seen_before_does_not_let_a_bad_one_through() -> None:
         routine.define_event("nested", [["value"]])
 
 
+def test_a_string_spelling_a_known_params_list_is_still_refused() -> None:
+    """Once ['a', 'b', 'c'] is known, params='abc' is still refused as a string."""
+    routine = Emitter()
+    routine.define_event("letters", ["a", "b", "c"])
+    with pytest.raises(TypeError, match="must be a list of names"):
+        routine.define_event("word", "abc")
+
+
+def test_params_given_as_a_generator_are_checked_and_kept() -> None:
+    """Any iterable of names is accepted, checked name by name."""
+    event = Emitter().define_event("gen", (name for name in ["x", "y"]))
+    assert event.params == ("x", "y")
+
+
 def test_params_given_as_a_tuple_are_kept_in_order() -> None:
     """define_event accepts a tuple of names as well as a list."""
     event = Emitter().define_event("pair", ("b", "a"))
