@@ -14,6 +14,7 @@ import functools
 import inspect
 import weakref
 from collections.abc import Callable, Mapping
+from types import FunctionType
 from typing import Any, Protocol
 
 from .errors import HandlerParameterError, quoted
@@ -36,16 +37,24 @@ _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONL
 def is_async_callable(fn: Callable[..., Any]) -> bool:
     """True when calling ``fn`` returns a coroutine (``async def``)."""
     function = getattr(fn, "__func__", None)
-    if function is not None and inspect.isfunction(function):
-        found = _async.get(function)
-        if found is None:
-            found = _async[function] = inspect.iscoroutinefunction(function)
-        return found
+    if function is not None and isinstance(function, FunctionType):
+        return _kind(function)[0]
     while isinstance(fn, functools.partial):
         fn = fn.func
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
     )
+
+
+def prepare(handler: Callable[..., Any], owner: Owner) -> tuple[bool, Invoker]:
+    """``(is_async_callable(handler), make_invoker(handler, owner))``, in one look-up
+    for a bound method (what most slots have)."""
+    function = getattr(handler, "__func__", None)
+    if function.__class__ is FunctionType:
+        last = _last  # one read: another thread may replace it
+        kind = last[1] if last[0]() is function else _kind(function)
+        return kind[0], kind[1](handler, owner)
+    return is_async_callable(handler), _shape(_parameters(handler))(handler, owner)
 
 
 def make_invoker(handler: Callable[..., Any], owner: Owner) -> Invoker:
@@ -56,18 +65,46 @@ def make_invoker(handler: Callable[..., Any], owner: Owner) -> Invoker:
         owner: The slot, named in error messages (read only when one is raised).
     """
     function = getattr(handler, "__func__", None)
-    if function is None or not inspect.isfunction(function):
+    if function is None or not isinstance(function, FunctionType):
         return _shape(_parameters(handler))(handler, owner)
-    # Every instance of a routine class binds the same method: work out its shape once.
-    shape = _shapes.get(function)
-    if shape is None:
-        shape = _shapes[function] = _shape(_parameters(handler))
-    return shape(handler, owner)
+    return _kind(function)[1](handler, owner)
 
 
 #: Makes an invoker for one handler from what its signature says: ``(handler, owner)``.
 Shape = Callable[[Callable[..., Any], Owner], Invoker]
-_shapes: weakref.WeakKeyDictionary[Any, Shape] = weakref.WeakKeyDictionary()
+_Kind = tuple[bool, Shape]
+
+# Every instance of a routine class binds the same methods: what calling each
+# one takes is worked out once per function. Keyed by weak reference (as a
+# WeakKeyDictionary is, without its per-lookup Python overhead) so functions
+# of classes that go away are not kept.
+_kinds: dict[weakref.ref[FunctionType], _Kind] = {}
+
+
+def _nothing() -> None:
+    return None
+
+
+# The last function looked up (weakly) and its kind: building many routines of
+# one class asks for the same handler method again and again.
+_last: tuple[Callable[[], object], Any] = (_nothing, None)
+
+
+def _kind(function: FunctionType) -> _Kind:
+    """``(is_async, shape)`` of a plain function, worked out once per function."""
+    global _last
+    kind = _kinds.get(weakref.ref(function))
+    if kind is None:
+        params = _inspect(function)
+        shape = _shape(None if params is None else params[1:])
+        kind = (inspect.iscoroutinefunction(function), shape)
+        _kinds[weakref.ref(function, _forget)] = kind
+    _last = (weakref.ref(function), kind)
+    return kind
+
+
+def _forget(ref: weakref.ref[FunctionType]) -> None:
+    _kinds.pop(ref, None)
 
 
 def _shape(params: list[inspect.Parameter] | None) -> Shape:
@@ -143,7 +180,6 @@ def _parameters(handler: Callable[..., Any]) -> list[inspect.Parameter] | None:
 
 
 _UNSEEN: Any = object()
-_async: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _inspect(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:

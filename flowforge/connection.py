@@ -54,25 +54,52 @@ class Connection:
         [42]
     """
 
-    __slots__ = ("_number", "event", "key", "param_mapping", "slot", "slot_name", "target_id")
+    __slots__ = (
+        "_listed",
+        "_number",
+        "event",
+        "key",
+        "param_mapping",
+        "slot",
+        "slot_name",
+        "target_id",
+    )
 
     def __init__(
         self, event: Event, slot: Slot, param_mapping: Mapping[str, str] | None = None
     ) -> None:
-        mapping = check_mapping(event, slot, param_mapping)
-        flow = _common_flow(event, slot)
-        _check_not_wired(event, slot, mapping)
+        mapping = check_mapping(event, slot, param_mapping) if param_mapping else None
+        source, target = event.routine, slot.routine
+        flow = source._flow
+        if flow is not target._flow:
+            flow = _common_flow(event, slot)
+        arriving = slot._connections
+        if arriving:
+            _check_not_wired(event, slot, mapping)
         self.event = event
         self.slot = slot
         self.param_mapping: dict[str, str] | None = mapping
-        self._number = slot._attach(self)
         self.slot_name = slot.name
-        event._attach(self)
-        self.refresh()
+        #: True while it is in its flow's list of connections.
+        self._listed = False
+        arriving.append(self)
+        slot._wires_made += 1
+        self._number = slot._wires_made
+        event._connections.append(self)
+        source_id, target_id = source._routine_id, target._routine_id
+        if source_id is not None and target_id is not None and len(arriving) == 1:
+            # The usual wire (ids known, the slot's only one): its key as refresh() makes it.
+            slot._source_keys = None
+            self.target_id: str = target_id
+            self.key: str = f"{source_id}.{event.name}->{target_id}.{slot.name}"
+        else:
+            self.refresh()
         if flow is not None:
             flow._wired(self)
-        event.routine._changed()
-        slot.routine._changed()
+        else:  # at most one end is in a flow: tell it
+            source._wired_outside = target._wired_outside = True
+            source._changed()
+            target._changed()
 
     def refresh(self) -> None:
         """Recompute the names it routes by (after a routine got its id in a flow).
@@ -81,17 +108,24 @@ class Connection:
         a job's state; ``target_id`` is the target routine's id.
         """
         event, slot = self.event, self.slot
-        slot.sources_changed()
-        self.target_id: str = slot.routine_label()
-        self.key: str = f"{event.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
-        if event.routine.routine_id is None or slot.routine.routine_id is None:
+        slot._source_keys = None
+        source_id, target_id = event.routine._routine_id, slot.routine._routine_id
+        if source_id is None or target_id is None:
             # Outside a flow two routines of one class share a label.
-            self.key += f"#{self._number}"
+            self.target_id = slot.routine.routine_label()
+            self.key = (
+                f"{event.routine.routine_label()}.{event.name}->{self.target_id}.{slot.name}"
+                f"#{self._number}"
+            )
             return
-        twins = [c for c in slot._connections if c.event is event]
-        if len(twins) > 1 and twins[0] is not self:
-            # A second wire from the same event (with another mapping) is its own source.
-            self.key += f"#{twins.index(self) + 1}"
+        self.target_id = target_id
+        key = f"{source_id}.{event.name}->{target_id}.{slot.name}"
+        if len(slot._connections) > 1:
+            twins = [c for c in slot._connections if c.event is event]
+            if len(twins) > 1 and twins[0] is not self:
+                # A second wire from the same event (with another mapping) is its own source.
+                key += f"#{twins.index(self) + 1}"
+        self.key = key
 
     @property
     def connected(self) -> bool:

@@ -77,9 +77,6 @@ class Event:
         for connection in list(self._connections):
             connection.activate(data)
 
-    def _attach(self, connection: Connection) -> None:
-        self._connections.append(connection)
-
     def _detach(self, connection: Connection) -> None:
         if connection in self._connections:
             self._connections.remove(connection)

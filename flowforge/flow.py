@@ -147,7 +147,6 @@ class Flow:
         self.entry: dict[str, Any] | None = None
         self._routines: dict[str, Routine] = {}
         self._connections: list[Connection] = []
-        self._wired_set: set[Connection] = set()
         self._runners: dict[str, JobRunner] = {}
         self._middleware: tuple[Middleware, ...] = ()
         self._tracker: ExecutionTracker | None = None
@@ -175,28 +174,41 @@ class Flow:
                 ``_`` and ``-``, starting with a letter or ``_``), the routine
                 is already in a flow, or it is wired to a routine of another flow.
         """
-        _check_routine(routine)
+        if not isinstance(routine, Routine) or not hasattr(routine, "_slots"):
+            _refuse_routine(routine)
         if routine._routine_id is not None:
             raise DefinitionError(
                 f"This {type(routine).__name__} is already in a flow as '{routine._routine_id}'. "
                 "A routine belongs to one flow: create another instance."
             )
-        rid = self._new_id(routine) if routine_id is None else check_name(routine_id, "Routine id")
+        if routine_id is None:
+            rid = self._new_id(routine)
+        elif routine_id.__class__ is str and routine_id.isascii() and routine_id.isidentifier():
+            rid = routine_id  # an ASCII identifier is a valid id; the full check otherwise
+        else:
+            rid = check_name(routine_id, "Routine id")
         if rid in self._routines:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
-        connections = routine._connections()
-        self._check_wired_elsewhere(routine, connections)
+        connections = routine._connections() if routine._wired_outside else None
+        if connections:
+            self._check_wired_elsewhere(routine, connections)
         routine._routine_id = rid
         routine._flow = self
         self._routines[rid] = routine
+        if connections:
+            self._adopt(connections)
+        if self._plan_cache is not None or self._cycle is not None:
+            self._invalidate()
+        return rid
+
+    def _adopt(self, connections: list[Connection]) -> None:
+        """Take in the wires made to a routine before it was added, now that it has its id."""
         for connection in connections:
             connection.refresh()
             if connection.event.routine._flow is self and connection.slot.routine._flow is self:
                 self._wired(connection)
-        self._invalidate()
-        return rid
 
     def _check_wired_elsewhere(self, routine: Routine, connections: list[Connection]) -> None:
         for connection in connections:
@@ -210,10 +222,11 @@ class Flow:
                     )
 
     def _wired(self, connection: Connection) -> None:
-        if connection in self._wired_set:
+        if connection._listed:
             return
-        self._wired_set.add(connection)
-        self._invalidate()
+        connection._listed = True
+        if self._plan_cache is not None or self._cycle is not None:
+            self._invalidate()
         arriving = connection.slot._connections
         if arriving[-1] is not connection:
             # Wired before its routines were added: keep the slot's order, which
@@ -226,8 +239,8 @@ class Flow:
         self._connections.append(connection)
 
     def _unwired(self, connection: Connection) -> None:
-        if connection in self._wired_set:
-            self._wired_set.discard(connection)
+        if connection._listed:
+            connection._listed = False
             self._connections.remove(connection)
         self._invalidate()
 
@@ -298,11 +311,11 @@ class Flow:
             UnknownNameError: a routine, event or slot does not exist; the
                 message lists the names that do.
         """
-        source = self._routines.get(source_routine_id)
-        target = self._routines.get(target_routine_id)
-        event = None if source is None else source._events.get(source_event)
-        slot = None if target is None else target._slots.get(target_slot)
-        if event is None or slot is None:
+        routines = self._routines
+        try:
+            event = routines[source_routine_id]._events[source_event]
+            slot = routines[target_routine_id]._slots[target_slot]
+        except KeyError:
             self._connect_error(source_routine_id, source_event, target_routine_id, target_slot)
         return Connection(event, slot, param_mapping)
 
@@ -1047,7 +1060,7 @@ def _store(store: Any) -> Journal | None:
     )
 
 
-def _check_routine(routine: Any) -> None:
+def _refuse_routine(routine: Any) -> NoReturn:
     if not isinstance(routine, Routine):
         raise TypeError(
             f"add_routine() takes a Routine instance, got {type(routine).__name__}. "
@@ -1058,6 +1071,7 @@ def _check_routine(routine: Any) -> None:
             f"{type(routine).__name__}.__init__ did not call super().__init__(); add it as "
             "the first line."
         )
+    raise AssertionError("unreachable: add_routine calls this for a routine it refuses")
 
 
 def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -117,11 +117,23 @@ class Policy:
 _DEFAULT_POLICY = Policy()
 
 
-def _plain_params(params: list[str] | tuple[str, ...]) -> bool:
+#: Slot and event names already found valid (routines of one class declare the same).
+_NAMES_SEEN: set[str] = set()
+
+#: Parameter lists already found plain (many routines of one class declare the same).
+_PLAIN_PARAMS: set[tuple[str, ...]] = set()
+
+
+def _plain_params(params: tuple[str, ...]) -> bool:
     """True for distinct identifiers: the usual case, checked without building messages."""
-    return all(p.__class__ is str and p.isidentifier() for p in params) and len(set(params)) == len(
-        params
-    )
+    if not all(p.__class__ is str and p.isidentifier() for p in params):
+        return False
+    if len(set(params)) != len(params):
+        return False
+    if len(_PLAIN_PARAMS) >= 4096:
+        _PLAIN_PARAMS.clear()
+    _PLAIN_PARAMS.add(params)
+    return True
 
 
 class Routine:
@@ -139,6 +151,9 @@ class Routine:
         >>> Upper().get_event("done").params
         ('text',)
     """
+
+    #: Set once it is wired while in no flow: only then has add_routine wires to adopt.
+    _wired_outside = False
 
     def __init__(self) -> None:
         self._slots: dict[str, Slot] = {}
@@ -171,38 +186,54 @@ class Routine:
                 slot within one job; while it is full, ``submit`` blocks and
                 no new call of a routine feeding it starts (``None``: no bound).
         """
-        self._check_new_name(name, self._slots, "slot")
-        slot = Slot(name, self, handler, merge_strategy, capacity)
-        self._slots[name] = slot
-        self._changed()
+        slots = self._slots
+        if name.__class__ is not str or name not in _NAMES_SEEN or name in slots:
+            self._check_new_name(name, slots, "slot")
+        slot = slots[name] = Slot(name, self, handler, merge_strategy, capacity)
+        if self._flow is not None:
+            self._flow._invalidate()
         return slot
 
     def define_event(self, name: str, params: Iterable[str] | None = None) -> Event:
         """Declare an output event carrying ``params`` (``None``: any parameters)."""
-        self._check_new_name(name, self._events, "event")
-        event = Event(name, self, self._check_params(name, params))
-        self._events[name] = event
-        self._changed()
+        events = self._events
+        if name.__class__ is not str or name not in _NAMES_SEEN or name in events:
+            self._check_new_name(name, events, "event")
+        checked: Iterable[str] | None = params
+        if params is not None:
+            try:  # a list seen before costs a set look-up; anything else the full check
+                if params.__class__ is list:
+                    checked = tuple(params)
+                known = checked in _PLAIN_PARAMS
+            except TypeError:
+                known = False
+            if not known:
+                checked = self._check_params(name, params)
+        event = events[name] = Event(name, self, checked)
+        if self._flow is not None:
+            self._flow._invalidate()
         return event
 
-    def _check_params(self, name: str, params: Iterable[str] | None) -> list[str] | None:
+    def _check_params(self, name: str, params: Iterable[str] | None) -> tuple[str, ...] | None:
         if params is None:
             return None
-        if params.__class__ in (list, tuple) and _plain_params(params):
-            return list(params)
+        if params.__class__ is list or params.__class__ is tuple:
+            names = tuple(params)
+            if _plain_params(names):
+                return names
         where = f"Event '{name}' of '{self.routine_label()}'"
         if isinstance(params, str) or not isinstance(params, Iterable):
             raise DefinitionTypeError(
                 f"{where}: params must be a list of names or None, got "
                 f"{type(params).__name__} {params!r}. Write [{params!r}]."
             )
-        names = [check_param_name(p, where) for p in params]
-        twice = sorted({p for p in names if names.count(p) > 1})
+        checked = [check_param_name(p, where) for p in params]
+        twice = sorted({p for p in checked if checked.count(p) > 1})
         if twice:
             raise DefinitionError(
                 f"{where}: params lists {quoted(twice)} more than once; name each once."
             )
-        return names
+        return tuple(checked)
 
     def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
         article = "an" if kind == "event" else "a"
@@ -213,6 +244,9 @@ class Routine:
                 f"Routine '{self.routine_label()}' already has {article} {kind} named '{name}'; "
                 "choose another name."
             )
+        if len(_NAMES_SEEN) >= 4096:
+            _NAMES_SEEN.clear()
+        _NAMES_SEEN.add(name)
 
     # -- looking up ------------------------------------------------------
 
@@ -397,9 +431,14 @@ class Routine:
 
     def _connections(self) -> list[Connection]:
         """Every connection touching this routine, in or out."""
-        return [c for e in self._events.values() for c in e._connections] + [
-            c for s in self._slots.values() for c in s._connections if c.event.routine is not self
-        ]
+        found: list[Connection] = []
+        for event in self._events.values():
+            found += event._connections
+        for slot in self._slots.values():
+            for connection in slot._connections:
+                if connection.event.routine is not self:
+                    found.append(connection)
+        return found
 
     def _changed(self) -> None:
         if self._flow is not None:

@@ -31,7 +31,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._handlers import is_async_callable, make_invoker
+from ._handlers import Invoker, prepare
 from .connection import Connection
 from .errors import DefinitionError, DefinitionTypeError
 
@@ -92,16 +92,18 @@ class Slot:
         self.routine = routine
         self.handler = handler
         self.merge_strategy = merge_strategy
-        self.merge: Merger | None = _merger(merge_strategy, routine, name)
-        self.is_async = handler is not None and is_async_callable(handler)
-        self.invoke = None if handler is None else make_invoker(handler, self)
+        merge = None if merge_strategy == "override" else _merger(merge_strategy, routine, name)
+        self.merge: Merger | None = merge
+        is_async, invoke = (False, None) if handler is None else prepare(handler, self)
+        self.is_async = is_async
+        self.invoke: Invoker | None = invoke
         #: A sync handler and no merge state: the scheduler's fast path.
-        self.plain = self.merge is None and not self.is_async and self.invoke is not None
+        self.plain = merge is None and not is_async and invoke is not None
         self._connections: list[Connection] = []
         self._source_keys: tuple[str, ...] | None = None
         self._wires_made = 0
         self._standalone_state: Any = None
-        self._capacity = _capacity(capacity, routine, name)
+        self._capacity = None if capacity is None else _capacity(capacity, routine, name)
 
     def __getstate__(self) -> dict[str, Any]:
         # Shipped to another process with its routine: no wiring, no closures.
@@ -184,13 +186,6 @@ class Slot:
         result = self.invoke(fire)
         if self.is_async:
             asyncio.run(result)
-
-    def _attach(self, connection: Connection) -> int:
-        """Add ``connection``; returns its number among the wires ever made to this slot."""
-        self._connections.append(connection)
-        self._source_keys = None
-        self._wires_made += 1
-        return self._wires_made
 
     def _detach(self, connection: Connection) -> None:
         if connection in self._connections:

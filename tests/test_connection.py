@@ -207,3 +207,30 @@ def test_disconnect_removes_it_from_the_flow() -> None:
     connection = flow.connect("src", "out", "sink", "in")
     connection.disconnect()
     assert flow.connections == []
+
+
+def test_two_wires_from_one_event_to_one_slot_have_distinct_keys() -> None:
+    """A second wire of the same event to the same slot (another mapping) gets '#2'."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Collect(), "sink")
+    first = flow.connect("src", "out", "sink", "in", {"value": "a"})
+    second = flow.connect("src", "out", "sink", "in", {"value": "b"})
+    assert (first.key, second.key) == ("src.out->sink.in", "src.out->sink.in#2")
+
+
+def test_key_outside_a_flow_uses_class_names_and_the_wire_number() -> None:
+    """Outside a flow a key names the classes and counts the wires made to the slot."""
+    _, _, connection = wire()
+    assert connection.key == "Emitter.out->Sink.in#1"
+    assert connection.target_id == "Sink"
+
+
+def test_a_hand_made_wire_to_a_routine_outside_the_flow_replans_the_flow() -> None:
+    """Connecting a flow's routine to one in no flow drops the flow's cached plan."""
+    flow = Flow()
+    source = Emitter()
+    flow.add_routine(source, "src")
+    plan = flow._plan()
+    Connection(source.get_event("out"), Sink().get_slot("in"))  # type: ignore[arg-type]
+    assert flow._plan() is not plan

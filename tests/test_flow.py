@@ -217,6 +217,29 @@ def test_adding_a_routine_wired_into_another_flow_is_refused() -> None:
     assert sink.routine_id is None
 
 
+def test_a_routine_wired_by_hand_to_a_flows_routine_joins_it_when_added() -> None:
+    """A wire from a flow's routine to one in no flow becomes the flow's when that one is added."""
+    flow = Flow()
+    source, sink = Source(), Collect()
+    flow.add_routine(source, "src")
+    Connection(source.get_event("out"), sink.get_slot("in"))  # type: ignore[arg-type]
+    assert flow.connections == []
+    flow.add_routine(sink, "sink")
+    assert [c.key for c in flow.connections] == ["src.out->sink.in"]
+    flow.execute("src", {"values": [7]})
+    assert sink.items == [{"value": 7}]
+
+
+def test_a_routine_whose_wires_were_removed_is_added_without_them() -> None:
+    """Wired and disconnected before add_routine: the flow gets no connection."""
+    source, sink = Source(), Collect()
+    Connection(source.get_event("out"), sink.get_slot("in")).disconnect()  # type: ignore[arg-type]
+    flow = Flow()
+    flow.add_routine(source, "src")
+    flow.add_routine(sink, "sink")
+    assert flow.connections == []
+
+
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
@@ -674,3 +697,47 @@ def test_submit_without_a_store_says_what_it_needs() -> None:
     flow.add_routine(Source(), "src")
     with pytest.raises(TypeError, match="store=open_store"):
         flow.submit({"values": [1]}, entry_routine_id="src")
+
+
+@pytest.mark.parametrize("rid", ["a-b", "_x", "Step-1_b"])
+def test_routine_ids_with_dashes_are_valid(rid: str) -> None:
+    """Ids of letters, digits, '_' and '-' (not first) are accepted as given."""
+    flow = Flow()
+    assert flow.add_routine(Relay(), rid) == rid
+    assert flow.get_routine(rid) is not None
+
+
+@pytest.mark.parametrize("rid", ["naïve", "é", "-a"])
+def test_routine_ids_outside_the_name_rule_are_refused(rid: str) -> None:
+    """Non-ASCII identifiers and a leading '-' are not valid routine ids."""
+    with pytest.raises(DefinitionError, match="not valid"):
+        Flow().add_routine(Relay(), rid)
+
+
+def test_a_loop_wired_before_add_routine_is_listed_once() -> None:
+    """A routine wired to itself before it is added gives the flow one connection."""
+    loop = Relay()
+    Connection(loop.get_event("out"), loop.get_slot("in"))  # type: ignore[arg-type]
+    flow = Flow()
+    flow.add_routine(loop, "loop")
+    assert [c.key for c in flow.connections] == ["loop.out->loop.in"]
+
+
+def test_a_disconnected_wire_leaves_the_flow_and_another_can_be_made() -> None:
+    """After disconnect() the same wire can be made again and is listed once."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    flow.add_routine(Collect(), "sink")
+    flow.connect("src", "out", "sink", "in").disconnect()
+    again = flow.connect("src", "out", "sink", "in")
+    assert flow.connections == [again]
+
+
+def test_connect_unknown_name_error_hides_the_lookup_behind_it() -> None:
+    """The UnknownNameError of connect() shows no KeyError in its traceback."""
+    flow = Flow()
+    flow.add_routine(Source(), "src")
+    with pytest.raises(UnknownNameError) as info:
+        flow.connect("src", "out", "nope", "in")
+    assert info.value.__suppress_context__
+    assert info.value.__cause__ is None

@@ -103,6 +103,52 @@ def test_names_that_break_saving_are_refused(name: str) -> None:
         Emitter().define_event(name)
 
 
+@pytest.mark.parametrize("name", ["naïve", "é", "名前"])
+def test_non_ascii_names_are_refused(name: str) -> None:
+    """Identifiers outside ASCII are not valid slot or event names."""
+    with pytest.raises(DefinitionError, match="not valid"):
+        Probe().define_slot(name)
+    with pytest.raises(DefinitionError, match="not valid"):
+        Emitter().define_event(name)
+
+
+def test_names_with_a_dash_are_accepted() -> None:
+    """A '-' after the first character is allowed in slot and event names."""
+    routine = Emitter()
+    routine.define_slot("in-2")
+    routine.define_event("out-2")
+    assert "in-2" in routine.slots and "out-2" in routine.events
+
+
+def test_a_refused_name_is_refused_every_time() -> None:
+    """Checking a name twice gives the same answer: a bad name is never taken as known."""
+    for _ in range(2):
+        with pytest.raises(DefinitionError, match="not valid"):
+            Probe().define_slot("bad name")
+        with pytest.raises(DefinitionError, match="not valid"):
+            Emitter().define_event("bad name")
+
+
+def test_a_known_name_given_as_a_str_subclass_is_accepted() -> None:
+    """A str subclass equal to a valid name is checked in full and accepted."""
+
+    class Name(str):
+        pass
+
+    routine = Emitter()
+    routine.define_slot(Name("in"))
+    routine.define_event(Name("done"))
+    assert "in" in routine.slots and "done" in routine.events
+
+
+def test_a_dashed_duplicate_name_is_refused() -> None:
+    """A second slot named 'in-2' is refused like any duplicate."""
+    routine = Probe()
+    routine.define_slot("in-2")
+    with pytest.raises(DefinitionError, match="already has a slot named 'in-2'"):
+        routine.define_slot("in-2")
+
+
 def test_duplicate_event_message_is_whole() -> None:
     """The duplicate-event error names the event and ends with the fix."""
     routine = Emitter()
@@ -126,6 +172,36 @@ def test_bad_event_params_are_refused(params: Any, error: type[Exception], match
     """define_event checks params: a list of distinct identifiers, or None."""
     with pytest.raises(error, match=match):
         Emitter().define_event("e", params=params)
+
+
+def test_a_params_list_seen_before_does_not_let_a_bad_one_through() -> None:
+    """After ['value'] was accepted, ['value', 'value'] and [['value']] are still refused."""
+    routine = Emitter()
+    with pytest.raises(DefinitionError, match="'value' more than once"):
+        routine.define_event("twice", ["value", "value"])
+    with pytest.raises(TypeError, match="parameter names must be strings, got list"):
+        routine.define_event("nested", [["value"]])
+
+
+def test_a_string_spelling_a_known_params_list_is_still_refused() -> None:
+    """Once ['a', 'b', 'c'] is known, params='abc' is still refused as a string."""
+    routine = Emitter()
+    routine.define_event("letters", ["a", "b", "c"])
+    with pytest.raises(TypeError, match="must be a list of names"):
+        routine.define_event("word", "abc")
+
+
+def test_params_given_as_a_generator_are_checked_and_kept() -> None:
+    """Any iterable of names is accepted, checked name by name."""
+    event = Emitter().define_event("gen", (name for name in ["x", "y"]))
+    assert event.params == ("x", "y")
+
+
+def test_params_given_as_a_tuple_are_kept_in_order() -> None:
+    """define_event accepts a tuple of names as well as a list."""
+    event = Emitter().define_event("pair", ("b", "a"))
+    assert event.params == ("b", "a")
+    assert event.allowed == {"a", "b"}
 
 
 def test_policy_error_handler_must_be_an_error_handler() -> None:
@@ -364,6 +440,93 @@ def test_how_to_call_is_worked_out_once_when_the_slot_is_defined(
     for value in range(5):
         slot.receive({"value": value})
     assert inspected == 0
+
+
+def test_method_handlers_are_inspected_once_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many instances of one routine class inspect their handler method's signature once."""
+    import inspect
+
+    class Twice(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[Any] = []
+            self.define_slot("in", handler=self.take)
+
+        def take(self, number: int) -> None:
+            self.seen.append(number * 2)
+
+    inspected: list[Any] = []
+    original = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda fn, **kw: inspected.append(fn) or original(fn))
+    routines = [Twice() for _ in range(3)]
+    for i, routine in enumerate(routines):
+        routine.get_slot("in").receive({"value": i})  # type: ignore[union-attr]
+    assert len(inspected) == 1
+    assert [r.seen for r in routines] == [[0], [2], [4]]
+
+
+def test_async_method_handlers_stay_async_for_every_instance() -> None:
+    """The per-function cache says async for an async method on every instance."""
+
+    class Later(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("in", handler=self.take)
+
+        async def take(self, value: Any) -> None:
+            await asyncio.sleep(0)
+
+    assert [Later().get_slot("in").is_async for _ in range(2)] == [True, True]  # type: ignore[union-attr]
+
+
+def test_routines_of_two_classes_built_in_turn_call_their_own_handlers() -> None:
+    """Alternating classes never reuse another method's way of calling."""
+
+    class One(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.got: list[Any] = []
+            self.define_slot("in", handler=self.take)
+
+        def take(self, value: Any) -> None:
+            self.got.append(value)
+
+    class Two(Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.got: list[Any] = []
+            self.define_slot("in", handler=self.take)
+
+        async def take(self, a: Any, b: Any = 0) -> None:
+            self.got.append(a + b)
+
+    built = [One(), Two(), One(), Two()]
+    for routine in built:
+        routine.get_slot("in").receive({"a": 1, "b": 2})  # type: ignore[union-attr]
+    assert [r.got for r in built] == [[{"a": 1, "b": 2}], [3], [{"a": 1, "b": 2}], [3]]
+    assert [r.get_slot("in").is_async for r in built] == [False, True, False, True]  # type: ignore[union-attr]
+
+
+def test_what_is_learnt_about_a_handler_method_does_not_keep_its_class_alive() -> None:
+    """The per-function cache holds methods weakly: a class that goes away is freed."""
+    import gc
+    import weakref
+
+    def make() -> weakref.ref[Any]:
+        class Gone(Routine):
+            def __init__(self) -> None:
+                super().__init__()
+                self.define_slot("in", handler=self.take)
+
+            def take(self, value: Any) -> None:
+                pass
+
+        Gone()
+        return weakref.ref(Gone)
+
+    gone = make()
+    gc.collect()
+    assert gone() is None
 
 
 # -- calling the routine -------------------------------------------------------------
