@@ -19,7 +19,8 @@ starting a job costs nothing per routine.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, cast
 
 from ..error_handler import ErrorHandler
 from .chain import Chain
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from ..connection import Connection
     from ..routine import Routine
     from ..slot import Slot
+
+
+_NONE: Mapping[str | None, Slot] = MappingProxyType({})
 
 
 class Site:
@@ -56,9 +60,12 @@ class Site:
         self.task = rid in plan.tasks
         self.plain = self.cap is None and not self.task
         simple = self.plain and self.chain is None and routine._policy.timeout is None
-        self.lanes: dict[str | None, Slot] = {
-            name: slot for name, slot in self.slots.items() if simple and slot.plain
-        }
+        lanes: dict[str | None, Slot] = (
+            {name: s for name, s in self.slots.items() if s.plain} if simple else {}
+        )
+        # The routine's own dict when every slot qualifies (the usual case): no copy.
+        every = lanes and len(lanes) == len(self.slots)
+        self.lanes = cast("Mapping[str | None, Slot]", self.slots) if every else lanes or _NONE
 
 
 class Plan:

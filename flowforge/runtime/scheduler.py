@@ -340,7 +340,12 @@ class JobRunner:
                     break
                 site = sites[rid]
                 slot = site.lanes.get(msg.slot) if lanes else None
-                if slot is None or routine_started.receivers or routine_finished.receivers:
+                if (
+                    slot is None
+                    or not slot.plain  # a slot defined since the plan was made
+                    or routine_started.receivers
+                    or routine_finished.receivers
+                ):
                     act = prepare(msg)
                     if act is None:
                         continue
