@@ -59,7 +59,7 @@ from ._errors import (
     StoreVersionError,
 )
 from ._lease import Control, Lease
-from ._records import Batch, JobRecord
+from ._records import Batch, BriefRecord, JobRecord
 from ._url import hide_password
 from .base import Durability, JobSummary, Store
 
@@ -80,6 +80,11 @@ _TABLES = (
     "slot_states",
     "tails",
     "task_runs",
+)
+#: The number of pending messages of the job ``j``, as an SQL expression.
+_PENDING = (
+    "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0)::bigint FROM messages m "
+    "LEFT JOIN consumed c ON c.jid = m.jid AND c.first = m.first WHERE m.jid = j.jid)"
 )
 _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails", "task_runs")
 _JOB = "jid bigint NOT NULL REFERENCES jobs ON DELETE CASCADE"
@@ -378,14 +383,15 @@ class PostgresStore(Store):
     def read_job(self, job_id: str) -> JobRecord | None:
         return self._transact(lambda conn: _read_job(conn, job_id), write=False)
 
+    def read_brief(self, job_id: str) -> BriefRecord | None:
+        return self._transact(lambda conn: _read_brief(conn, job_id), write=False)
+
     def read_summaries(
         self, flow_id: str | None, statuses: Collection[str] | None
     ) -> list[JobSummary]:
         query = (
             "SELECT job_id, flow_id, status, created_at, updated_at, started_at, finished_at, "
-            "reason, (SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0)::bigint "
-            "FROM messages m LEFT JOIN consumed c ON c.jid = m.jid AND c.first = m.first "
-            "WHERE m.jid = j.jid) FROM jobs j WHERE (%(flow)s::text IS NULL OR flow_id = %(flow)s)"
+            f"reason, {_PENDING} FROM jobs j WHERE (%(flow)s::text IS NULL OR flow_id = %(flow)s)"
         )
         if statuses is not None:
             query += " AND status = ANY(%(statuses)s)"
@@ -776,6 +782,27 @@ def _put_flow(conn: Connection, flow_id: str, definition: str, when: float) -> N
         "INSERT INTO flows VALUES (%s, %s, %s) ON CONFLICT (flow_id) DO UPDATE SET "
         "definition = EXCLUDED.definition, updated_at = EXCLUDED.updated_at",
         (flow_id, definition, when),
+    )
+
+
+def _read_brief(conn: Connection, job_id: str) -> BriefRecord | None:
+    row = conn.execute(
+        f"SELECT jid, header, entry, {_PENDING} FROM jobs j WHERE job_id = %s", (job_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    jid = (row[0],)
+    return BriefRecord(
+        row[1],
+        row[2],
+        row[3],
+        conn.execute("SELECT routine_id, state FROM routine_states WHERE jid = %s", jid).fetchall(),
+        conn.execute(
+            "SELECT first, count, entries FROM tails WHERE jid = %s AND kind = 'errors' "
+            "ORDER BY first",
+            jid,
+        ).fetchall(),
+        conn.execute("SELECT name, run FROM task_runs WHERE jid = %s", jid).fetchall(),
     )
 
 

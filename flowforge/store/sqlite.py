@@ -57,7 +57,7 @@ from ._errors import (
     StoreVersionError,
 )
 from ._lease import Control, Lease
-from ._records import Batch, JobRecord
+from ._records import Batch, BriefRecord, JobRecord
 from .base import Durability, JobSummary, Store
 
 T = TypeVar("T")
@@ -72,6 +72,12 @@ CHECK_LIMIT = 64 * 1024 * 1024
 FORMAT = "flowforge/store"
 _MAGIC = b"SQLite format 3\x00"
 _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails", "task_runs")
+
+#: The number of pending messages of the job ``j``, as an SQL expression.
+_PENDING = (
+    "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0) FROM messages m LEFT JOIN "
+    "consumed c ON c.jid = m.jid AND c.first = m.first WHERE m.jid = j.jid)"
+)
 
 _TASK_RUNS = (
     "CREATE TABLE task_runs (jid INTEGER NOT NULL, name TEXT NOT NULL, "
@@ -309,15 +315,15 @@ class SQLiteStore(Store):
     def read_job(self, job_id: str) -> JobRecord | None:
         return self._transact(lambda conn: _read_job(conn, job_id), write=False)
 
+    def read_brief(self, job_id: str) -> BriefRecord | None:
+        return self._transact(lambda conn: _read_brief(conn, job_id), write=False)
+
     def read_summaries(
         self, flow_id: str | None, statuses: Collection[str] | None
     ) -> list[JobSummary]:
         query = (
             "SELECT job_id, flow_id, status, created_at, updated_at, started_at, "
-            "finished_at, reason, "
-            "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0) FROM messages m LEFT JOIN "
-            "consumed c ON c.jid = m.jid AND c.first = m.first WHERE m.jid = j.jid) "
-            "FROM jobs j WHERE (?1 IS NULL OR flow_id = ?1)"
+            f"finished_at, reason, {_PENDING} FROM jobs j WHERE (?1 IS NULL OR flow_id = ?1)"
         )
         params: list[object] = [flow_id]
         if statuses is not None:
@@ -982,6 +988,27 @@ def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
         conn.execute(
             "SELECT kind, first, count, entries, stamps FROM tails WHERE jid = ? "
             "ORDER BY kind, first",
+            jid,
+        ).fetchall(),
+        conn.execute("SELECT name, run FROM task_runs WHERE jid = ?", jid).fetchall(),
+    )
+
+
+def _read_brief(conn: sqlite3.Connection, job_id: str) -> BriefRecord | None:
+    row = conn.execute(
+        f"SELECT jid, header, entry, {_PENDING} FROM jobs j WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    jid = (row[0],)
+    return BriefRecord(
+        row[1],
+        row[2],
+        row[3],
+        conn.execute("SELECT routine_id, state FROM routine_states WHERE jid = ?", jid).fetchall(),
+        conn.execute(
+            "SELECT first, count, entries FROM tails WHERE jid = ? AND kind = 'errors' "
+            "ORDER BY first",
             jid,
         ).fetchall(),
         conn.execute("SELECT name, run FROM task_runs WHERE jid = ?", jid).fetchall(),
