@@ -63,6 +63,7 @@ from .store import (
     Batch,
     FlowNotFoundError,
     JobNotFoundError,
+    JobPage,
     JobSummary,
     LeaseHeldError,
     LeaseLostError,
@@ -464,6 +465,24 @@ class StoreConformance:
         assert [s.job_id for s in store.list_jobs(status="paused")] == [paused.job_id]
         assert len(store.list_jobs(status=["paused", "completed"])) == 3
         assert store.list_jobs(flow_id="one", status=JobStatus.PAUSED) == []
+
+    def test_page_jobs_pages_newest_first_with_the_total(self, store: Store) -> None:
+        """page_jobs() is list_jobs() newest first (ties by id), cut to the page, with a total."""
+        for job_id in ("b", "a", "c"):
+            store.save(JobState(job_id=job_id, flow_id="one", created_at=1.0))
+        paused = halting_flow(at=1).execute("src", {"values": [1, 2]}, store=store)
+        newest = store.list_jobs()[::-1]
+        assert [s.job_id for s in newest] == [paused.job_id, "c", "b", "a"]
+        assert newest[0].pending > 0
+        assert store.page_jobs(limit=2, offset=1) == JobPage(newest[1:3], 4)
+        assert store.page_jobs(status=["paused", "queued"]) == JobPage(newest[:1], 1)
+        assert store.page_jobs(flow_id="one", offset=2) == JobPage(newest[3:], 3)
+        assert store.page_jobs(flow_id="one", offset=5) == JobPage([], 3)
+
+    def test_page_jobs_refuses_an_empty_page(self, store: Store) -> None:
+        """page_jobs(limit=0) raises StoreUsageError naming limit."""
+        with pytest.raises(StoreUsageError, match="limit must be an int >= 1"):
+            store.page_jobs(limit=0)
 
     def test_list_jobs_refuses_an_unknown_status(self, store: Store) -> None:
         """An unknown status raises StoreUsageError listing the real ones."""

@@ -221,8 +221,7 @@ class _Service:
             statuses = ", ".join(s.value for s in JobStatus)
             raise ApiError(422, "invalid", f"status: expected one of {statuses}, got {status!r}.")
         limit, offset = _page(query, 50)
-        found = self.store.list_jobs(flow_id=flow_id, status=status)
-        found.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
+        page = self.store.page_jobs(flow_id, status, limit=limit, offset=offset)
         jobs = [
             {
                 "job_id": j.job_id,
@@ -236,9 +235,9 @@ class _Service:
                 "pending": j.pending,
                 "url": f"/api/jobs/{j.job_id}",
             }
-            for j in found[offset : offset + limit]
+            for j in page.jobs
         ]
-        return {"jobs": jobs, "total": len(found), "limit": limit, "offset": offset}
+        return {"jobs": jobs, "total": page.total, "limit": limit, "offset": offset}
 
     def job_detail(self, job_id: str) -> dict[str, Any]:
         brief = self.brief(job_id)

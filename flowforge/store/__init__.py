@@ -69,7 +69,7 @@ from ._errors import (
 from ._lease import Lease
 from ._records import Batch, BriefRecord, JobRecord
 from ._url import StoreURL, open_store, parse_store_url, postgres_store
-from .base import FINISHED, Durability, FlowOrigin, JobBrief, JobSummary, Store
+from .base import FINISHED, Durability, FlowOrigin, JobBrief, JobPage, JobSummary, Store
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -87,6 +87,7 @@ __all__ = [
     "FlowOrigin",
     "JobBrief",
     "JobNotFoundError",
+    "JobPage",
     "JobRecord",
     "JobSummary",
     "Lease",

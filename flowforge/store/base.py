@@ -125,6 +125,19 @@ class JobBrief:
     pending: int
 
 
+@attrs.frozen
+class JobPage:
+    """One page of stored jobs, newest first (what :meth:`Store.page_jobs` returns).
+
+    Attributes:
+        jobs: The page's :class:`JobSummary` objects, newest first.
+        total: How many jobs match, on every page together.
+    """
+
+    jobs: list[JobSummary]
+    total: int
+
+
 class Store(abc.ABC):
     """Where jobs are checkpointed; see :mod:`flowforge.store`. The base class of backends.
 
@@ -144,6 +157,8 @@ class Store(abc.ABC):
       atomically, checking and keeping its lease (with :meth:`check_lease`);
     - :meth:`read_job`: a job's :class:`~flowforge.store.JobRecord`;
     - :meth:`read_summaries`: the :class:`JobSummary` of matching jobs;
+    - :meth:`read_summary_page` (optional: the default pages what
+      :meth:`read_summaries` reads): one page of them, newest first;
     - :meth:`read_brief` (optional: the default reads the whole job): a
       job's :class:`~flowforge.store.BriefRecord`;
     - :meth:`remove_job` and :meth:`remove_jobs`: delete one job, or prune;
@@ -377,6 +392,32 @@ class Store(abc.ABC):
         flow_id = _checks.optional_identifier("flow_id", flow_id)
         statuses = None if status is None else _statuses(status)
         return self.read_summaries(flow_id, statuses)
+
+    def page_jobs(
+        self,
+        flow_id: str | None = None,
+        status: str | Iterable[str] | None = None,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JobPage:
+        """One page of the stored jobs, newest first, and how many match in all.
+
+        A dashboard's job table reads this: the store does the paging, so a
+        page costs the same however many jobs the store keeps.
+
+        Args:
+            flow_id: Only the jobs of this flow.
+            status: Only jobs with this status (or any of these statuses).
+            limit: The most jobs on the page (at least 1).
+            offset: How many of the newest matching jobs to skip.
+        """
+        self._check_open()
+        flow_id = _checks.optional_identifier("flow_id", flow_id)
+        statuses = None if status is None else _statuses(status)
+        limit = _checks.count("limit", limit, minimum=1)
+        offset = _checks.count("offset", offset, minimum=0)
+        return JobPage(*self.read_summary_page(flow_id, statuses, limit, offset))
 
     def load(self, job_id: str) -> JobState:
         """The job as last committed, ready for :meth:`Flow.resume <flowforge.Flow.resume>`.
@@ -884,6 +925,27 @@ class Store(abc.ABC):
             Summaries ordered by ``created_at``, then ``job_id``; ``pending``
             counts the messages not yet consumed.
         """
+
+    def read_summary_page(
+        self, flow_id: str | None, statuses: Collection[str] | None, limit: int, offset: int
+    ) -> tuple[list[JobSummary], int]:
+        """One page of the matching jobs' :class:`JobSummary`, newest first, and their number.
+
+        Args:
+            flow_id: Only this flow's jobs; ``None``: every flow's.
+            statuses: Only jobs with one of these statuses; ``None``: any.
+            limit: The most summaries to return.
+            offset: How many matching jobs to skip first.
+
+        Returns:
+            The summaries ordered by ``created_at``, then ``job_id``, both
+            descending, read consistently with the count of every matching
+            job. The default pages what :meth:`read_summaries` returns; a
+            backend overrides it to page in its queries.
+        """
+        found = self.read_summaries(flow_id, statuses)
+        found.reverse()
+        return found[offset : offset + limit], len(found)
 
     @abc.abstractmethod
     def remove_job(self, job_id: str) -> bool:

@@ -81,6 +81,8 @@ _TABLES = (
     "tails",
     "task_runs",
 )
+#: The columns of a :class:`JobSummary` but its pending count.
+_SUMMARY = "job_id, flow_id, status, created_at, updated_at, started_at, finished_at, reason"
 #: The number of pending messages of the job ``j``, as an SQL expression.
 _PENDING = (
     "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0)::bigint FROM messages m "
@@ -389,16 +391,32 @@ class PostgresStore(Store):
     def read_summaries(
         self, flow_id: str | None, statuses: Collection[str] | None
     ) -> list[JobSummary]:
+        where, params = _matching(flow_id, statuses)
         query = (
-            "SELECT job_id, flow_id, status, created_at, updated_at, started_at, finished_at, "
-            f"reason, {_PENDING} FROM jobs j WHERE (%(flow)s::text IS NULL OR flow_id = %(flow)s)"
+            f"SELECT {_SUMMARY}, {_PENDING} FROM jobs j WHERE {where} "
+            'ORDER BY created_at, job_id COLLATE "C"'
         )
-        if statuses is not None:
-            query += " AND status = ANY(%(statuses)s)"
-        query += ' ORDER BY created_at, job_id COLLATE "C"'
-        params = {"flow": flow_id, "statuses": list(statuses or ())}
         rows = self._transact(lambda conn: conn.execute(query, params).fetchall(), write=False)
         return [JobSummary(*row) for row in rows]
+
+    def read_summary_page(
+        self, flow_id: str | None, statuses: Collection[str] | None, limit: int, offset: int
+    ) -> tuple[list[JobSummary], int]:
+        where, params = _matching(flow_id, statuses)
+        newest = 'ORDER BY created_at DESC, job_id COLLATE "C" DESC'
+        # The page is cut before the pending counts are summed, so a page costs its own jobs.
+        page = (
+            f"SELECT {_SUMMARY}, {_PENDING} FROM (SELECT jid, {_SUMMARY} FROM jobs "
+            f"WHERE {where} {newest} LIMIT %(limit)s OFFSET %(offset)s) j {newest}"
+        )
+
+        def work(conn: Connection) -> tuple[list[tuple[Any, ...]], int]:
+            rows = conn.execute(page, {**params, "limit": limit, "offset": offset}).fetchall()
+            total = conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()
+            return rows, 0 if total is None else int(total[0])
+
+        rows, total = self._transact(work, write=False)
+        return [JobSummary(*row) for row in rows], total
 
     def remove_job(self, job_id: str) -> bool:
         def work(conn: Connection) -> bool:
@@ -783,6 +801,14 @@ def _put_flow(conn: Connection, flow_id: str, definition: str, when: float) -> N
         "definition = EXCLUDED.definition, updated_at = EXCLUDED.updated_at",
         (flow_id, definition, when),
     )
+
+
+def _matching(flow_id: str | None, statuses: Collection[str] | None) -> tuple[str, dict[str, Any]]:
+    """The condition (and its parameters) of the jobs of ``flow_id`` with ``statuses``."""
+    where = "(%(flow)s::text IS NULL OR flow_id = %(flow)s)"
+    if statuses is not None:
+        where += " AND status = ANY(%(statuses)s)"
+    return where, {"flow": flow_id, "statuses": list(statuses or ())}
 
 
 def _read_brief(conn: Connection, job_id: str) -> BriefRecord | None:

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -73,6 +73,8 @@ FORMAT = "flowforge/store"
 _MAGIC = b"SQLite format 3\x00"
 _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails", "task_runs")
 
+#: The columns of a :class:`JobSummary` but its pending count.
+_SUMMARY = "job_id, flow_id, status, created_at, updated_at, started_at, finished_at, reason"
 #: The number of pending messages of the job ``j``, as an SQL expression.
 _PENDING = (
     "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0) FROM messages m LEFT JOIN "
@@ -321,16 +323,33 @@ class SQLiteStore(Store):
     def read_summaries(
         self, flow_id: str | None, statuses: Collection[str] | None
     ) -> list[JobSummary]:
+        where, params = _matching(flow_id, statuses)
         query = (
-            "SELECT job_id, flow_id, status, created_at, updated_at, started_at, "
-            f"finished_at, reason, {_PENDING} FROM jobs j WHERE (?1 IS NULL OR flow_id = ?1)"
+            f"SELECT {_SUMMARY}, {_PENDING} FROM jobs j WHERE {where} ORDER BY created_at, job_id"
         )
-        params: list[object] = [flow_id]
-        if statuses is not None:
-            query += f" AND status IN ({', '.join(['?'] * len(statuses))})"
-            params += list(statuses)
-        query += " ORDER BY created_at, job_id"
         rows = self._transact(lambda conn: conn.execute(query, params).fetchall(), write=False)
+        return self._summaries(rows)
+
+    def read_summary_page(
+        self, flow_id: str | None, statuses: Collection[str] | None, limit: int, offset: int
+    ) -> tuple[list[JobSummary], int]:
+        where, params = _matching(flow_id, statuses)
+        newest = "ORDER BY created_at DESC, job_id DESC"
+        # The page is cut before the pending counts are summed, so a page costs its own jobs.
+        page = (
+            f"SELECT {_SUMMARY}, {_PENDING} FROM (SELECT jid, {_SUMMARY} FROM jobs "
+            f"WHERE {where} {newest} LIMIT ? OFFSET ?) j {newest}"
+        )
+
+        def work(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+            rows = conn.execute(page, [*params, limit, offset]).fetchall()
+            total = conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()
+            return rows, int(total[0])
+
+        rows, total = self._transact(work, write=False)
+        return self._summaries(rows), total
+
+    def _summaries(self, rows: Sequence[Sequence[Any]]) -> list[JobSummary]:
         try:
             return [JobSummary(*row) for row in rows]
         except (ValueError, TypeError) as exc:
@@ -992,6 +1011,14 @@ def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
         ).fetchall(),
         conn.execute("SELECT name, run FROM task_runs WHERE jid = ?", jid).fetchall(),
     )
+
+
+def _matching(flow_id: str | None, statuses: Collection[str] | None) -> tuple[str, list[object]]:
+    """The condition (and its parameters) of the jobs of ``flow_id`` with ``statuses``."""
+    where = "(?1 IS NULL OR flow_id = ?1)"
+    if statuses is None:
+        return where, [flow_id]
+    return f"{where} AND status IN ({', '.join(['?'] * len(statuses))})", [flow_id, *statuses]
 
 
 def _read_brief(conn: sqlite3.Connection, job_id: str) -> BriefRecord | None:
