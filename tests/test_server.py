@@ -7,6 +7,7 @@ over an SQLite store; the tests talk HTTP to it with the standard library.
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import signal
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import FAILING_FLOW, QUICK_FLOW, SLOW_FLOW, SLOW_ROUTINES, cli, write
+import uvicorn
+from cli_support import FAILING_FLOW, QUICK_FLOW, SLOW_FLOW, SLOW_ROUTINES, cli, invoke, write
 from server_support import serving
 
 from flowforge import JobState
@@ -431,6 +433,21 @@ def test_the_dashboard_assets_ship_with_the_package_and_use_no_cdn(api: Api, ass
     status, text = api.call("GET", f"/static/{asset}", headers={})
     assert status == 200 and len(text) > 500
     assert "https://" not in text and "//cdn" not in text
+
+
+def test_serve_freezes_what_it_loaded_before_it_serves(
+    flows_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve leaves what it loaded out of the collector's full passes before it serves."""
+    frozen: list[int] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: frozen.append(gc.get_freeze_count()))
+    gc.unfreeze()
+    try:
+        result = invoke("serve", str(flows_dir / "quick.yaml"), "--store", str(tmp_path / "s.db"))
+    finally:
+        gc.unfreeze()
+    assert result.exit_code == 0, result.output
+    assert frozen and frozen[0] > 0
 
 
 def test_serve_runs_the_api_and_the_jobs_until_sigterm(flows_dir: Path, tmp_path: Path) -> None:
