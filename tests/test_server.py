@@ -302,9 +302,10 @@ def test_every_stream_of_a_job_however_late_sees_it_through(api: Api) -> None:
     for reader in readers:
         reader.join(30)
     assert sorted(seen) == [0, 1, 2]
+    assert [d["status"] for n, d in seen[0] if n == "status"][-2:] == ["running", "completed"]
     for events in seen.values():
         assert events[0][0] == "progress"
-        assert [d["status"] for n, d in events if n == "status"][-2:] == ["running", "completed"]
+        assert [d["status"] for n, d in events if n == "status"][-1] == "completed"
         assert events[-1] == ("end", {"job_id": job_id, "status": "completed"})
         last = [data for name, data in events if name == "progress"][-1]
         assert (last["routines"]["sink"]["calls"], last["pending"]) == (40, 0)
