@@ -312,7 +312,8 @@ def test_every_stream_of_a_job_however_late_sees_it_through(api: Api) -> None:
 
 
 class Scripted(MemoryStore):
-    """A store whose job ``j`` takes the given statuses, one per read, counting the reads."""
+    """A store whose job takes the given statuses (``"paused:why"`` with a reason), one per
+    read, counting the reads."""
 
     def __init__(self, *statuses: str) -> None:
         super().__init__()
@@ -322,8 +323,11 @@ class Scripted(MemoryStore):
     def load_brief(self, job_id: str) -> JobBrief:
         """The job with its next status (the last one stays)."""
         self.reads += 1
-        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        return JobBrief(JobState(flow_id="f", job_id=job_id, status=status), 0)
+        status, _, reason = (
+            self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        ).partition(":")
+        job = JobState(flow_id="f", job_id=job_id, status=status, reason=reason or None)
+        return JobBrief(job, 0)
 
 
 def _service(store: Scripted) -> _app._Service:
@@ -348,6 +352,16 @@ def test_one_store_read_per_poll_feeds_every_stream(monkeypatch: pytest.MonkeyPa
     assert streams == [expected] * 3
     assert store.reads == 4
     assert service.watches == {}
+
+
+def test_a_status_event_is_sent_when_the_status_changes_not_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new reason under the same status sends no second status event."""
+    monkeypatch.setattr(_app, "_SSE_POLL", 0.01)
+    stream = _app._event_stream(_service(Scripted("paused:lunch", "paused:tea", "cancelled")), "j")
+    events = asyncio.run(_drain(stream))
+    assert events == ["event: progress", "event: status", "event: status", "event: end"]
 
 
 def test_the_reader_stops_when_its_last_stream_leaves(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -469,6 +469,7 @@ class _Watch:
     _progress: str | None = attrs.field(init=False, default=None)
     _failures: list[str] = attrs.field(init=False, factory=list)
     _status: str | None = attrs.field(init=False, default=None)
+    _status_name: str | None = attrs.field(init=False, default=None)
     _errors_seen: int = attrs.field(init=False, default=0)
     _task: asyncio.Task[None] | None = attrs.field(init=False, default=None)
 
@@ -510,29 +511,38 @@ class _Watch:
             self._close()
 
     def _update(self, brief: JobBrief) -> None:
-        job_id, job = self.job_id, brief.job
         summary = self.service.job_view(brief)
-        routines = {
+        self._progress_changes(brief.pending, summary["routines"])
+        self._new_failures(brief.job, summary["errors"])
+        self._status_changes(brief.job)
+
+    def _progress_changes(self, pending: int, routines: dict[str, dict[str, Any]]) -> None:
+        counts = {
             rid: {k: r[k] for k in ("status", "calls", "failures", "skipped")}
-            for rid, r in summary["routines"].items()
+            for rid, r in routines.items()
         }
-        progress = _sse(
-            "progress", {"job_id": job_id, "pending": brief.pending, "routines": routines}
-        )
+        progress = _sse("progress", {"job_id": self.job_id, "pending": pending, "routines": counts})
         if progress != self._progress:
             self._progress = progress
             self._publish(progress)
-        fresh = min(job.errors_total - self._errors_seen, len(summary["errors"]))
+
+    def _new_failures(self, job: JobState, errors: list[dict[str, Any]]) -> None:
+        # Counted by the job's total, not the kept list, which drops its oldest past retention.
+        fresh = min(job.errors_total - self._errors_seen, len(errors))
         self._errors_seen = job.errors_total
-        for error in summary["errors"][len(summary["errors"]) - fresh :]:
-            failure = _sse("failure", {"job_id": job_id, **error})
+        for error in errors[len(errors) - fresh :]:
+            failure = _sse("failure", {"job_id": self.job_id, **error})
             self._failures.append(failure)
             self._publish(failure)
         del self._failures[: -max(1, job.retention)]
-        status = _sse("status", {"job_id": job_id, "status": str(job.status), "reason": job.reason})
-        if status != self._status:
-            self._status = status
-            self._publish(status)
+
+    def _status_changes(self, job: JobState) -> None:
+        if str(job.status) != self._status_name:
+            self._status_name = str(job.status)
+            self._status = _sse(
+                "status", {"job_id": self.job_id, "status": self._status_name, "reason": job.reason}
+            )
+            self._publish(self._status)
 
     def _publish(self, event: str) -> None:
         for queue in list(self._subscribers):
