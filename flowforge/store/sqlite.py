@@ -3,9 +3,13 @@
 The file is in WAL mode, so readers never wait for the writer and a
 process killed mid-commit leaves the previous commit intact. One store
 object holds one connection, shared by the threads that use it under a
-lock; several processes may open the same file, and each waits up to
-``timeout`` seconds for the others' commits (SQLite's busy timeout, plus
-retries with a growing pause).
+lock. A read that would wait for a write transaction of that connection
+(a job that ends writes itself whole) runs instead on one of up to
+:data:`SIDE_READERS` connections of its own, and sees the last commit;
+reads otherwise keep to the shared connection, whose cache stays warm
+across the store's own commits. Several processes may open the same file,
+and each waits up to ``timeout`` seconds for the others' commits (SQLite's
+busy timeout, plus retries with a growing pause).
 
 Opening checks the file before touching it. A new or empty file becomes a
 store; a FlowForge store of an older schema is migrated forward (in one
@@ -37,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 
@@ -66,6 +70,8 @@ T = TypeVar("T")
 APPLICATION_ID = 0x466C4667
 #: The schema version this FlowForge writes (``PRAGMA user_version``).
 SCHEMA_VERSION = 3
+#: The most reads one store runs beside its own write transaction, each on a connection of its own.
+SIDE_READERS = 4
 #: Files up to this size (bytes) are checked for damage when opened (``check=None``).
 #: SQLite's ``quick_check`` reads the whole file: about 0.1 to 0.3 s per 100 MB.
 CHECK_LIMIT = 64 * 1024 * 1024
@@ -220,9 +226,13 @@ class SQLiteStore(Store):
             _checks.flag("check", check)
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._conn, self._identity = _open(
-            self.path, _Opening(self.timeout, synchronous, self.readonly, check)
-        )
+        how = _Opening(self.timeout, synchronous, self.readonly, check)
+        self._conn, self._identity = _open(self.path, how)
+        #: Set while the shared connection is in a write transaction.
+        self._writing = False
+        self._side: _SideReaders | None = None
+        if not self.readonly and self._identity is not None:
+            self._side = _SideReaders(self._identity.path, how)
 
     def __repr__(self) -> str:
         mode = ", readonly=True" if self.readonly else ""
@@ -266,15 +276,33 @@ class SQLiteStore(Store):
         pause = 0.002
         while True:
             try:
-                with self._lock:
-                    result = _in_transaction(self._connection(), work, write)
-                    self._check_kept()
-                    return result
+                result = self._beside_the_writer(work) if not write else None
+                if result is None:
+                    with self._lock:
+                        result = self._in_transaction(work, write)
+                self._check_kept()
+                return result.value
             except sqlite3.Error as exc:
                 if _code(exc) not in _BUSY or time.monotonic() >= deadline:
                     raise self._translate(exc) from exc
             time.sleep(pause * random.uniform(0.5, 1.5))
             pause = min(pause * 2, 0.1)
+
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T], write: bool) -> _Result[T]:
+        conn = self._connection()
+        was = self._writing
+        self._writing = write or was
+        try:
+            return _Result(_in_transaction(conn, work, write))
+        finally:
+            self._writing = was
+
+    def _beside_the_writer(self, work: Callable[[sqlite3.Connection], T]) -> _Result[T] | None:
+        """Run a read on a side connection if the shared one is writing now and one is free."""
+        if not self._writing or self._side is None:
+            return None
+        self._connection()  # refuses a closed or forked store
+        return self._side.read(work)
 
     def _check_kept(self) -> None:
         """Raise :class:`StoreVanishedError` if the file is no longer the one opened."""
@@ -393,6 +421,8 @@ class SQLiteStore(Store):
     def release_resources(self) -> None:
         with self._lock:
             self._conn.close()
+        if self._side is not None:
+            self._side.close()
 
     def read_lease(self, job_id: str) -> Lease | None:
         row = self._transact(
@@ -480,6 +510,66 @@ class _Opening:
     synchronous: str
     readonly: bool
     check: bool | None
+
+
+@attrs.frozen
+class _Result(Generic[T]):
+    """What a transaction's work returned (``None`` included)."""
+
+    value: T
+
+
+class _SideReaders:
+    """Up to :data:`SIDE_READERS` connections that only read, opened as needed.
+
+    In WAL mode a read transaction on a connection of its own sees the last
+    commit and never waits for another connection's write transaction. Its
+    page cache goes stale whenever the file changes, which is why reads use
+    these only while the shared connection is writing.
+    """
+
+    def __init__(self, file: str, how: _Opening) -> None:
+        self._file = file  # absolute: the process may change directory meanwhile
+        self._how = how
+        self._idle: list[sqlite3.Connection] = []
+        self._opened = 0
+        self._guard = threading.Lock()
+        self._closed = False
+
+    def read(self, work: Callable[[sqlite3.Connection], T]) -> _Result[T] | None:
+        """Run ``work`` in a read transaction on a free reader; ``None`` if none is free."""
+        conn = self._take()
+        if conn is None:
+            return None
+        try:
+            return _Result(_in_transaction(conn, work, False))
+        finally:
+            with self._guard:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
+
+    def _take(self) -> sqlite3.Connection | None:
+        with self._guard:
+            if self._closed:
+                return None
+            if self._idle:
+                return self._idle.pop()
+            if self._opened == SIDE_READERS:
+                return None
+            self._opened += 1
+        conn = _connect(self._file, self._how, False)
+        conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    def close(self) -> None:
+        """Close the idle readers now, and the busy ones when their reads end."""
+        with self._guard:
+            self._closed = True
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
 
 
 @attrs.frozen
