@@ -559,8 +559,13 @@ class _SideReaders:
             if self._opened == SIDE_READERS:
                 return None
             self._opened += 1
-        conn = _connect(self._file, self._how, False)
-        conn.execute("PRAGMA query_only = 1")
+        try:
+            conn = _connect(self._file, self._how, False)
+            conn.execute("PRAGMA query_only = 1")
+        except BaseException:
+            with self._guard:
+                self._opened -= 1
+            raise
         return conn
 
     def close(self) -> None:
