@@ -63,6 +63,7 @@ from .store import (
     Batch,
     FlowNotFoundError,
     JobNotFoundError,
+    JobPage,
     JobSummary,
     LeaseHeldError,
     LeaseLostError,
@@ -214,6 +215,14 @@ def _outcome(job: JobState) -> dict[str, Any]:
         "history_total": job.history_total,
         "pending": len(job.pending),
     }
+
+
+def _without_bulk(job: JobState) -> dict[str, Any]:
+    data = comparable(job)
+    for key in ("pending", "history", "skipped", "slot_states"):
+        del data[key]
+    del data["tracker"]["event_flow"]
+    return data
 
 
 class StoreConformance:
@@ -457,6 +466,24 @@ class StoreConformance:
         assert len(store.list_jobs(status=["paused", "completed"])) == 3
         assert store.list_jobs(flow_id="one", status=JobStatus.PAUSED) == []
 
+    def test_page_jobs_pages_newest_first_with_the_total(self, store: Store) -> None:
+        """page_jobs() is list_jobs() newest first (ties by id), cut to the page, with a total."""
+        for job_id in ("b", "a", "c"):
+            store.save(JobState(job_id=job_id, flow_id="one", created_at=1.0))
+        paused = halting_flow(at=1).execute("src", {"values": [1, 2]}, store=store)
+        newest = store.list_jobs()[::-1]
+        assert [s.job_id for s in newest] == [paused.job_id, "c", "b", "a"]
+        assert newest[0].pending > 0
+        assert store.page_jobs(limit=2, offset=1) == JobPage(newest[1:3], 4)
+        assert store.page_jobs(status=["paused", "queued"]) == JobPage(newest[:1], 1)
+        assert store.page_jobs(flow_id="one", offset=2) == JobPage(newest[3:], 3)
+        assert store.page_jobs(flow_id="one", offset=5) == JobPage([], 3)
+
+    def test_page_jobs_refuses_an_empty_page(self, store: Store) -> None:
+        """page_jobs(limit=0) raises StoreUsageError naming limit."""
+        with pytest.raises(StoreUsageError, match="limit must be an int >= 1"):
+            store.page_jobs(limit=0)
+
     def test_list_jobs_refuses_an_unknown_status(self, store: Store) -> None:
         """An unknown status raises StoreUsageError listing the real ones."""
         with pytest.raises(StoreUsageError, match=r"'finished'.*'completed'"):
@@ -468,6 +495,34 @@ class StoreConformance:
             store.load("nope")
         assert isinstance(caught.value, JobNotFoundError)
         assert caught.value.job_id == "nope"
+
+    def test_load_brief_equals_load_but_for_the_bulk(self, store: Store) -> None:
+        """load_brief() gives the job load() gives, less pending messages, tails and slot states."""
+        flow = halting_flow(at=5)
+        flaky = Flaky()
+        flaky.set_config(fail_times=-1)
+        flaky.set_error_handler(ErrorHandler(ErrorStrategy.SKIP))
+        _chain(flow, ("flaky", flaky))
+        flow.connect("src", "out", "flaky", "in")
+        job = flow.execute("src", {"values": [1, 2, 3, 4, 5, 6]}, store=store)
+        full, brief = store.load(job.job_id), store.load_brief(job.job_id)
+        assert job.status == JobStatus.PAUSED and job.errors and job.skipped
+        assert brief.pending == len(full.pending) > 0
+        assert not (brief.job.pending or brief.job.get_execution_history() or brief.job.skipped)
+        assert _without_bulk(brief.job) == _without_bulk(full)
+
+    def test_load_brief_keeps_task_outputs(self, store: Store) -> None:
+        """load_brief() gives the task runs and outputs of a job of tasks."""
+        flow = Flow(flow_id="tasks")
+        flow.task(lambda n: list(range(n)), name="rows")
+        job = flow.execute(entry_params={"n": 3}, store=store)
+        brief = store.load_brief(job.job_id).job
+        assert (brief.outputs, brief.task_status("rows")) == ({"rows": [0, 1, 2]}, "succeeded")
+
+    def test_load_brief_of_an_unknown_job_raises_job_not_found(self, store: Store) -> None:
+        """load_brief() of an id the store lacks raises JobNotFoundError."""
+        with pytest.raises(JobNotFoundError, match=r"no job 'nope'"):
+            store.load_brief("nope")
 
     def test_load_takes_a_string_id(self, store: Store) -> None:
         """load() with something other than a string id raises TypeError."""

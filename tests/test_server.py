@@ -6,23 +6,28 @@ over an SQLite store; the tests talk HTTP to it with the standard library.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import http.client
 import json
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import FAILING_FLOW, QUICK_FLOW, SLOW_FLOW, SLOW_ROUTINES, cli, write
+import uvicorn
+from cli_support import FAILING_FLOW, QUICK_FLOW, SLOW_FLOW, SLOW_ROUTINES, cli, invoke, write
 from server_support import serving
 
-from flowforge.server import create_app
-from flowforge.store import SQLiteStore
+from flowforge import JobState
+from flowforge.server import _app, create_app
+from flowforge.store import JobBrief, MemoryStore, SQLiteStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -283,6 +288,122 @@ def test_events_stream_progress_failures_and_status_until_the_end(api: Api) -> N
     assert statuses[-1] == events[-1][1]["status"] == "failed"
 
 
+def test_every_stream_of_a_job_however_late_sees_it_through(api: Api) -> None:
+    """Streams opened while a job runs each get its state, its changes and the end."""
+    job_id = api.ok("POST", "/api/flows/slow/jobs", {}, 201)["job_id"]
+    seen: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    readers = [
+        threading.Thread(target=lambda i=i: seen.update({i: api.events(job_id)})) for i in range(3)
+    ]
+    readers[0].start()
+    api.wait_status(job_id, "running")
+    for reader in readers[1:]:
+        reader.start()
+    for reader in readers:
+        reader.join(30)
+    assert sorted(seen) == [0, 1, 2]
+    assert [d["status"] for n, d in seen[0] if n == "status"][-2:] == ["running", "completed"]
+    for events in seen.values():
+        assert events[0][0] == "progress"
+        assert [d["status"] for n, d in events if n == "status"][-1] == "completed"
+        assert events[-1] == ("end", {"job_id": job_id, "status": "completed"})
+        last = [data for name, data in events if name == "progress"][-1]
+        assert (last["routines"]["sink"]["calls"], last["pending"]) == (40, 0)
+
+
+class Scripted(MemoryStore):
+    """A store whose job takes the given statuses (``"paused:why"`` with a reason), one per
+    read, counting the reads."""
+
+    def __init__(self, *statuses: str) -> None:
+        super().__init__()
+        self.statuses = list(statuses)
+        self.reads = 0
+
+    def load_brief(self, job_id: str) -> JobBrief:
+        """The job with its next status (the last one stays)."""
+        self.reads += 1
+        status, _, reason = (
+            self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        ).partition(":")
+        job = JobState(flow_id="f", job_id=job_id, status=status, reason=reason or None)
+        return JobBrief(job, 0)
+
+
+def _service(store: Scripted) -> _app._Service:
+    return _app._Service(store, {}, None, _app.MAX_BODY, None)
+
+
+async def _drain(stream: AsyncIterator[str]) -> list[str]:
+    return [event.split("\n")[0] async for event in stream]
+
+
+def test_one_store_read_per_poll_feeds_every_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three streams of a job get the same events from one read of the store per poll."""
+    monkeypatch.setattr(_app, "_SSE_POLL", 0.01)
+    store = Scripted("queued", "running", "running", "completed")
+    service = _service(store)
+
+    async def follow() -> list[list[str]]:
+        return await asyncio.gather(*(_drain(_app._event_stream(service, "j")) for _ in range(3)))
+
+    streams = asyncio.run(follow())
+    expected = ["event: progress", "event: status", "event: status", "event: status", "event: end"]
+    assert streams == [expected] * 3
+    assert store.reads == 4
+    assert service.watches == {}
+
+
+def test_a_status_event_is_sent_when_the_status_changes_not_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new reason under the same status sends no second status event."""
+    monkeypatch.setattr(_app, "_SSE_POLL", 0.01)
+    stream = _app._event_stream(_service(Scripted("paused:lunch", "paused:tea", "cancelled")), "j")
+    events = asyncio.run(_drain(stream))
+    assert events == ["event: progress", "event: status", "event: status", "event: end"]
+
+
+def test_the_reader_stops_when_its_last_stream_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing a job's only stream stops its reader and forgets it."""
+    monkeypatch.setattr(_app, "_SSE_POLL", 0.01)
+    store = Scripted("running")
+    service = _service(store)
+
+    async def leave() -> tuple[dict[str, Any], bool]:
+        stream = _app._event_stream(service, "j")
+        await anext(stream)
+        reader = service.watches["j"]._task
+        assert reader is not None
+        await stream.aclose()
+        left = dict(service.watches)
+        await asyncio.wait([reader])
+        return left, reader.cancelled()
+
+    assert asyncio.run(leave()) == ({}, True)
+
+
+def test_a_stream_that_falls_behind_ends_and_the_others_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream more than the backlog behind is ended; the job's other streams get every event."""
+    monkeypatch.setattr(_app, "_SSE_POLL", 0.01)
+    monkeypatch.setattr(_app, "_SSE_BACKLOG", 4)
+    store = Scripted("queued", "running", "paused", "running", "completed")
+    service = _service(store)
+
+    async def race() -> tuple[list[str], list[str]]:
+        slow = _app._event_stream(service, "j")
+        quick = asyncio.create_task(_drain(_app._event_stream(service, "j")))
+        first = await anext(slow)
+        everything = await quick
+        return [first.split("\n")[0], *await _drain(slow)], everything
+
+    slow, quick = asyncio.run(race())
+    assert quick == ["event: progress"] + ["event: status"] * 5 + ["event: end"]
+    assert slow[-1] != "event: end" and len(slow) < len(quick)
+
+
 def test_a_job_shows_its_errors_with_tracebacks_and_its_history(api: Api) -> None:
     """A finished job lists its routine failures with tracebacks; history pages."""
     job_id = api.ok("POST", "/api/flows/failing/jobs", {}, 201)["job_id"]
@@ -327,6 +448,21 @@ def test_the_dashboard_assets_ship_with_the_package_and_use_no_cdn(api: Api, ass
     status, text = api.call("GET", f"/static/{asset}", headers={})
     assert status == 200 and len(text) > 500
     assert "https://" not in text and "//cdn" not in text
+
+
+def test_serve_freezes_what_it_loaded_before_it_serves(
+    flows_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve leaves what it loaded out of the collector's full passes before it serves."""
+    frozen: list[int] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: frozen.append(gc.get_freeze_count()))
+    gc.unfreeze()
+    try:
+        result = invoke("serve", str(flows_dir / "quick.yaml"), "--store", str(tmp_path / "s.db"))
+    finally:
+        gc.unfreeze()
+    assert result.exit_code == 0, result.output
+    assert frozen and frozen[0] > 0
 
 
 def test_serve_runs_the_api_and_the_jobs_until_sigterm(flows_dir: Path, tmp_path: Path) -> None:

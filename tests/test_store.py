@@ -577,6 +577,60 @@ def test_store_implements_the_journal_protocol() -> None:
     assert callable(journal.begin) and callable(journal.step) and callable(journal.end)
 
 
+class HeldWrite:
+    """A write transaction of the store's own connection, held open until released."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(
+            target=store._transact, args=(self.hold,), kwargs={"write": True}
+        )
+
+    def hold(self, conn: sqlite3.Connection) -> None:
+        """The transaction's work: wait to be released."""
+        self.holding.set()
+        self.release.wait(30)
+
+    def __enter__(self) -> HeldWrite:
+        self.thread.start()
+        assert self.holding.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.thread.join(30)
+
+
+def test_reads_go_on_while_a_commit_of_the_same_store_is_under_way(tmp_path: Path) -> None:
+    """list_jobs() and load_brief() answer while the store's own write transaction is open."""
+    store = SQLiteStore(tmp_path / "jobs.db")
+    store.save(JobState(flow_id="f", job_id="j"))
+    read = threading.Event()
+
+    def reads() -> None:
+        if store.list_jobs()[0].job_id == store.load_brief("j").job.job_id == "j":
+            read.set()
+
+    with HeldWrite(store):
+        threading.Thread(target=reads, daemon=True).start()
+        read_while_held = read.wait(30)
+    store.close()
+    assert read_while_held
+
+
+def test_a_closed_store_leaves_no_side_reader_open(tmp_path: Path) -> None:
+    """close() closes the connections that reads beside a write were made on."""
+    store = SQLiteStore(tmp_path / "jobs.db")
+    with HeldWrite(store):
+        store.list_jobs()
+    readers = list(store._side._idle) if store._side is not None else []
+    store.close()
+    assert readers
+    for conn in readers:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            conn.execute("SELECT 1")
+
+
 def test_the_backend_interface_is_public_and_documented() -> None:
     """Every abstract method of Store (the backend interface) is public and documented."""
     names = sorted(Store.__abstractmethods__)

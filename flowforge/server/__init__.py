@@ -14,6 +14,12 @@ Jobs created through the API are queued in the store (:meth:`Flow.submit
 through the store (:meth:`Store.request_pause
 <flowforge.store.Store.request_pause>`), so they reach a job wherever it runs.
 
+Showing jobs reads little: the job list is one page from the store
+(:meth:`Store.page_jobs <flowforge.store.Store.page_jobs>`), a job's page
+and its Server-Sent Events read it without its bulk
+(:meth:`Store.load_brief <flowforge.store.Store.load_brief>`), and a job's
+events are read once per poll for every client that follows it.
+
 ``GET /`` serves the dashboard (``/jobs/{job_id}``, ``/flows``,
 ``/flows/{flow_id}``): static HTML, JavaScript and CSS shipped in this
 package, which read the API; its pages need no token, their data does.

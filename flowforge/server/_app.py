@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import os
 import re
 import threading
@@ -30,7 +31,7 @@ from ..cli.worker import Worker, flow_files
 from ..errors import JobStateError, SerializationError
 from ..flow import Flow
 from ..job_state import JobState, JobStatus
-from ..store import JobNotFoundError, Store
+from ..store import JobBrief, JobNotFoundError, Store
 from ._openapi import DOCS_PAGE, openapi_document
 
 #: The largest request body accepted by default (bytes); larger ones get 413.
@@ -42,6 +43,10 @@ COOKIE = "flowforge_token"
 STATIC = Path(__file__).parent / "static"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SSE_POLL = 0.2
+#: Events a subscriber may fall behind by before its stream is closed (it reconnects).
+_SSE_BACKLOG = 1000
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -75,6 +80,8 @@ class _Service:
     max_body: int
     worker: Worker | None
     _timers: list[threading.Timer] = attrs.field(factory=list)
+    #: The event feeds of the jobs clients follow now, by job id.
+    watches: dict[str, _Watch] = attrs.field(factory=dict)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -124,6 +131,15 @@ class _Service:
             raise ApiError(404, "not_found", f"No job '{job_id}'.")
         try:
             return self.store.load(job_id)
+        except JobNotFoundError:
+            raise ApiError(404, "not_found", f"No job '{job_id}'.") from None
+
+    def brief(self, job_id: str) -> JobBrief:
+        """The job without its bulk (see :meth:`Store.load_brief`): what showing it needs."""
+        if not _ID.match(job_id):
+            raise ApiError(404, "not_found", f"No job '{job_id}'.")
+        try:
+            return self.store.load_brief(job_id)
         except JobNotFoundError:
             raise ApiError(404, "not_found", f"No job '{job_id}'.") from None
 
@@ -205,8 +221,7 @@ class _Service:
             statuses = ", ".join(s.value for s in JobStatus)
             raise ApiError(422, "invalid", f"status: expected one of {statuses}, got {status!r}.")
         limit, offset = _page(query, 50)
-        found = self.store.list_jobs(flow_id=flow_id, status=status)
-        found.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
+        page = self.store.page_jobs(flow_id, status, limit=limit, offset=offset)
         jobs = [
             {
                 "job_id": j.job_id,
@@ -220,20 +235,26 @@ class _Service:
                 "pending": j.pending,
                 "url": f"/api/jobs/{j.job_id}",
             }
-            for j in found[offset : offset + limit]
+            for j in page.jobs
         ]
-        return {"jobs": jobs, "total": len(found), "limit": limit, "offset": offset}
+        return {"jobs": jobs, "total": page.total, "limit": limit, "offset": offset}
 
     def job_detail(self, job_id: str) -> dict[str, Any]:
-        job = self.load(job_id)
-        flow = self.flows.get(str(job.flow_id))
-        detail = job_summary(job, flow)
+        brief = self.brief(job_id)
+        job = brief.job
+        detail = self.job_view(brief)
         detail.pop("resume_command", None)
         lease = self.store.lease(job.job_id)
         live = lease is not None and lease.live()
         detail["runner"] = lease.owner if live and lease is not None else None
         detail["outputs"] = job.outputs
         detail["url"] = f"/api/jobs/{job.job_id}"
+        return detail
+
+    def job_view(self, brief: JobBrief) -> dict[str, Any]:
+        """:func:`job_summary` of a brief job, its pending count filled in."""
+        detail = job_summary(brief.job, self.flows.get(str(brief.job.flow_id)))
+        detail["pending"] = brief.pending
         return detail
 
     def history(self, job_id: str, query: Mapping[str, str]) -> dict[str, Any]:
@@ -247,7 +268,7 @@ class _Service:
         return {"entries": entries, "total": len(records), "limit": limit, "offset": offset}
 
     def control(self, job_id: str, action: str, reason: str | None) -> dict[str, Any]:
-        job = self.load(job_id)
+        job = self.load(job_id) if action == "resume" else self.brief(job_id).job
         try:
             if action == "resume":
                 self._resume(job)
@@ -272,7 +293,7 @@ class _Service:
         self.store.save(job)
 
     def delete(self, job_id: str) -> None:
-        job = self.load(job_id)
+        job = self.brief(job_id).job
         if not job.status.finished:
             raise ApiError(
                 409,
@@ -411,45 +432,142 @@ async def _delete(request: Request, service: _Service) -> Response:
 
 async def _events(request: Request, service: _Service) -> Response:
     job_id = request.path_params["job_id"]
-    await run_in_threadpool(service.load, job_id)  # 404 before the stream starts
+    await run_in_threadpool(service.brief, job_id)  # 404 before the stream starts
     return StreamingResponse(
-        _event_stream(request, service, job_id),
+        _event_stream(service, job_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _event_stream(request: Request, service: _Service, job_id: str) -> AsyncIterator[str]:
-    status: str | None = None
-    progress: dict[str, Any] | None = None
-    errors_seen = 0
+async def _event_stream(service: _Service, job_id: str) -> AsyncIterator[str]:
+    watch = service.watches.get(job_id)
+    if watch is None:
+        watch = service.watches[job_id] = _Watch(service, job_id)
+    queue = watch.subscribe()
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+    finally:
+        watch.unsubscribe(queue)
+
+
+@attrs.define(eq=False)
+class _Watch:
+    """One job's event feed: one reader polls the store and fans its events out.
+
+    However many clients follow a job, the store is read once per poll. A
+    new subscriber first gets the events that bring it up to date (the
+    latest progress, the failures kept, the status), then every event after,
+    in order. The reader stops when the job ends or is deleted, or when the
+    last subscriber leaves; streams end with it.
+    """
+
+    service: _Service
+    job_id: str
+    _subscribers: list[asyncio.Queue[str | None]] = attrs.field(init=False, factory=list)
+    _progress: str | None = attrs.field(init=False, default=None)
+    _failures: list[str] = attrs.field(init=False, factory=list)
+    _status: str | None = attrs.field(init=False, default=None)
+    _status_name: str | None = attrs.field(init=False, default=None)
+    _errors_seen: int = attrs.field(init=False, default=0)
+    _task: asyncio.Task[None] | None = attrs.field(init=False, default=None)
+
+    def subscribe(self) -> asyncio.Queue[str | None]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue(_SSE_BACKLOG)
+        for event in (self._progress, *self._failures, self._status):
+            if event is not None:
+                queue.put_nowait(event)
+        self._subscribers.append(queue)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"flowforge-events-{self.job_id}")
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str | None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(queue)
+        if not self._subscribers and self._task is not None:
+            self._task.cancel()
+            self._close()
+
+    async def _run(self) -> None:
+        try:
+            while self._subscribers:
+                try:
+                    brief = await run_in_threadpool(self.service.store.load_brief, self.job_id)
+                except JobNotFoundError:
+                    self._publish(_sse("end", {"job_id": self.job_id, "status": "deleted"}))
+                    return
+                self._update(brief)
+                if brief.job.status.finished:
+                    self._publish(
+                        _sse("end", {"job_id": self.job_id, "status": str(brief.job.status)})
+                    )
+                    return
+                await asyncio.sleep(_SSE_POLL)
+        except Exception:
+            logger.exception("Reading the events of job %s failed; its streams end", self.job_id)
+        finally:
+            self._close()
+
+    def _update(self, brief: JobBrief) -> None:
+        summary = self.service.job_view(brief)
+        self._progress_changes(brief.pending, summary["routines"])
+        self._new_failures(brief.job, summary["errors"])
+        self._status_changes(brief.job)
+
+    def _progress_changes(self, pending: int, routines: dict[str, dict[str, Any]]) -> None:
+        counts = {
+            rid: {k: r[k] for k in ("status", "calls", "failures", "skipped")}
+            for rid, r in routines.items()
+        }
+        progress = _sse("progress", {"job_id": self.job_id, "pending": pending, "routines": counts})
+        if progress != self._progress:
+            self._progress = progress
+            self._publish(progress)
+
+    def _new_failures(self, job: JobState, errors: list[dict[str, Any]]) -> None:
+        # Counted by the job's total, not the kept list, which drops its oldest past retention.
+        fresh = min(job.errors_total - self._errors_seen, len(errors))
+        self._errors_seen = job.errors_total
+        for error in errors[len(errors) - fresh :]:
+            failure = _sse("failure", {"job_id": self.job_id, **error})
+            self._failures.append(failure)
+            self._publish(failure)
+        del self._failures[: -max(1, job.retention)]
+
+    def _status_changes(self, job: JobState) -> None:
+        if str(job.status) != self._status_name:
+            self._status_name = str(job.status)
+            self._status = _sse(
+                "status", {"job_id": self.job_id, "status": self._status_name, "reason": job.reason}
+            )
+            self._publish(self._status)
+
+    def _publish(self, event: str) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:  # a client that stopped reading: it reconnects to catch up
+                self._subscribers.remove(queue)
+                _end(queue)
+
+    def _close(self) -> None:
+        if self.service.watches.get(self.job_id) is self:
+            del self.service.watches[self.job_id]
+        for queue in self._subscribers:
+            _end(queue)
+        self._subscribers.clear()
+
+
+def _end(queue: asyncio.Queue[str | None]) -> None:
+    """Make the stream reading ``queue`` end after what it already holds."""
     while True:
         try:
-            job = await run_in_threadpool(service.store.load, job_id)
-        except JobNotFoundError:
-            yield _sse("end", {"job_id": job_id, "status": "deleted"})
+            queue.put_nowait(None)
             return
-        summary = job_summary(job, service.flows.get(str(job.flow_id)))
-        routines = {
-            rid: {k: r[k] for k in ("status", "calls", "failures", "skipped")}
-            for rid, r in summary["routines"].items()
-        }
-        now = {"job_id": job_id, "pending": summary["pending"], "routines": routines}
-        if now != progress:
-            progress = now
-            yield _sse("progress", now)
-        for error in summary["errors"][errors_seen:]:
-            yield _sse("failure", {"job_id": job_id, **error})
-        errors_seen = len(summary["errors"])
-        if summary["status"] != status:
-            status = summary["status"]
-            yield _sse("status", {"job_id": job_id, "status": status, "reason": job.reason})
-        if job.status.finished:
-            yield _sse("end", {"job_id": job_id, "status": status})
-            return
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(_SSE_POLL)
+        except asyncio.QueueFull:
+            queue.get_nowait()
 
 
 def _sse(event: str, data: Any) -> str:

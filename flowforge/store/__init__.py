@@ -67,9 +67,9 @@ from ._errors import (
     StoreVersionError,
 )
 from ._lease import Lease
-from ._records import Batch, JobRecord
+from ._records import Batch, BriefRecord, JobRecord
 from ._url import StoreURL, open_store, parse_store_url, postgres_store
-from .base import FINISHED, Durability, FlowOrigin, JobSummary, Store
+from .base import FINISHED, Durability, FlowOrigin, JobBrief, JobPage, JobSummary, Store
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SQLiteStore
 
@@ -80,11 +80,14 @@ __all__ = [
     "FINISHED",
     "SCHEMA_VERSION",
     "Batch",
+    "BriefRecord",
     "CorruptStoreError",
     "Durability",
     "FlowNotFoundError",
     "FlowOrigin",
+    "JobBrief",
     "JobNotFoundError",
+    "JobPage",
     "JobRecord",
     "JobSummary",
     "Lease",

@@ -133,6 +133,25 @@ class JobRecord:
     tasks: list[tuple[str, str]] = attrs.field(factory=list)
 
 
+@attrs.frozen
+class BriefRecord:
+    """A stored job without its bulk, as a backend reads it for showing the job.
+
+    What :class:`JobRecord` holds but the pending messages (only their
+    count), the slot states and the tails other than the errors.
+    """
+
+    header: str
+    entry: str | None
+    #: How many messages wait to be delivered.
+    pending: int
+    routines: list[tuple[str, str]]
+    #: The errors tail's segments ``(first, count, entries)``, ordered by ``first``.
+    errors: list[tuple[int, int, str]]
+    #: ``(name, run)`` of each task.
+    tasks: list[tuple[str, str]] = attrs.field(factory=list)
+
+
 class Segment:
     """A stored segment of messages, as a running job's store tracks it."""
 
@@ -376,6 +395,40 @@ def assemble(record: JobRecord) -> JobState:
         errors=tails["errors"],
         skipped=tails["skipped"],
         event_flow=tails["event_flow"],
+        task_runs={name: loads(run) for name, run in record.tasks},
+    )
+
+
+def brief(record: JobRecord) -> BriefRecord:
+    """The :class:`BriefRecord` part of a whole record."""
+    return BriefRecord(
+        record.header,
+        record.entry,
+        len(_pending(record.segments)),
+        record.routines,
+        [
+            (first, count, entries)
+            for kind, first, count, entries, _ in record.tails
+            if kind == "errors"
+        ],
+        record.tasks,
+    )
+
+
+def assemble_brief(record: BriefRecord) -> JobState:
+    """The JobState of a brief record: no pending messages, history, skipped work,
+    event flow or slot states (their totals are kept)."""
+    loads = json.loads
+    return JobState.from_parts(
+        loads(record.header),
+        entry=None if record.entry is None else loads(record.entry),
+        pending=[],
+        routines={rid: loads(state) for rid, state in record.routines},
+        slot_states={},
+        history=[],
+        errors=[row for _, _, entries in record.errors for row in loads(entries)],
+        skipped=[],
+        event_flow=[],
         task_runs={name: loads(run) for name, run in record.tasks},
     )
 

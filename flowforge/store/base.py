@@ -69,7 +69,7 @@ from ._journal import OpenJob
 from ._lease import Control, Lease, LeaseKeeper, new_owner
 
 if TYPE_CHECKING:
-    from ._records import Batch, JobRecord
+    from ._records import Batch, BriefRecord, JobRecord
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,36 @@ class JobSummary:
     pending: int
 
 
+@attrs.frozen
+class JobBrief:
+    """A stored job for showing it, read without its bulk (what :meth:`Store.load_brief` returns).
+
+    Attributes:
+        job: The job as last committed, without its pending messages,
+            history, skipped work, event flow and slot states (their totals
+            are kept): its status, times, counters, routine runs and stats,
+            errors, entry and task runs. For reading only; resume the job
+            from :meth:`Store.load`.
+        pending: How many messages wait to be delivered.
+    """
+
+    job: JobState
+    pending: int
+
+
+@attrs.frozen
+class JobPage:
+    """One page of stored jobs, newest first (what :meth:`Store.page_jobs` returns).
+
+    Attributes:
+        jobs: The page's :class:`JobSummary` objects, newest first.
+        total: How many jobs match, on every page together.
+    """
+
+    jobs: list[JobSummary]
+    total: int
+
+
 class Store(abc.ABC):
     """Where jobs are checkpointed; see :mod:`flowforge.store`. The base class of backends.
 
@@ -127,6 +157,10 @@ class Store(abc.ABC):
       atomically, checking and keeping its lease (with :meth:`check_lease`);
     - :meth:`read_job`: a job's :class:`~flowforge.store.JobRecord`;
     - :meth:`read_summaries`: the :class:`JobSummary` of matching jobs;
+    - :meth:`read_summary_page` (optional: the default pages what
+      :meth:`read_summaries` reads): one page of them, newest first;
+    - :meth:`read_brief` (optional: the default reads the whole job): a
+      job's :class:`~flowforge.store.BriefRecord`;
     - :meth:`remove_job` and :meth:`remove_jobs`: delete one job, or prune;
     - :meth:`write_flow` and :meth:`read_flow`: keep flow definitions;
     - :meth:`read_lease`, :meth:`renew_leases`, :meth:`send_control` and
@@ -359,6 +393,32 @@ class Store(abc.ABC):
         statuses = None if status is None else _statuses(status)
         return self.read_summaries(flow_id, statuses)
 
+    def page_jobs(
+        self,
+        flow_id: str | None = None,
+        status: str | Iterable[str] | None = None,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> JobPage:
+        """One page of the stored jobs, newest first, and how many match in all.
+
+        A dashboard's job table reads this: the store does the paging, so a
+        page costs the same however many jobs the store keeps.
+
+        Args:
+            flow_id: Only the jobs of this flow.
+            status: Only jobs with this status (or any of these statuses).
+            limit: The most jobs on the page (at least 1).
+            offset: How many of the newest matching jobs to skip.
+        """
+        self._check_open()
+        flow_id = _checks.optional_identifier("flow_id", flow_id)
+        statuses = None if status is None else _statuses(status)
+        limit = _checks.count("limit", limit, minimum=1)
+        offset = _checks.count("offset", offset, minimum=0)
+        return JobPage(*self.read_summary_page(flow_id, statuses, limit, offset))
+
     def load(self, job_id: str) -> JobState:
         """The job as last committed, ready for :meth:`Flow.resume <flowforge.Flow.resume>`.
 
@@ -370,19 +430,44 @@ class Store(abc.ABC):
         _checks.identifier("job_id", job_id)
         record = self.read_job(job_id)
         if record is None:
-            raise JobNotFoundError(
-                f"{self.describe()} has no job '{job_id}'. "
-                "store.list_jobs() lists the jobs it has.",
-                path=self.location(),
-                job_id=job_id,
-            )
+            raise self._no_job(job_id)
         try:
             return _records.assemble(record)
         except (ValueError, TypeError, KeyError, FlowForgeError) as exc:
-            raise CorruptStoreError(
-                f"Job '{job_id}' in {self.describe()} cannot be read back: {exc}",
-                path=self.location(),
-            ) from exc
+            raise self._unreadable(job_id, exc) from exc
+
+    def _no_job(self, job_id: str) -> JobNotFoundError:
+        return JobNotFoundError(
+            f"{self.describe()} has no job '{job_id}'. store.list_jobs() lists the jobs it has.",
+            path=self.location(),
+            job_id=job_id,
+        )
+
+    def _unreadable(self, job_id: str, exc: Exception) -> CorruptStoreError:
+        return CorruptStoreError(
+            f"Job '{job_id}' in {self.describe()} cannot be read back: {exc}",
+            path=self.location(),
+        )
+
+    def load_brief(self, job_id: str) -> JobBrief:
+        """The job as last committed, for showing it: read without its bulk.
+
+        Much cheaper than :meth:`load` for a job with a long history or many
+        pending messages; a dashboard polls this.
+
+        Raises:
+            JobNotFoundError: The store has no such job (also a ``KeyError``).
+            CorruptStoreError: The stored job cannot be read back.
+        """
+        self._check_open()
+        _checks.identifier("job_id", job_id)
+        record = self.read_brief(job_id)
+        if record is None:
+            raise self._no_job(job_id)
+        try:
+            return JobBrief(_records.assemble_brief(record), record.pending)
+        except (ValueError, TypeError, KeyError, FlowForgeError) as exc:
+            raise self._unreadable(job_id, exc) from exc
 
     def save(self, job: JobState) -> None:
         """Store ``job`` whole, replacing what the store had for it.
@@ -812,6 +897,20 @@ class Store(abc.ABC):
             StoreError: The store failed.
         """
 
+    def read_brief(self, job_id: str) -> BriefRecord | None:
+        """The job's :class:`~flowforge.store.BriefRecord`, or ``None`` if there is no such job.
+
+        Read consistently, as :meth:`read_job` is. The default reads the
+        whole job with :meth:`read_job`; a backend overrides it to read only
+        the parts a brief record holds, and to count the pending messages
+        without reading them.
+
+        Raises:
+            StoreError: The store failed.
+        """
+        record = self.read_job(job_id)
+        return None if record is None else _records.brief(record)
+
     @abc.abstractmethod
     def read_summaries(
         self, flow_id: str | None, statuses: Collection[str] | None
@@ -826,6 +925,27 @@ class Store(abc.ABC):
             Summaries ordered by ``created_at``, then ``job_id``; ``pending``
             counts the messages not yet consumed.
         """
+
+    def read_summary_page(
+        self, flow_id: str | None, statuses: Collection[str] | None, limit: int, offset: int
+    ) -> tuple[list[JobSummary], int]:
+        """One page of the matching jobs' :class:`JobSummary`, newest first, and their number.
+
+        Args:
+            flow_id: Only this flow's jobs; ``None``: every flow's.
+            statuses: Only jobs with one of these statuses; ``None``: any.
+            limit: The most summaries to return.
+            offset: How many matching jobs to skip first.
+
+        Returns:
+            The summaries ordered by ``created_at``, then ``job_id``, both
+            descending, read consistently with the count of every matching
+            job. The default pages what :meth:`read_summaries` returns; a
+            backend overrides it to page in its queries.
+        """
+        found = self.read_summaries(flow_id, statuses)
+        found.reverse()
+        return found[offset : offset + limit], len(found)
 
     @abc.abstractmethod
     def remove_job(self, job_id: str) -> bool:

@@ -59,7 +59,7 @@ from ._errors import (
     StoreVersionError,
 )
 from ._lease import Control, Lease
-from ._records import Batch, JobRecord
+from ._records import Batch, BriefRecord, JobRecord
 from ._url import hide_password
 from .base import Durability, JobSummary, Store
 
@@ -80,6 +80,13 @@ _TABLES = (
     "slot_states",
     "tails",
     "task_runs",
+)
+#: The columns of a :class:`JobSummary` but its pending count.
+_SUMMARY = "job_id, flow_id, status, created_at, updated_at, started_at, finished_at, reason"
+#: The number of pending messages of the job ``j``, as an SQL expression.
+_PENDING = (
+    "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0)::bigint FROM messages m "
+    "LEFT JOIN consumed c ON c.jid = m.jid AND c.first = m.first WHERE m.jid = j.jid)"
 )
 _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails", "task_runs")
 _JOB = "jid bigint NOT NULL REFERENCES jobs ON DELETE CASCADE"
@@ -378,21 +385,38 @@ class PostgresStore(Store):
     def read_job(self, job_id: str) -> JobRecord | None:
         return self._transact(lambda conn: _read_job(conn, job_id), write=False)
 
+    def read_brief(self, job_id: str) -> BriefRecord | None:
+        return self._transact(lambda conn: _read_brief(conn, job_id), write=False)
+
     def read_summaries(
         self, flow_id: str | None, statuses: Collection[str] | None
     ) -> list[JobSummary]:
+        where, params = _matching(flow_id, statuses)
         query = (
-            "SELECT job_id, flow_id, status, created_at, updated_at, started_at, finished_at, "
-            "reason, (SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0)::bigint "
-            "FROM messages m LEFT JOIN consumed c ON c.jid = m.jid AND c.first = m.first "
-            "WHERE m.jid = j.jid) FROM jobs j WHERE (%(flow)s::text IS NULL OR flow_id = %(flow)s)"
+            f"SELECT {_SUMMARY}, {_PENDING} FROM jobs j WHERE {where} "
+            'ORDER BY created_at, job_id COLLATE "C"'
         )
-        if statuses is not None:
-            query += " AND status = ANY(%(statuses)s)"
-        query += ' ORDER BY created_at, job_id COLLATE "C"'
-        params = {"flow": flow_id, "statuses": list(statuses or ())}
         rows = self._transact(lambda conn: conn.execute(query, params).fetchall(), write=False)
         return [JobSummary(*row) for row in rows]
+
+    def read_summary_page(
+        self, flow_id: str | None, statuses: Collection[str] | None, limit: int, offset: int
+    ) -> tuple[list[JobSummary], int]:
+        where, params = _matching(flow_id, statuses)
+        newest = 'ORDER BY created_at DESC, job_id COLLATE "C" DESC'
+        # The page is cut before the pending counts are summed, so a page costs its own jobs.
+        page = (
+            f"SELECT {_SUMMARY}, {_PENDING} FROM (SELECT jid, {_SUMMARY} FROM jobs "
+            f"WHERE {where} {newest} LIMIT %(limit)s OFFSET %(offset)s) j {newest}"
+        )
+
+        def work(conn: Connection) -> tuple[list[tuple[Any, ...]], int]:
+            rows = conn.execute(page, {**params, "limit": limit, "offset": offset}).fetchall()
+            total = conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()
+            return rows, 0 if total is None else int(total[0])
+
+        rows, total = self._transact(work, write=False)
+        return [JobSummary(*row) for row in rows], total
 
     def remove_job(self, job_id: str) -> bool:
         def work(conn: Connection) -> bool:
@@ -776,6 +800,35 @@ def _put_flow(conn: Connection, flow_id: str, definition: str, when: float) -> N
         "INSERT INTO flows VALUES (%s, %s, %s) ON CONFLICT (flow_id) DO UPDATE SET "
         "definition = EXCLUDED.definition, updated_at = EXCLUDED.updated_at",
         (flow_id, definition, when),
+    )
+
+
+def _matching(flow_id: str | None, statuses: Collection[str] | None) -> tuple[str, dict[str, Any]]:
+    """The condition (and its parameters) of the jobs of ``flow_id`` with ``statuses``."""
+    where = "(%(flow)s::text IS NULL OR flow_id = %(flow)s)"
+    if statuses is not None:
+        where += " AND status = ANY(%(statuses)s)"
+    return where, {"flow": flow_id, "statuses": list(statuses or ())}
+
+
+def _read_brief(conn: Connection, job_id: str) -> BriefRecord | None:
+    row = conn.execute(
+        f"SELECT jid, header, entry, {_PENDING} FROM jobs j WHERE job_id = %s", (job_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    jid = (row[0],)
+    return BriefRecord(
+        row[1],
+        row[2],
+        row[3],
+        conn.execute("SELECT routine_id, state FROM routine_states WHERE jid = %s", jid).fetchall(),
+        conn.execute(
+            "SELECT first, count, entries FROM tails WHERE jid = %s AND kind = 'errors' "
+            "ORDER BY first",
+            jid,
+        ).fetchall(),
+        conn.execute("SELECT name, run FROM task_runs WHERE jid = %s", jid).fetchall(),
     )
 
 

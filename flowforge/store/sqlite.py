@@ -3,9 +3,13 @@
 The file is in WAL mode, so readers never wait for the writer and a
 process killed mid-commit leaves the previous commit intact. One store
 object holds one connection, shared by the threads that use it under a
-lock; several processes may open the same file, and each waits up to
-``timeout`` seconds for the others' commits (SQLite's busy timeout, plus
-retries with a growing pause).
+lock. A read that would wait for a write transaction of that connection
+(a job that ends writes itself whole) runs instead on one of up to
+:data:`SIDE_READERS` connections of its own, and sees the last commit;
+reads otherwise keep to the shared connection, whose cache stays warm
+across the store's own commits. Several processes may open the same file,
+and each waits up to ``timeout`` seconds for the others' commits (SQLite's
+busy timeout, plus retries with a growing pause).
 
 Opening checks the file before touching it. A new or empty file becomes a
 store; a FlowForge store of an older schema is migrated forward (in one
@@ -37,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 
@@ -57,7 +61,7 @@ from ._errors import (
     StoreVersionError,
 )
 from ._lease import Control, Lease
-from ._records import Batch, JobRecord
+from ._records import Batch, BriefRecord, JobRecord
 from .base import Durability, JobSummary, Store
 
 T = TypeVar("T")
@@ -66,12 +70,22 @@ T = TypeVar("T")
 APPLICATION_ID = 0x466C4667
 #: The schema version this FlowForge writes (``PRAGMA user_version``).
 SCHEMA_VERSION = 3
+#: The most reads one store runs beside its own write transaction, each on a connection of its own.
+SIDE_READERS = 4
 #: Files up to this size (bytes) are checked for damage when opened (``check=None``).
 #: SQLite's ``quick_check`` reads the whole file: about 0.1 to 0.3 s per 100 MB.
 CHECK_LIMIT = 64 * 1024 * 1024
 FORMAT = "flowforge/store"
 _MAGIC = b"SQLite format 3\x00"
 _CHILD_TABLES = ("messages", "consumed", "routine_states", "slot_states", "tails", "task_runs")
+
+#: The columns of a :class:`JobSummary` but its pending count.
+_SUMMARY = "job_id, flow_id, status, created_at, updated_at, started_at, finished_at, reason"
+#: The number of pending messages of the job ``j``, as an SQL expression.
+_PENDING = (
+    "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0) FROM messages m LEFT JOIN "
+    "consumed c ON c.jid = m.jid AND c.first = m.first WHERE m.jid = j.jid)"
+)
 
 _TASK_RUNS = (
     "CREATE TABLE task_runs (jid INTEGER NOT NULL, name TEXT NOT NULL, "
@@ -212,9 +226,13 @@ class SQLiteStore(Store):
             _checks.flag("check", check)
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._conn, self._identity = _open(
-            self.path, _Opening(self.timeout, synchronous, self.readonly, check)
-        )
+        how = _Opening(self.timeout, synchronous, self.readonly, check)
+        self._conn, self._identity = _open(self.path, how)
+        #: Set while the shared connection is in a write transaction.
+        self._writing = False
+        self._side: _SideReaders | None = None
+        if not self.readonly and self._identity is not None:
+            self._side = _SideReaders(self._identity.path, how)
 
     def __repr__(self) -> str:
         mode = ", readonly=True" if self.readonly else ""
@@ -258,15 +276,33 @@ class SQLiteStore(Store):
         pause = 0.002
         while True:
             try:
-                with self._lock:
-                    result = _in_transaction(self._connection(), work, write)
-                    self._check_kept()
-                    return result
+                result = self._beside_the_writer(work) if not write else None
+                if result is None:
+                    with self._lock:
+                        result = self._in_transaction(work, write)
+                self._check_kept()
+                return result.value
             except sqlite3.Error as exc:
                 if _code(exc) not in _BUSY or time.monotonic() >= deadline:
                     raise self._translate(exc) from exc
             time.sleep(pause * random.uniform(0.5, 1.5))
             pause = min(pause * 2, 0.1)
+
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T], write: bool) -> _Result[T]:
+        conn = self._connection()
+        was = self._writing
+        self._writing = write or was
+        try:
+            return _Result(_in_transaction(conn, work, write))
+        finally:
+            self._writing = was
+
+    def _beside_the_writer(self, work: Callable[[sqlite3.Connection], T]) -> _Result[T] | None:
+        """Run a read on a side connection if the shared one is writing now and one is free."""
+        if not self._writing or self._side is None:
+            return None
+        self._connection()  # refuses a closed or forked store
+        return self._side.read(work)
 
     def _check_kept(self) -> None:
         """Raise :class:`StoreVanishedError` if the file is no longer the one opened."""
@@ -309,22 +345,39 @@ class SQLiteStore(Store):
     def read_job(self, job_id: str) -> JobRecord | None:
         return self._transact(lambda conn: _read_job(conn, job_id), write=False)
 
+    def read_brief(self, job_id: str) -> BriefRecord | None:
+        return self._transact(lambda conn: _read_brief(conn, job_id), write=False)
+
     def read_summaries(
         self, flow_id: str | None, statuses: Collection[str] | None
     ) -> list[JobSummary]:
+        where, params = _matching(flow_id, statuses)
         query = (
-            "SELECT job_id, flow_id, status, created_at, updated_at, started_at, "
-            "finished_at, reason, "
-            "(SELECT COALESCE(SUM(COALESCE(c.alive, m.count)), 0) FROM messages m LEFT JOIN "
-            "consumed c ON c.jid = m.jid AND c.first = m.first WHERE m.jid = j.jid) "
-            "FROM jobs j WHERE (?1 IS NULL OR flow_id = ?1)"
+            f"SELECT {_SUMMARY}, {_PENDING} FROM jobs j WHERE {where} ORDER BY created_at, job_id"
         )
-        params: list[object] = [flow_id]
-        if statuses is not None:
-            query += f" AND status IN ({', '.join(['?'] * len(statuses))})"
-            params += list(statuses)
-        query += " ORDER BY created_at, job_id"
         rows = self._transact(lambda conn: conn.execute(query, params).fetchall(), write=False)
+        return self._summaries(rows)
+
+    def read_summary_page(
+        self, flow_id: str | None, statuses: Collection[str] | None, limit: int, offset: int
+    ) -> tuple[list[JobSummary], int]:
+        where, params = _matching(flow_id, statuses)
+        newest = "ORDER BY created_at DESC, job_id DESC"
+        # The page is cut before the pending counts are summed, so a page costs its own jobs.
+        page = (
+            f"SELECT {_SUMMARY}, {_PENDING} FROM (SELECT jid, {_SUMMARY} FROM jobs "
+            f"WHERE {where} {newest} LIMIT ? OFFSET ?) j {newest}"
+        )
+
+        def work(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+            rows = conn.execute(page, [*params, limit, offset]).fetchall()
+            total = conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()
+            return rows, int(total[0])
+
+        rows, total = self._transact(work, write=False)
+        return self._summaries(rows), total
+
+    def _summaries(self, rows: Sequence[Sequence[Any]]) -> list[JobSummary]:
         try:
             return [JobSummary(*row) for row in rows]
         except (ValueError, TypeError) as exc:
@@ -368,6 +421,8 @@ class SQLiteStore(Store):
     def release_resources(self) -> None:
         with self._lock:
             self._conn.close()
+        if self._side is not None:
+            self._side.close()
 
     def read_lease(self, job_id: str) -> Lease | None:
         row = self._transact(
@@ -455,6 +510,71 @@ class _Opening:
     synchronous: str
     readonly: bool
     check: bool | None
+
+
+@attrs.frozen
+class _Result(Generic[T]):
+    """What a transaction's work returned (``None`` included)."""
+
+    value: T
+
+
+class _SideReaders:
+    """Up to :data:`SIDE_READERS` connections that only read, opened as needed.
+
+    In WAL mode a read transaction on a connection of its own sees the last
+    commit and never waits for another connection's write transaction. Its
+    page cache goes stale whenever the file changes, which is why reads use
+    these only while the shared connection is writing.
+    """
+
+    def __init__(self, file: str, how: _Opening) -> None:
+        self._file = file  # absolute: the process may change directory meanwhile
+        self._how = how
+        self._idle: list[sqlite3.Connection] = []
+        self._opened = 0
+        self._guard = threading.Lock()
+        self._closed = False
+
+    def read(self, work: Callable[[sqlite3.Connection], T]) -> _Result[T] | None:
+        """Run ``work`` in a read transaction on a free reader; ``None`` if none is free."""
+        conn = self._take()
+        if conn is None:
+            return None
+        try:
+            return _Result(_in_transaction(conn, work, False))
+        finally:
+            with self._guard:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
+
+    def _take(self) -> sqlite3.Connection | None:
+        with self._guard:
+            if self._closed:
+                return None
+            if self._idle:
+                return self._idle.pop()
+            if self._opened == SIDE_READERS:
+                return None
+            self._opened += 1
+        try:
+            conn = _connect(self._file, self._how, False)
+            conn.execute("PRAGMA query_only = 1")
+        except BaseException:
+            with self._guard:
+                self._opened -= 1
+            raise
+        return conn
+
+    def close(self) -> None:
+        """Close the idle readers now, and the busy ones when their reads end."""
+        with self._guard:
+            self._closed = True
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
 
 
 @attrs.frozen
@@ -982,6 +1102,35 @@ def _read_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
         conn.execute(
             "SELECT kind, first, count, entries, stamps FROM tails WHERE jid = ? "
             "ORDER BY kind, first",
+            jid,
+        ).fetchall(),
+        conn.execute("SELECT name, run FROM task_runs WHERE jid = ?", jid).fetchall(),
+    )
+
+
+def _matching(flow_id: str | None, statuses: Collection[str] | None) -> tuple[str, list[object]]:
+    """The condition (and its parameters) of the jobs of ``flow_id`` with ``statuses``."""
+    where = "(?1 IS NULL OR flow_id = ?1)"
+    if statuses is None:
+        return where, [flow_id]
+    return f"{where} AND status IN ({', '.join(['?'] * len(statuses))})", [flow_id, *statuses]
+
+
+def _read_brief(conn: sqlite3.Connection, job_id: str) -> BriefRecord | None:
+    row = conn.execute(
+        f"SELECT jid, header, entry, {_PENDING} FROM jobs j WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    jid = (row[0],)
+    return BriefRecord(
+        row[1],
+        row[2],
+        row[3],
+        conn.execute("SELECT routine_id, state FROM routine_states WHERE jid = ?", jid).fetchall(),
+        conn.execute(
+            "SELECT first, count, entries FROM tails WHERE jid = ? AND kind = 'errors' "
+            "ORDER BY first",
             jid,
         ).fetchall(),
         conn.execute("SELECT name, run FROM task_runs WHERE jid = ?", jid).fetchall(),
