@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import DefinitionError, DefinitionTypeError
 
@@ -20,8 +20,15 @@ NAME_RULE = "letters, digits, '_' and '-', starting with a letter or '_'"
 FLOW_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 
+def plain_name(value: Any) -> TypeGuard[str]:
+    """True for an ASCII identifier: the usual name, valid without the pattern."""
+    return value.__class__ is str and value.isascii() and value.isidentifier()
+
+
 def check_name(value: Any, what: str) -> str:
     """``value`` if it is a valid routine id, slot or event name."""
+    if plain_name(value):
+        return value
     if not isinstance(value, str):
         raise DefinitionTypeError(
             f"{what} must be a non-empty string of {NAME_RULE}, got {type(value).__name__} "

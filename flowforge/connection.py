@@ -86,14 +86,7 @@ class Connection:
         slot._wires_made += 1
         self._number = slot._wires_made
         event._connections.append(self)
-        source_id, target_id = source._routine_id, target._routine_id
-        if source_id is not None and target_id is not None and len(arriving) == 1:
-            # The usual wire (ids known, the slot's only one): its key as refresh() makes it.
-            slot._source_keys = None
-            self.target_id: str = target_id
-            self.key: str = f"{source_id}.{event.name}->{target_id}.{slot.name}"
-        else:
-            self.refresh()
+        self.refresh()
         if flow is not None:
             flow._wired(self)
         else:  # at most one end is in a flow: tell it

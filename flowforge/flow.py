@@ -174,19 +174,13 @@ class Flow:
                 ``_`` and ``-``, starting with a letter or ``_``), the routine
                 is already in a flow, or it is wired to a routine of another flow.
         """
-        if not isinstance(routine, Routine) or not hasattr(routine, "_slots"):
-            _refuse_routine(routine)
+        _check_routine(routine)
         if routine._routine_id is not None:
             raise DefinitionError(
                 f"This {type(routine).__name__} is already in a flow as '{routine._routine_id}'. "
                 "A routine belongs to one flow: create another instance."
             )
-        if routine_id is None:
-            rid = self._new_id(routine)
-        elif routine_id.__class__ is str and routine_id.isascii() and routine_id.isidentifier():
-            rid = routine_id  # an ASCII identifier is a valid id; the full check otherwise
-        else:
-            rid = check_name(routine_id, "Routine id")
+        rid = self._new_id(routine) if routine_id is None else check_name(routine_id, "Routine id")
         if rid in self._routines:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
@@ -1060,7 +1054,7 @@ def _store(store: Any) -> Journal | None:
     )
 
 
-def _refuse_routine(routine: Any) -> NoReturn:
+def _check_routine(routine: Any) -> None:
     if not isinstance(routine, Routine):
         raise TypeError(
             f"add_routine() takes a Routine instance, got {type(routine).__name__}. "
@@ -1071,7 +1065,6 @@ def _refuse_routine(routine: Any) -> NoReturn:
             f"{type(routine).__name__}.__init__ did not call super().__init__(); add it as "
             "the first line."
         )
-    raise AssertionError("unreachable: add_routine calls this for a routine it refuses")
 
 
 def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:

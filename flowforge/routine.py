@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._activation import CURRENT, JobControl
-from ._checks import NAME, check_int, check_name, check_number, check_param_name
+from ._checks import check_int, check_name, check_number, check_param_name, plain_name
 from ._middleware import Middleware, checked
 from .error_handler import ErrorHandler
 from .errors import (
@@ -117,15 +117,17 @@ class Policy:
 _DEFAULT_POLICY = Policy()
 
 
-#: Slot and event names already found valid (routines of one class declare the same).
-_NAMES_SEEN: set[str] = set()
-
-#: Parameter lists already found plain (many routines of one class declare the same).
+#: Parameter lists found plain (the routines of one class declare the same ones).
 _PLAIN_PARAMS: set[tuple[str, ...]] = set()
 
 
 def _plain_params(params: tuple[str, ...]) -> bool:
     """True for distinct identifiers: the usual case, checked without building messages."""
+    try:
+        if params in _PLAIN_PARAMS:
+            return True
+    except TypeError:  # an unhashable entry: the full check says what is wrong
+        return False
     if not all(p.__class__ is str and p.isidentifier() for p in params):
         return False
     if len(set(params)) != len(params):
@@ -186,32 +188,16 @@ class Routine:
                 slot within one job; while it is full, ``submit`` blocks and
                 no new call of a routine feeding it starts (``None``: no bound).
         """
-        slots = self._slots
-        if name.__class__ is not str or name not in _NAMES_SEEN or name in slots:
-            self._check_new_name(name, slots, "slot")
-        slot = slots[name] = Slot(name, self, handler, merge_strategy, capacity)
-        if self._flow is not None:
-            self._flow._invalidate()
+        self._check_new_name(name, self._slots, "slot")
+        slot = self._slots[name] = Slot(name, self, handler, merge_strategy, capacity)
+        self._changed()
         return slot
 
     def define_event(self, name: str, params: Iterable[str] | None = None) -> Event:
         """Declare an output event carrying ``params`` (``None``: any parameters)."""
-        events = self._events
-        if name.__class__ is not str or name not in _NAMES_SEEN or name in events:
-            self._check_new_name(name, events, "event")
-        checked: Iterable[str] | None = params
-        if params is not None:
-            try:  # a list seen before costs a set look-up; anything else the full check
-                if params.__class__ is list:
-                    checked = tuple(params)
-                known = checked in _PLAIN_PARAMS
-            except TypeError:
-                known = False
-            if not known:
-                checked = self._check_params(name, params)
-        event = events[name] = Event(name, self, checked)
-        if self._flow is not None:
-            self._flow._invalidate()
+        self._check_new_name(name, self._events, "event")
+        event = self._events[name] = Event(name, self, self._check_params(name, params))
+        self._changed()
         return event
 
     def _check_params(self, name: str, params: Iterable[str] | None) -> tuple[str, ...] | None:
@@ -237,16 +223,13 @@ class Routine:
 
     def _check_new_name(self, name: str, existing: Mapping[str, Any], kind: str) -> None:
         article = "an" if kind == "event" else "a"
-        if name.__class__ is not str or not NAME.fullmatch(name):  # the message only on error
+        if not plain_name(name):  # the full check, whose message is made only on error
             check_name(name, f"'{self.routine_label()}': {article} {kind} name")
         if name in existing:
             raise DefinitionError(
                 f"Routine '{self.routine_label()}' already has {article} {kind} named '{name}'; "
                 "choose another name."
             )
-        if len(_NAMES_SEEN) >= 4096:
-            _NAMES_SEEN.clear()
-        _NAMES_SEEN.add(name)
 
     # -- looking up ------------------------------------------------------
 
