@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from starlette.applications import Starlette
@@ -43,6 +43,7 @@ COOKIE = "flowforge_token"
 STATIC = Path(__file__).parent / "static"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _SSE_POLL = 0.2
+T = TypeVar("T")
 #: Events a subscriber may fall behind by before its stream is closed (it reconnects).
 _SSE_BACKLOG = 1000
 
@@ -127,21 +128,12 @@ class _Service:
         return flow
 
     def load(self, job_id: str) -> JobState:
-        if not _ID.match(job_id):
-            raise ApiError(404, "not_found", f"No job '{job_id}'.")
-        try:
-            return self.store.load(job_id)
-        except JobNotFoundError:
-            raise ApiError(404, "not_found", f"No job '{job_id}'.") from None
+        """The whole job (to resume it or read its history); 404 if there is none."""
+        return _found(self.store.load, job_id)
 
     def brief(self, job_id: str) -> JobBrief:
         """The job without its bulk (see :meth:`Store.load_brief`): what showing it needs."""
-        if not _ID.match(job_id):
-            raise ApiError(404, "not_found", f"No job '{job_id}'.")
-        try:
-            return self.store.load_brief(job_id)
-        except JobNotFoundError:
-            raise ApiError(404, "not_found", f"No job '{job_id}'.") from None
+        return _found(self.store.load_brief, job_id)
 
     # -- flows --------------------------------------------------------------
 
@@ -305,6 +297,16 @@ class _Service:
             self.store.delete(job.job_id)
         except JobStateError as exc:
             raise ApiError(409, "conflict", str(exc)) from None
+
+
+def _found(read: Callable[[str], T], job_id: str) -> T:
+    """``read(job_id)``, or a 404 ApiError for an id that names no job."""
+    if not _ID.match(job_id):
+        raise ApiError(404, "not_found", f"No job '{job_id}'.")
+    try:
+        return read(job_id)
+    except JobNotFoundError:
+        raise ApiError(404, "not_found", f"No job '{job_id}'.") from None
 
 
 def _job_request(body: dict[str, Any]) -> tuple[dict[str, Any], str | None, float | None]:
