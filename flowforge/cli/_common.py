@@ -130,6 +130,18 @@ def allow_option(f: F) -> F:
     )(f)
 
 
+def lease_option(f: F) -> F:
+    """``--lease-seconds S``: how long a job's lease lasts without a heartbeat."""
+    return click.option(
+        "--lease-seconds",
+        type=click.FloatRange(min=0, min_open=True),
+        default=30.0,
+        show_default=True,
+        help="How long a job's lease lasts without a heartbeat: after that, a job of a "
+        "worker that died goes to another worker.",
+    )(f)
+
+
 def json_option(what: str) -> Callable[[F], F]:
     """``--json``: print ``what`` as JSON."""
     return click.option("--json", "as_json", is_flag=True, help=f"Print {what} as JSON.")

@@ -22,7 +22,16 @@ from typing import Any
 
 import click
 
-from ._common import CommandError, allow_option, err, example, guarded, quiet_option, store_option
+from ._common import (
+    CommandError,
+    allow_option,
+    err,
+    example,
+    guarded,
+    lease_option,
+    quiet_option,
+    store_option,
+)
 from ._store import open_store, shown
 
 TOKEN_ENV = "FLOWFORGE_TOKEN"
@@ -60,13 +69,7 @@ SERVER_HINT = "flowforge serve needs the 'server' extra: pip install 'flowforge[
     show_default=True,
     help="How many jobs the server runs at once; 0 leaves them to `flowforge worker`.",
 )
-@click.option(
-    "--lease-seconds",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="How long a job's lease lasts without a heartbeat.",
-)
+@lease_option
 @click.option(
     "--max-body",
     type=click.IntRange(min=1),

@@ -41,6 +41,7 @@ from ._common import (
     example,
     flow_argument,
     guarded,
+    lease_option,
     param_option,
     quiet_option,
     store_option,
@@ -114,14 +115,7 @@ def submit(
     show_default=True,
     help="How many jobs this worker runs at once.",
 )
-@click.option(
-    "--lease-seconds",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="How long a job's lease lasts without a heartbeat: after that, a job of a "
-    "worker that died goes to another worker.",
-)
+@lease_option
 @click.option(
     "--poll",
     type=click.FloatRange(min=0, min_open=True),
