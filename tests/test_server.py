@@ -188,6 +188,58 @@ def test_a_created_job_runs_to_completion(api: Api) -> None:
     assert job["errors"] == []
 
 
+TASKS_MODULE = """\
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+def total(numbers: list[int]) -> int:
+    return sum(numbers)
+"""
+
+SUMS_FLOW = """\
+flow_id: sums
+routines: {}
+tasks:
+  numbers: {function: "server_tasks:numbers"}
+  total: {function: "server_tasks:total", depends_on: [numbers]}
+"""
+
+
+@pytest.fixture
+def queue_only(tmp_path: Path) -> Iterator[tuple[Api, Path]]:
+    """A server that runs no jobs itself (workers=0), over a flow of tasks."""
+    write(tmp_path, "server_tasks.py", TASKS_MODULE)
+    write(tmp_path, "sums.yaml", SUMS_FLOW)
+    store = SQLiteStore(tmp_path / "jobs.db", lease_seconds=5)
+    with serving(create_app(store, [tmp_path], TOKEN, workers=0, poll=0.05)) as port:
+        yield Api(port), tmp_path
+    store.close()
+
+
+def test_without_workers_a_job_waits_for_a_worker_process_and_shows_task_outputs(
+    queue_only: tuple[Api, Path],
+) -> None:
+    """With workers=0 a created job stays queued until a `flowforge worker` process runs
+    it; the job then shows each task's output."""
+    api, directory = queue_only
+    job_id = api.ok("POST", "/api/flows/sums/jobs", {"params": {"n": 4}}, 201)["job_id"]
+    time.sleep(0.5)  # the server's own worker, if it wrongly had one, would have run it
+    assert api.ok("GET", f"/api/jobs/{job_id}")["status"] == "queued"
+    worker = cli(
+        "worker",
+        "--store",
+        str(directory / "jobs.db"),
+        "--flows",
+        str(directory),
+        "--drain",
+        cwd=directory,
+    )
+    assert worker.returncode == 0, worker.stderr
+    job = api.wait_status(job_id, "completed")
+    assert job["outputs"] == {"numbers": [0, 1, 2, 3], "total": 6}
+
+
 def test_a_chosen_job_id_is_kept_and_a_taken_one_is_409(api: Api) -> None:
     """A job_id in the body names the job; the same id again is a 409."""
     api.ok("POST", "/api/flows/quick/jobs", {"job_id": "mine-1"}, 201)
