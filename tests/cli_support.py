@@ -76,6 +76,25 @@ connections:
   - flaky.out -> sink.in
 """
 
+#: A module of task functions, for SUMS_FLOW (write it as server_tasks.py).
+TASKS_MODULE = """\
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+def total(numbers: list[int]) -> int:
+    return sum(numbers)
+"""
+
+SUMS_FLOW = """\
+flow_id: sums
+routines: {}
+tasks:
+  numbers: {function: "server_tasks:numbers"}
+  total: {function: "server_tasks:total", depends_on: [numbers]}
+"""
+
+
 INVALID_FLOW = """\
 flow_id: broken
 executor: {kind: turbo}

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import FAILING_FLOW, QUICK_FLOW, SLOW_FLOW, SLOW_ROUTINES, write
+from cli_support import (
+    FAILING_FLOW,
+    QUICK_FLOW,
+    SLOW_FLOW,
+    SLOW_ROUTINES,
+    SUMS_FLOW,
+    TASKS_MODULE,
+    write,
+)
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -57,12 +65,14 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """The server, with the slow (3 s), quick and failing flows and two workers."""
+    """The server, with the slow (3 s), quick, failing and sums (tasks) flows and two workers."""
     directory = tmp_path_factory.mktemp("dash")
     write(directory, "slow_notes.py", SLOW_ROUTINES)
     write(directory, "slow.yaml", SLOW_FLOW % list(range(60)))
     write(directory, "quick.yaml", QUICK_FLOW)
     write(directory, "failing.yaml", FAILING_FLOW)
+    write(directory, "server_tasks.py", TASKS_MODULE)
+    write(directory, "sums.yaml", SUMS_FLOW)
     store = SQLiteStore(directory / "jobs.db", lease_seconds=5, durability="activation")
     with serving(create_app(store, [directory], TOKEN, workers=2, poll=0.05)) as port:
         yield Site(port)
@@ -134,6 +144,36 @@ def test_the_jobs_table_filters_by_status(site: Site, logged_in: webdriver.Chrom
         return bool(rows) and all(" failing failed " in row for row in rows)
 
     until(logged_in, only_failed)
+
+
+def test_the_jobs_table_filters_by_flow(site: Site, logged_in: webdriver.Chrome) -> None:
+    """Choosing a flow leaves only that flow's jobs in the table."""
+    quick = site.post("/api/flows/quick/jobs", {})["job_id"]
+    site.post("/api/flows/failing/jobs", {})
+    logged_in.get(site.base + "/")
+    until(logged_in, lambda b: "completed" in text_of(b, f"#jobs tr[data-job='{quick}']"))
+    Select(logged_in.find_element(By.ID, "filter-flow")).select_by_value("quick")
+
+    def only_quick(browser: webdriver.Chrome) -> bool:
+        rows = text_of(browser, "#jobs tbody").splitlines()
+        return bool(rows) and all(" quick " in row for row in rows)
+
+    until(logged_in, only_quick)
+
+
+def test_a_job_page_shows_the_task_outputs_and_the_history(
+    site: Site, logged_in: webdriver.Chrome
+) -> None:
+    """A job of tasks shows each task's output, and what its routines emitted."""
+    job_id = site.post("/api/flows/sums/jobs", {"params": {"n": 3}})["job_id"]
+    logged_in.get(f"{site.base}/jobs/{job_id}")
+    until(logged_in, lambda b: text_of(b, "#job-status") == "completed")
+    until(logged_in, lambda b: '"total": 3' in text_of(b, "#outputs"))
+    assert '"numbers": [' in text_of(logged_in, "#outputs")
+    until(
+        logged_in,
+        lambda b: "numbers" in text_of(b, "#history") and "total" in text_of(b, "#history"),
+    )
 
 
 def test_a_live_job_changes_on_screen_and_obeys_the_buttons(

@@ -22,7 +22,17 @@ from typing import Any
 
 import pytest
 import uvicorn
-from cli_support import FAILING_FLOW, QUICK_FLOW, SLOW_FLOW, SLOW_ROUTINES, cli, invoke, write
+from cli_support import (
+    FAILING_FLOW,
+    QUICK_FLOW,
+    SLOW_FLOW,
+    SLOW_ROUTINES,
+    SUMS_FLOW,
+    TASKS_MODULE,
+    cli,
+    invoke,
+    write,
+)
 from server_support import serving
 
 from flowforge import JobState
@@ -186,24 +196,6 @@ def test_a_created_job_runs_to_completion(api: Api) -> None:
     assert job["routines"]["double"]["calls"] == 2
     assert job["outputs"] == {}
     assert job["errors"] == []
-
-
-TASKS_MODULE = """\
-def numbers(n: int) -> list[int]:
-    return list(range(n))
-
-
-def total(numbers: list[int]) -> int:
-    return sum(numbers)
-"""
-
-SUMS_FLOW = """\
-flow_id: sums
-routines: {}
-tasks:
-  numbers: {function: "server_tasks:numbers"}
-  total: {function: "server_tasks:total", depends_on: [numbers]}
-"""
 
 
 @pytest.fixture
