@@ -193,8 +193,7 @@ class Flow:
         self._routines[rid] = routine
         if connections:
             self._adopt(connections)
-        if self._plan_cache is not None or self._cycle is not None:
-            self._invalidate()
+        self._invalidate()
         return rid
 
     def _adopt(self, connections: list[Connection]) -> None:
@@ -219,8 +218,7 @@ class Flow:
         if connection._listed:
             return
         connection._listed = True
-        if self._plan_cache is not None or self._cycle is not None:
-            self._invalidate()
+        self._invalidate()
         arriving = connection.slot._connections
         if arriving[-1] is not connection:
             # Wired before its routines were added: keep the slot's order, which
