@@ -174,7 +174,29 @@ def fan_out(settings: Settings) -> list[Row]:
             target=Target("<=", 20.0, of="ratio"),
             note=f"{width + 2} activations per job; best of {repeat} x {number} jobs",
         ),
+        _wide_fan_out(settings, job / (width + 2)),
     ]
+
+
+def _wide_fan_out(settings: Settings, narrow: float) -> Row:
+    """Per-branch cost of a fan-out 1000 wide: the same as 16 wide if a join
+    delivery costs the same however many sources the join has."""
+    width = settings.pick(1000, 100)
+    repeat = settings.pick(5, 2)
+    job = best_of(_job(fan_out_flow(width), "source", {"value": 1}), repeat)
+    workers, join = [PlainStep() for _ in range(width)], PlainGather()
+    plain = best_of(lambda: run_plain_fan_out(workers, join, 1), repeat * 3)
+    per = job / (width + 2)
+    return Row(
+        "fanout.wide",
+        f"fan-out 1 -> {width} -> join, per activation",
+        per * _US,
+        "µs/call",
+        plain / (width + 2) * _US,
+        "µs/call",
+        ratio=job / plain,
+        note=f"per activation 16 wide: {narrow * _US:.2f} µs; best of {repeat} jobs",
+    )
 
 
 @benchmark("threads", "sleeping calls on the thread executor", cpu_bound=False)

@@ -28,7 +28,7 @@ own, for unit tests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._handlers import Invoker, prepare
@@ -43,7 +43,7 @@ MergeFunction: TypeAlias = Callable[[dict[str, Any], dict[str, Any]], dict[str, 
 MergeStrategy: TypeAlias = Literal["override", "append", "join"] | MergeFunction
 #: Merge a delivery into a slot's state: ``(state, data, source, sources) -> (fire, state)``.
 Merger: TypeAlias = Callable[
-    [Any, dict[str, Any], "str | None", Sequence[str]], "tuple[dict[str, Any] | None, Any]"
+    [Any, dict[str, Any], "str | None", Collection[str]], "tuple[dict[str, Any] | None, Any]"
 ]
 STRATEGY_NAMES = ("override", "append", "join")
 
@@ -213,7 +213,7 @@ def _merger(strategy: MergeStrategy, routine: Routine, name: str) -> Merger | No
 
 
 def merge_append(
-    state: Any, data: dict[str, Any], source: str | None, sources: Sequence[str]
+    state: Any, data: dict[str, Any], source: str | None, sources: Collection[str]
 ) -> tuple[dict[str, Any], Any]:
     """Append each delivered value to its parameter's list."""
     lists: dict[str, list[Any]] = dict(state) if state else {}
@@ -224,7 +224,7 @@ def merge_append(
 
 def _fold(function: MergeFunction, routine: Routine, name: str) -> Merger:
     def merge(
-        state: Any, data: dict[str, Any], source: str | None, sources: Sequence[str]
+        state: Any, data: dict[str, Any], source: str | None, sources: Collection[str]
     ) -> tuple[dict[str, Any], Any]:
         merged = function(dict(state) if state else {}, data)
         if not isinstance(merged, dict):
@@ -239,18 +239,28 @@ def _fold(function: MergeFunction, routine: Routine, name: str) -> Merger:
 
 
 def merge_join(
-    state: Any, data: dict[str, Any], source: str | None, sources: Sequence[str]
+    state: Any, data: dict[str, Any], source: str | None, sources: Collection[str]
 ) -> tuple[dict[str, Any] | None, Any]:
     """Queue ``data`` under its source; fire once every source has an item.
 
-    ``state`` is never changed: the new state shares the queues it does not
-    touch (each delivery copies one queue, not all of them).
+    A delivery that cannot complete the round adds to ``state`` in place (the
+    scheduler commits it at once), so each costs the same however many
+    sources the join has. The delivery that may complete it leaves ``state``
+    as it was and returns a new one, so a call that fails can keep the old.
     """
     if source is None or source not in sources:
         return data, state
-    queues: dict[str, list[dict[str, Any]]] = dict(state) if state else {}
+    queues: dict[str, list[dict[str, Any]]] = {} if state is None else state
+    queue = queues.get(source)
+    if len(queues) + (queue is None) < len(sources):
+        if queue is None:
+            queues[source] = [data]
+        else:
+            queue.append(data)
+        return None, queues
+    queues = dict(queues)
     queues[source] = [*queues.get(source, ()), data]
-    if len(queues) < len(sources) or not all(queues.get(s) for s in sources):
+    if not all(queues.get(s) for s in sources):
         return None, queues
     combined = combine_round([queues[s][0] for s in sources])
     for s in sources:
@@ -258,7 +268,7 @@ def merge_join(
     return combined, _drop_empty(queues)
 
 
-def join_partial(state: Any, sources: Sequence[str]) -> tuple[dict[str, Any], Any, list[str]]:
+def join_partial(state: Any, sources: Collection[str]) -> tuple[dict[str, Any], Any, list[str]]:
     """Take the items that did arrive: ``(combined, new_state, missing_sources)``."""
     queues: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in (state or {}).items()}
     present = [queues[s].pop(0) for s in sources if queues.get(s)]

@@ -37,7 +37,7 @@ import functools
 import importlib
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -131,16 +131,26 @@ class TaskInput(Slot):
 
 
 def merge_task(
-    state: Any, data: dict[str, Any], source: str | None, sources: Sequence[str]
+    state: Any, data: dict[str, Any], source: str | None, sources: Collection[str]
 ) -> tuple[dict[str, Any] | None, Any]:
-    """Queue ``data`` under its source; fire once, when every source and the params came."""
+    """Queue ``data`` under its source; fire once, when every source and the params came.
+
+    As :func:`~flowforge.slot.merge_join`: a delivery that cannot complete the
+    input adds to ``state`` in place; the one that may complete it works on a copy.
+    """
     if state is not None and state.get("#closed"):
         return None, state
-    queues: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in (state or {}).items()}
     key = PARAMS_SOURCE if source is None or source not in sources else source
-    queues.setdefault(key, []).append(data)
-    if len(queues) <= len(sources):  # a queue per source and the params, none emptied yet
+    queues: dict[str, list[dict[str, Any]]] = {} if state is None else state
+    queue = queues.get(key)
+    if len(queues) + (queue is None) <= len(sources):  # a queue per source and the params
+        if queue is None:
+            queues[key] = [data]
+        else:
+            queue.append(data)
         return None, queues
+    queues = {k: list(v) for k, v in queues.items()}
+    queues.setdefault(key, []).append(data)
     combined = combine_round([queues[s][0] for s in sources])
     for name, value in queues[PARAMS_SOURCE][0].items():
         combined.setdefault(name, value)

@@ -16,7 +16,7 @@ import attrs
 import pytest
 from conftest import calls, no_retry_delay
 
-from flowforge import ErrorStrategy, Flow, JobState
+from flowforge import ErrorStrategy, Flow, JobState, Routine
 from flowforge.testing import Collect, Double, Flaky, Join, Relay, Source
 
 pytestmark = pytest.mark.timeout(20)
@@ -187,3 +187,43 @@ def test_join_waiting_at_a_pause_survives_a_round_trip(executor: str) -> None:
         map(repr, [{"value": [2, 1]}, {"value": [4, 2]}])
     )
     assert calls(again, "j") == 2
+
+
+class FlakyJoin(Routine):
+    """A join slot ``in`` whose first call fails; later calls emit ``out(**combined)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+        self.define_slot("in", handler=self.joined, merge_strategy="join")
+        self.define_event("out")
+
+    def joined(self, **data: Any) -> None:
+        """Fail once, then pass the combined data on."""
+        if not self.failed:
+            self.failed = True
+            raise ValueError("join failed once")
+        self.emit("out", **data)
+
+
+def test_a_wide_join_that_fails_keeps_every_delivery_of_its_round(executor: str) -> None:
+    """A 60-source join whose call fails under STOP keeps its whole round;
+    resumed, it fires once with every source's value, and nothing else."""
+    width = 60
+    flow = Flow(executor=executor, max_workers=4)
+    sink = Collect()
+    flow.add_routine(Relay(), "src")
+    flow.add_routine(FlakyJoin(), "j")
+    flow.add_routine(sink, "sink")
+    for i in range(width):
+        flow.add_routine(Relay(), f"r{i}")
+        flow.connect("src", "out", f"r{i}", "in")
+        flow.connect(f"r{i}", "out", "j", "in", param_mapping={"value": f"v{i}"})
+    flow.connect("j", "out", "sink", "in")
+    job = flow.execute("src", {"value": 7})
+    assert job.status == "failed"
+    assert len(job.slot_states["j.in"]) == width - 1  # the last delivery is pending again
+    flow.resume(job)
+    assert job.status == "completed"
+    assert sink.items == [{f"v{i}": 7 for i in range(width)}]
+    assert "j.in" not in job.slot_states

@@ -268,8 +268,10 @@ def test_a_slot_invoker_closes_over_nothing() -> None:
         assert getattr(invoke, "__closure__", None) is None, name
 
 
-def test_merge_join_never_changes_the_state_it_is_given() -> None:
-    """A join delivery returns a new state; the job's committed state stays as it was."""
+def test_merge_join_that_fires_leaves_the_state_it_is_given() -> None:
+    """The delivery that completes a round returns a new state and leaves the
+    committed one as it was (a failed call keeps it); one that cannot complete
+    it adds to the state in place, which the scheduler commits at once."""
     from flowforge.slot import merge_join
 
     sources = ("a", "b")
@@ -280,4 +282,20 @@ def test_merge_join_never_changes_the_state_it_is_given() -> None:
     assert state == {"a": [{"x": 1}, {"x": 2}]}
     waiting, later = merge_join(after, {"x": 4}, "a", sources)
     assert waiting is None and later == {"a": [{"x": 2}, {"x": 4}]}
-    assert after == {"a": [{"x": 2}]}
+    assert later is after
+
+
+def test_merge_join_completes_exactly_when_every_source_has_an_item() -> None:
+    """In place or not, a join fires exactly when each source has an item,
+    pairing items in arrival order per source, whatever order sources deliver in."""
+    from flowforge.slot import merge_join
+
+    sources = ("a", "b", "c")
+    state: Any = None
+    rounds = []
+    for source, x in [("a", 1), ("a", 2), ("b", 3), ("a", 4), ("c", 5), ("c", 6), ("b", 7)]:
+        fired, state = merge_join(state, {source: x}, source, sources)
+        if fired is not None:
+            rounds.append(fired)
+    assert rounds == [{"a": 1, "b": 3, "c": 5}, {"a": 2, "b": 7, "c": 6}]
+    assert state == {"a": [{"a": 4}]}

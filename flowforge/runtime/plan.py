@@ -47,7 +47,19 @@ class Site:
     whose handler is a plain function.
     """
 
-    __slots__ = ("cap", "chain", "handler", "lanes", "plain", "routes", "routine", "slots", "task")
+    __slots__ = (
+        "cap",
+        "chain",
+        "handler",
+        "keys",
+        "lanes",
+        "plain",
+        "routes",
+        "routine",
+        "slots",
+        "sources",
+        "task",
+    )
 
     def __init__(self, plan: Plan, rid: str) -> None:
         routine = plan.routines[rid]
@@ -66,6 +78,13 @@ class Site:
         # The routine's own dict when every slot qualifies (the usual case): no copy.
         every = lanes and len(lanes) == len(self.slots)
         self.lanes = cast("Mapping[str | None, Slot]", self.slots) if every else lanes or _NONE
+        merging = [s for s in self.slots.values() if s.merge is not None]
+        #: Each merging slot's key in ``JobState.slot_states`` ("rid.slot").
+        self.keys = {s.name: f"{rid}.{s.name}" for s in merging}
+        #: Each merging slot's source keys, in connection order, as a dict: the
+        #: order a join combines by, and a membership test that costs the same
+        #: however many sources it has.
+        self.sources = {s.name: dict.fromkeys(s.source_keys()) for s in merging}
 
 
 class Plan:

@@ -694,10 +694,15 @@ class JobRunner:
             return None
         data, new_state, key = msg.data, NO_STATE, None
         if slot is not None and slot.merge is not None:
-            key = slot_key(rid, slot.name)
+            name = slot.name
+            key = site.keys.get(name) or slot_key(rid, name)
+            sources = site.sources.get(name)
             try:
                 fire, new_state = slot.merge(
-                    self.job.slot_states.get(key), msg.data, msg.source, slot.source_keys()
+                    self.job.slot_states.get(key),
+                    msg.data,
+                    msg.source,
+                    slot.source_keys() if sources is None else sources,
                 )
             except Exception as exc:  # a merge function failed: the routine's call failed
                 self._fail_before_call(site.routine, rid, slot, msg, state, exc)
