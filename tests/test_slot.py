@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowforge import DefinitionError, ErrorHandler, ErrorStrategy, Flow, Routine
 from flowforge.testing import Collect, Double, Join, Relay, Source
@@ -299,3 +301,34 @@ def test_merge_join_completes_exactly_when_every_source_has_an_item() -> None:
             rounds.append(fired)
     assert rounds == [{"a": 1, "b": 3, "c": 5}, {"a": 2, "b": 7, "c": 6}]
     assert state == {"a": [{"a": 4}]}
+
+
+@given(
+    st.integers(min_value=1, max_value=6).flatmap(
+        lambda n: st.tuples(
+            st.just(n), st.lists(st.integers(min_value=0, max_value=n - 1), max_size=40)
+        )
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_merge_join_pairs_items_per_source_in_arrival_order(case: tuple[int, list[int]]) -> None:
+    """Whatever the order of deliveries, a join fires once per complete round
+    with each source's oldest item, and a firing delivery leaves the old state intact."""
+    from flowforge.slot import merge_join
+
+    width, order = case
+    sources = tuple(f"s{i}" for i in range(width))
+    queues: dict[str, list[int]] = {s: [] for s in sources}
+    state: Any = None
+    for n, index in enumerate(order):
+        source = sources[index]
+        before = None if state is None else {k: list(v) for k, v in state.items()}
+        fired, new_state = merge_join(state, {source: n}, source, sources)
+        queues[source].append(n)
+        if all(queues.values()):
+            assert fired == {s: queues[s].pop(0) for s in sources}
+            assert (None if state is None else state) == before
+        else:
+            assert fired is None
+        assert (new_state or {}) == {s: [{s: n} for n in q] for s, q in queues.items() if q}
+        state = new_state
