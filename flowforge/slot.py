@@ -90,9 +90,9 @@ class Slot:
         # A method of the routine itself (most handlers) is kept as its function
         # and called through an invoker shared by its class: see _handlers.
         bound = (
-            isinstance(handler, MethodType)
+            type(handler) is MethodType
             and handler.__self__ is routine
-            and handler.__func__.__class__ is FunctionType
+            and type(handler.__func__) is FunctionType
         )
         if not bound and handler is not None and not callable(handler):
             raise DefinitionError(

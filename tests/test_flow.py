@@ -169,7 +169,7 @@ def test_a_long_chain_keeps_few_objects_for_the_garbage_collector() -> None:
     finally:
         gc.enable()
     assert len(flow.routines) == 500
-    assert kept <= 8 * 500
+    assert kept <= 8 * 500 + 20  # and the flow's own few
 
 
 def test_connections_lists_every_connection_in_the_order_made() -> None:
