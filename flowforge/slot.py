@@ -55,7 +55,6 @@ class Slot:
     Attributes:
         name: The slot's name within its routine.
         routine: The routine that owns it.
-        handler: The callable run for each activation, or ``None``.
         merge_strategy: ``"override"``, ``"append"``, ``"join"`` or a callable.
         is_async: True when the handler is ``async def``.
     """
@@ -145,7 +144,12 @@ class Slot:
 
     @property
     def handler(self) -> Callable[..., Any] | None:
-        """The callable run for each activation, or ``None``."""
+        """The callable run for each activation, or ``None``.
+
+        A method of the slot's own routine is kept as its function, so this
+        is a new bound method each time: equal to ``routine.method``, not
+        the same object.
+        """
         handler = self._handler
         if self._bound and handler is not None:
             return MethodType(handler, self.routine)
