@@ -172,6 +172,9 @@ class Routine:
         #: The flow this routine belongs to (told when its wiring or policy changes).
         self._flow: Flow | None = None
         self._middleware: tuple[Middleware, ...] = ()
+        # Also set here: add_routine reads it, and a class attribute read
+        # through an instance is a slower, unspecialised load.
+        self._wired_outside = False
 
     # -- declaring -------------------------------------------------------
 
