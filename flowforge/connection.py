@@ -73,8 +73,8 @@ class Connection:
         flow = source._flow
         if flow is not target._flow:
             flow = _common_flow(event, slot)
-        arriving = slot._connections
-        if arriving:
+        arriving = slot._arriving
+        if arriving is not None:
             _check_not_wired(event, slot, mapping)
         self.event = event
         self.slot = slot
@@ -82,11 +82,18 @@ class Connection:
         self.slot_name = slot.name
         #: True while it is in its flow's list of connections.
         self._listed = False
-        arriving.append(self)
-        slot._wires_made += 1
-        self._number = slot._wires_made
+        self._number = slot._wires_made = slot._wires_made + 1
         event._connections.append(self)
-        self.refresh()
+        source_id, target_id = source._routine_id, target._routine_id
+        if arriving is None and source_id is not None and target_id is not None:
+            # The usual wire: attach and refresh() without their rare cases.
+            slot._arriving = self
+            slot._source_keys = None
+            self.target_id = target_id
+            self.key = f"{source_id}.{event.name}->{target_id}.{slot.name}"
+        else:
+            slot._attach(self)
+            self.refresh()
         if flow is not None:
             flow._wired(self)
         else:  # at most one end is in a flow: tell it
@@ -113,8 +120,9 @@ class Connection:
             return
         self.target_id = target_id
         key = f"{source_id}.{event.name}->{target_id}.{slot.name}"
-        if len(slot._connections) > 1:
-            twins = [c for c in slot._connections if c.event is event]
+        arriving = slot._arriving
+        if isinstance(arriving, list) and len(arriving) > 1:
+            twins = [c for c in arriving if c.event is event]
             if len(twins) > 1 and twins[0] is not self:
                 # A second wire from the same event (with another mapping) is its own source.
                 key += f"#{twins.index(self) + 1}"
@@ -215,7 +223,7 @@ def _common_flow(event: Event, slot: Slot) -> Any:
 
 
 def _check_not_wired(event: Event, slot: Slot, mapping: dict[str, str] | None) -> None:
-    for existing in slot._connections:
+    for existing in slot._arrivals():
         if existing.event is event and existing.param_mapping == mapping:
             raise DefinitionError(
                 f"{event.routine_label()}.{event.name} is already connected to "

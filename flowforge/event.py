@@ -7,7 +7,6 @@ An :class:`Event` is declared with :meth:`Routine.define_event
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +17,15 @@ if TYPE_CHECKING:
     from .slot import Slot
 
 
-@functools.lru_cache(maxsize=4096)
+#: Many routines of one class declare the same parameters: they share one set.
+_ALLOWED: dict[tuple[str, ...], frozenset[str]] = {}
+
+
 def _allowed(params: tuple[str, ...]) -> frozenset[str]:
-    # Many routines of one class declare the same parameters: share one set.
-    return frozenset(params)
+    allowed = _ALLOWED[params] = frozenset(params)
+    if len(_ALLOWED) > 4096:
+        _ALLOWED.clear()
+    return allowed
 
 
 class Event:
@@ -38,9 +42,13 @@ class Event:
     def __init__(self, name: str, routine: Routine, params: Iterable[str] | None = None) -> None:
         self.name = name
         self.routine = routine
-        self.params: tuple[str, ...] | None = None if params is None else tuple(params)
+        allowed = None
+        if params is not None:
+            params = tuple(params)
+            allowed = _ALLOWED.get(params) or _allowed(params)
+        self.params: tuple[str, ...] | None = params
         #: The declared names as a frozenset, checked on every emit.
-        self.allowed: frozenset[str] | None = None if self.params is None else _allowed(self.params)
+        self.allowed: frozenset[str] | None = allowed
         self._connections: list[Connection] = []
 
     def __getstate__(self) -> dict[str, Any]:

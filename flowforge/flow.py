@@ -174,14 +174,28 @@ class Flow:
                 ``_`` and ``-``, starting with a letter or ``_``), the routine
                 is already in a flow, or it is wired to a routine of another flow.
         """
-        _check_routine(routine)
-        if routine._routine_id is not None:
+        # The usual checks are spelt out, not called: flows of tens of thousands
+        # of routines are built this way.
+        if not isinstance(routine, Routine):
+            _check_routine(routine)
+        try:
+            taken = routine._routine_id
+        except AttributeError:
+            _check_routine(routine)  # says that __init__ did not call super().__init__()
+            raise
+        if taken is not None:
             raise DefinitionError(
-                f"This {type(routine).__name__} is already in a flow as '{routine._routine_id}'. "
+                f"This {type(routine).__name__} is already in a flow as '{taken}'. "
                 "A routine belongs to one flow: create another instance."
             )
-        rid = self._new_id(routine) if routine_id is None else check_name(routine_id, "Routine id")
-        if rid in self._routines:
+        if routine_id is None:
+            rid = self._new_id(routine)
+        elif routine_id.__class__ is str and routine_id.isidentifier() and routine_id.isascii():
+            rid = routine_id
+        else:
+            rid = check_name(routine_id, "Routine id")
+        routines = self._routines
+        if rid in routines:
             raise DefinitionError(
                 f"Flow '{self.flow_id}' already has a routine '{rid}'. Choose another id."
             )
@@ -190,10 +204,10 @@ class Flow:
             self._check_wired_elsewhere(routine, connections)
         routine._routine_id = rid
         routine._flow = self
-        self._routines[rid] = routine
+        routines[rid] = routine
         if connections:
             self._adopt(connections)
-        self._invalidate()
+        self._plan_cache = self._cycle = None  # self._invalidate(), spelt out
         return rid
 
     def _adopt(self, connections: list[Connection]) -> None:
@@ -218,9 +232,9 @@ class Flow:
         if connection._listed:
             return
         connection._listed = True
-        self._invalidate()
-        arriving = connection.slot._connections
-        if arriving[-1] is not connection:
+        self._plan_cache = self._cycle = None  # self._invalidate(), spelt out
+        arriving = connection.slot._arriving
+        if isinstance(arriving, list) and arriving[-1] is not connection:
             # Wired before its routines were added: keep the slot's order, which
             # a join combines by and which loading remakes from this list.
             later = set(arriving[arriving.index(connection) + 1 :])
@@ -278,6 +292,7 @@ class Flow:
         return self._middleware
 
     def _invalidate(self) -> None:
+        # add_routine and _wired spell these lines out: keep them in step.
         self._plan_cache = None
         self._cycle = None
 

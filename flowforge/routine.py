@@ -117,25 +117,28 @@ class Policy:
 _DEFAULT_POLICY = Policy()
 
 
-#: Parameter lists found plain (the routines of one class declare the same ones).
-_PLAIN_PARAMS: set[tuple[str, ...]] = set()
+#: Parameter lists found plain, each its own canonical copy: the routines of
+#: one class declare the same ones, and then share one tuple.
+_PLAIN_PARAMS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
-def _plain_params(params: tuple[str, ...]) -> bool:
-    """True for distinct identifiers: the usual case, checked without building messages."""
+def _plain_params(params: tuple[str, ...]) -> tuple[str, ...] | None:
+    """``params`` (a shared copy) if they are distinct identifiers: the usual case,
+    checked without building messages; else ``None``."""
     try:
-        if params in _PLAIN_PARAMS:
-            return True
+        known = _PLAIN_PARAMS.get(params)
     except TypeError:  # an unhashable entry: the full check says what is wrong
-        return False
+        return None
+    if known is not None:
+        return known
     if not all(p.__class__ is str and p.isidentifier() for p in params):
-        return False
+        return None
     if len(set(params)) != len(params):
-        return False
+        return None
     if len(_PLAIN_PARAMS) >= 4096:
         _PLAIN_PARAMS.clear()
-    _PLAIN_PARAMS.add(params)
-    return True
+    _PLAIN_PARAMS[params] = params
+    return params
 
 
 class Routine:
@@ -156,17 +159,22 @@ class Routine:
 
     #: Set once it is wired while in no flow: only then has add_routine wires to adopt.
     _wired_outside = False
+    # The configuration and the counters kept outside jobs, made when first
+    # used: most routines of a large flow never have either.
+    _config: dict[str, Any] | None = None
+    _stats_kept: dict[str, Any] | None = None
 
     def __init__(self) -> None:
         self._slots: dict[str, Slot] = {}
         self._events: dict[str, Event] = {}
-        self._config: dict[str, Any] = {}
-        self._own_stats: dict[str, Any] = {}
         self._policy = _DEFAULT_POLICY
         self._routine_id: str | None = None
         #: The flow this routine belongs to (told when its wiring or policy changes).
         self._flow: Flow | None = None
         self._middleware: tuple[Middleware, ...] = ()
+        # Also set here: add_routine reads it, and a class attribute read
+        # through an instance is a slower, unspecialised load.
+        self._wired_outside = False
 
     # -- declaring -------------------------------------------------------
 
@@ -188,25 +196,41 @@ class Routine:
                 slot within one job; while it is full, ``submit`` blocks and
                 no new call of a routine feeding it starts (``None``: no bound).
         """
-        self._check_new_name(name, self._slots, "slot")
-        slot = self._slots[name] = Slot(name, self, handler, merge_strategy, capacity)
-        self._changed()
+        # The checks a new name passes are spelt out here (and in define_event),
+        # not called: a large flow declares tens of thousands of names.
+        slots = self._slots
+        plain = name.__class__ is str and name.isidentifier() and name.isascii()
+        if not plain or name in slots:
+            self._check_new_name(name, slots, "slot")
+        slot = slots[name] = Slot(name, self, handler, merge_strategy, capacity)
+        if self._flow is not None:
+            self._flow._invalidate()
         return slot
 
     def define_event(self, name: str, params: Iterable[str] | None = None) -> Event:
         """Declare an output event carrying ``params`` (``None``: any parameters)."""
-        self._check_new_name(name, self._events, "event")
-        event = self._events[name] = Event(name, self, self._check_params(name, params))
-        self._changed()
+        events = self._events
+        plain = name.__class__ is str and name.isidentifier() and name.isascii()
+        if not plain or name in events:
+            self._check_new_name(name, events, "event")
+        declared = None
+        if params.__class__ is list or params.__class__ is tuple:
+            try:
+                declared = _PLAIN_PARAMS.get(tuple(params))
+            except TypeError:  # an unhashable entry: the full check says what is wrong
+                declared = None
+        if declared is None and params is not None:
+            declared = self._check_params(name, params)
+        event = events[name] = Event(name, self, declared)
+        if self._flow is not None:
+            self._flow._invalidate()
         return event
 
-    def _check_params(self, name: str, params: Iterable[str] | None) -> tuple[str, ...] | None:
-        if params is None:
-            return None
+    def _check_params(self, name: str, params: Iterable[str]) -> tuple[str, ...]:
         if params.__class__ is list or params.__class__ is tuple:
-            names = tuple(params)
-            if _plain_params(names):
-                return names
+            plain = _plain_params(tuple(params))
+            if plain is not None:
+                return plain
         where = f"Event '{name}' of '{self.routine_label()}'"
         if isinstance(params, str) or not isinstance(params, Iterable):
             raise DefinitionTypeError(
@@ -362,6 +386,18 @@ class Routine:
     # -- stats -----------------------------------------------------------
 
     @property
+    def _own_stats(self) -> dict[str, Any]:
+        # The counters outside jobs (the running total over jobs run through it).
+        stats = self._stats_kept
+        if stats is None:
+            stats = self._stats_kept = {}
+        return stats
+
+    @_own_stats.setter
+    def _own_stats(self, value: dict[str, Any]) -> None:
+        self._stats_kept = value
+
+    @property
     def _stats(self) -> dict[str, Any]:
         ctx = CURRENT.get()
         if ctx is not None and ctx.routine is self:
@@ -385,15 +421,19 @@ class Routine:
     @property
     def config(self) -> dict[str, Any]:
         """The routine's configuration dict."""
-        return self._config
+        config = self._config
+        if config is None:
+            config = self._config = {}
+        return config
 
     def set_config(self, **values: Any) -> None:
         """Set configuration values."""
-        self._config.update(values)
+        self.config.update(values)
 
     def get_config(self, key: str, default: Any = None) -> Any:
         """A configuration value, or ``default``."""
-        return self._config.get(key, default)
+        config = self._config
+        return default if config is None else config.get(key, default)
 
     @property
     def policy(self) -> Policy:
@@ -418,7 +458,7 @@ class Routine:
         for event in self._events.values():
             found += event._connections
         for slot in self._slots.values():
-            for connection in slot._connections:
+            for connection in slot._arrivals():
                 if connection.event.routine is not self:
                     found.append(connection)
         return found

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._handlers import Invoker, prepare
+from ._handlers import Invoker, bind_method, prepare
 from .connection import Connection
 from .errors import DefinitionError, DefinitionTypeError
 
@@ -54,18 +55,18 @@ class Slot:
     Attributes:
         name: The slot's name within its routine.
         routine: The routine that owns it.
-        handler: The callable run for each activation, or ``None``.
         merge_strategy: ``"override"``, ``"append"``, ``"join"`` or a callable.
         is_async: True when the handler is ``async def``.
     """
 
     __slots__ = (
+        "_arriving",
+        "_bound",
         "_capacity",
-        "_connections",
+        "_handler",
         "_source_keys",
         "_standalone_state",
         "_wires_made",
-        "handler",
         "invoke",
         "is_async",
         "merge",
@@ -74,6 +75,8 @@ class Slot:
         "plain",
         "routine",
     )
+    #: The handler, or for a method of the routine (``_bound``) its function.
+    _handler: Callable[..., Any] | None
 
     def __init__(
         self,
@@ -83,23 +86,37 @@ class Slot:
         merge_strategy: MergeStrategy = "override",
         capacity: int | None = None,
     ) -> None:
-        if handler is not None and not callable(handler):
+        # A method of the routine itself (most handlers) is kept as its function
+        # and called through an invoker shared by its class: see _handlers.
+        bound = (
+            type(handler) is MethodType
+            and handler.__self__ is routine
+            and type(handler.__func__) is FunctionType
+        )
+        if not bound and handler is not None and not callable(handler):
             raise DefinitionError(
                 f"Slot '{name}' of routine '{routine.routine_label()}': handler must be callable, "
                 f"got {handler!r}."
             )
         self.name = name
         self.routine = routine
-        self.handler = handler
         self.merge_strategy = merge_strategy
         merge = None if merge_strategy == "override" else _merger(merge_strategy, routine, name)
         self.merge: Merger | None = merge
-        is_async, invoke = (False, None) if handler is None else prepare(handler, self)
+        self._bound = bound
+        invoke: Invoker | None
+        if bound:
+            function = self._handler = handler.__func__  # type: ignore[union-attr]
+            is_async, invoke = bind_method(function, self)
+        else:
+            self._handler = handler
+            is_async, invoke = (False, None) if handler is None else prepare(handler, self)
         self.is_async = is_async
-        self.invoke: Invoker | None = invoke
+        self.invoke = invoke
         #: A sync handler and no merge state: the scheduler's fast path.
         self.plain = merge is None and not is_async and invoke is not None
-        self._connections: list[Connection] = []
+        #: The connections arriving: none, the only one, or a list of several.
+        self._arriving: Connection | list[Connection] | None = None
         self._source_keys: tuple[str, ...] | None = None
         self._wires_made = 0
         self._standalone_state: Any = None
@@ -126,6 +143,19 @@ class Slot:
         )
 
     @property
+    def handler(self) -> Callable[..., Any] | None:
+        """The callable run for each activation, or ``None``.
+
+        A method of the slot's own routine is kept as its function, so this
+        is a new bound method each time: equal to ``routine.method``, not
+        the same object.
+        """
+        handler = self._handler
+        if self._bound and handler is not None:
+            return MethodType(handler, self.routine)
+        return handler
+
+    @property
     def capacity(self) -> int | None:
         """At most this many undelivered messages wait for the slot within one job
         (``None``: no bound). See :doc:`/guide/live`."""
@@ -139,7 +169,7 @@ class Slot:
     @property
     def connections(self) -> list[Connection]:
         """The connections arriving at this slot, oldest first (a copy)."""
-        return list(self._connections)
+        return list(self._arrivals())
 
     @property
     def is_join(self) -> bool:
@@ -154,7 +184,7 @@ class Slot:
         """The keys of the connections arriving here, oldest first (a join's sources)."""
         keys = self._source_keys
         if keys is None:
-            keys = self._source_keys = tuple(c.key for c in self._connections)
+            keys = self._source_keys = tuple(c.key for c in self._arrivals())
         return keys
 
     def sources_changed(self) -> None:
@@ -167,7 +197,7 @@ class Slot:
 
     def disconnect(self, event: Event) -> None:
         """Remove every connection from ``event`` to this slot."""
-        for connection in [c for c in self._connections if c.event is event]:
+        for connection in [c for c in self._arrivals() if c.event is event]:
             connection.disconnect()
 
     def receive(self, data: Mapping[str, Any], source: str | None = None) -> None:
@@ -187,9 +217,28 @@ class Slot:
         if self.is_async:
             asyncio.run(result)
 
+    def _arrivals(self) -> Sequence[Connection]:
+        arriving = self._arriving
+        if arriving is None:
+            return ()
+        return arriving if isinstance(arriving, list) else (arriving,)
+
+    def _attach(self, connection: Connection) -> None:
+        arriving = self._arriving
+        if arriving is None:
+            self._arriving = connection
+        elif isinstance(arriving, list):
+            arriving.append(connection)
+        else:
+            self._arriving = [arriving, connection]
+        self._source_keys = None
+
     def _detach(self, connection: Connection) -> None:
-        if connection in self._connections:
-            self._connections.remove(connection)
+        arriving = self._arriving
+        if arriving is connection:
+            self._arriving = None
+        elif isinstance(arriving, list) and connection in arriving:
+            arriving.remove(connection)
         self._source_keys = None
 
     def __repr__(self) -> str:

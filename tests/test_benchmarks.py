@@ -82,7 +82,10 @@ def test_only_runs_the_named_workload() -> None:
     """--only NAME runs that workload alone."""
     result = run_bench("--json", "--only", "fanout")
     assert result.returncode == 0, result.stderr
-    assert [row["name"] for row in json.loads(result.stdout)["rows"]] == ["fanout.job", "fanout.wide"]
+    assert [row["name"] for row in json.loads(result.stdout)["rows"]] == [
+        "fanout.job",
+        "fanout.wide",
+    ]
 
 
 def test_unknown_workload_is_refused() -> None:

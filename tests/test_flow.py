@@ -147,6 +147,31 @@ def test_connect_unknown_names_lists_the_names_that_exist(
     assert info.value.name == "nope"
 
 
+def test_a_long_chain_keeps_few_objects_for_the_garbage_collector() -> None:
+    """Each routine of a chain, with its slot, event and wire, keeps at most 8 tracked objects."""
+    import gc
+
+    def build(length: int) -> Flow:
+        flow = Flow(flow_id="chain")
+        for i in range(length):
+            flow.add_routine(Relay(), f"r{i}")
+        for i in range(1, length):
+            flow.connect(f"r{i - 1}", "out", f"r{i}", "in")
+        return flow
+
+    build(2)
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        flow = build(500)
+        kept = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert len(flow.routines) == 500
+    assert kept <= 8 * 500 + 20  # and the flow's own few
+
+
 def test_connections_lists_every_connection_in_the_order_made() -> None:
     """flow.connections lists connections oldest first."""
     flow = Flow()

@@ -204,6 +204,14 @@ def test_params_given_as_a_tuple_are_kept_in_order() -> None:
     assert event.allowed == {"a", "b"}
 
 
+def test_routines_declaring_the_same_params_share_one_tuple() -> None:
+    """Two routines of one class hold one params tuple, not one each."""
+    first, second = Emitter(), Emitter()
+    params = [r.get_event("out").params for r in (first, second)]  # type: ignore[union-attr]
+    assert params[0] == ("value",)
+    assert params[0] is params[1]
+
+
 def test_policy_error_handler_must_be_an_error_handler() -> None:
     """set_error_handler('stop') is refused when set, not when a handler fails."""
     with pytest.raises(TypeError, match="must be an ErrorHandler or None"):
@@ -597,6 +605,28 @@ def test_set_config_and_get_config() -> None:
     assert routine.get_config("limit") == 3
     assert routine.get_config("missing", "fallback") == "fallback"
     assert routine.config == {"limit": 3, "name": "x"}
+
+
+def test_config_and_stats_are_each_routines_own() -> None:
+    """Setting one routine's config or counters leaves another's empty."""
+    first, second = Probe(), Probe()
+    first.config["limit"] = 1
+    first._stats["n"] = 2
+    assert (second.config, second.stats()) == ({}, {})
+    assert (first.get_config("limit"), first.stats()) == (1, {"n": 2})
+
+
+def test_config_and_stats_survive_a_pickle_round_trip() -> None:
+    """A pickled routine keeps its config and counters; an unset one stays empty and its own."""
+    import pickle
+
+    used, unused = Probe(), Probe()
+    used.set_config(limit=3)
+    used._stats = {"n": 1}
+    copies = [pickle.loads(pickle.dumps(r)) for r in (used, unused)]
+    assert [(c.config, c.stats()) for c in copies] == [({"limit": 3}, {"n": 1}), ({}, {})]
+    copies[1].set_config(k=1)
+    assert (unused.config, Probe().config) == ({}, {})
 
 
 # -- policy ----------------------------------------------------------------------

@@ -152,6 +152,42 @@ def test_slot_disconnect_removes_every_connection_from_that_event() -> None:
     assert slot.connections == []
 
 
+def test_a_slot_rewired_after_losing_its_only_wire_keeps_order() -> None:
+    """Wires into a slot stay in the order made through removing and adding them."""
+    (first, second, third), sink = wired("override", sources=3)
+    slot = sink.get_slot("in")
+    assert slot is not None
+    for emitter in (first, second):
+        emitter.get_event("out").disconnect(slot)  # type: ignore[union-attr]
+    assert [c.event.routine for c in slot.connections] == [third]
+    third.get_event("out").disconnect(slot)  # type: ignore[union-attr]
+    assert slot.connections == []
+    for emitter in (second, first):
+        emitter.get_event("out").connect(slot)  # type: ignore[union-attr]
+    assert [c.event.routine for c in slot.connections] == [second, first]
+    first.emit("out", n=1)
+    assert sink.got == [{"n": 1}]
+
+
+def test_a_method_handler_is_its_routines_own_bound_method() -> None:
+    """slot.handler of a method handler equals the method and calls it on its routine."""
+    sink = Sink()
+    slot = sink.get_slot("in")
+    assert slot is not None and slot.handler is not None
+    assert slot.handler == sink.take
+    slot.handler(n=2)
+    assert sink.got == [{"n": 2}]
+
+
+def test_slots_of_one_method_share_one_invoker_function() -> None:
+    """Every instance's slot calls its method through one shared function, bound per slot."""
+    first, second = Sink(), Sink()
+    invokers = [r.get_slot("in").invoke for r in (first, second)]  # type: ignore[union-attr]
+    assert invokers[0].__func__ is invokers[1].__func__  # type: ignore[union-attr]
+    invokers[1]({"n": 3})  # type: ignore[misc]
+    assert (first.got, second.got) == ([], [{"n": 3}])
+
+
 # -- inside a job --------------------------------------------------------------
 
 
