@@ -221,3 +221,16 @@ def test_ready_calls_wait_until_the_scheduler_has_taken_every_result() -> None:
     session.submit(_act())
     session.flush()
     assert [len(m) for m in client.messages] == [BUSY + 2, 3]
+
+
+def test_a_closed_session_fetches_nothing_more() -> None:
+    """After close (the job ended, say past its deadline), late tasks are not fetched."""
+    client = _FakeClient()
+    session = _session(client)
+    placeholders = _send(session, BUSY + 1)
+    tasks = client.sent()
+    tasks[0].finish()
+    session.close()
+    for task in tasks[1:]:
+        task.finish()
+    assert client.gathers == [] and not any(p.done() for p in placeholders)

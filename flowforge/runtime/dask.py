@@ -155,6 +155,7 @@ class _DaskSession:
         self._timer: threading.Timer | None = None
         #: Results handed to the scheduler that it has not taken (outcome) yet.
         self._unread = 0
+        self._closed = False
         self._lock = threading.Lock()
 
     def submit(self, act: Activation) -> Any:
@@ -197,15 +198,17 @@ class _DaskSession:
         return remote_outcome(future, (FutureCancelledError, OSError))
 
     def close(self) -> None:
-        """The client and cluster stay for the next job."""
+        """Drop what is still held or out (no one reads it any more); the client
+        and cluster stay for the next job."""
         with self._lock:
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+            self._closed = True
+            self._take_held()
 
     def _finished(self, part: Part, task: Any) -> None:
         """A task is done (on Dask's callback thread): fetch now, or hold it."""
         with self._lock:
+            if self._closed:
+                return
             self._running -= 1
             self._held.append((part, task))
             if self._busy():
