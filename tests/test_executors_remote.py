@@ -678,3 +678,24 @@ def test_many_calls_in_flight_on_dask_are_each_applied_once(dask_executor: Execu
     assert sorted(r.data["value"] for r in job.get_execution_history("tail")) == values
     assert job.routine_states["span"]["stats"] == {"calls": len(values)}
     assert job.routine_states["tail"]["stats"] == {"calls": len(values)}
+
+
+def test_worker_killed_while_dask_results_are_held_loses_nothing(
+    dask_executor: DaskExecutor, tmp_path: Path
+) -> None:
+    """A worker dies with many tasks out, results held for batched fetches: each counts once."""
+    dask_executor.client().wait_for_workers(2, timeout=30)
+    flow = Flow(executor=dask_executor)
+    span, die = Span(), DieOnce()
+    span.set_config(seconds=BATCH_BELOW * 1.5)
+    die.set_config(marker=str(tmp_path / "died"))
+    span.max_concurrency = die.max_concurrency = 12
+    routines = {"src": Source(), "span": span, "die": die, "tail": Tail()}
+    _wire(flow, routines, [("src", "span"), ("span", "die"), ("die", "tail")])
+    values = list(range(30))
+    job = flow.execute("src", {"values": values})
+    assert (tmp_path / "died").exists()
+    assert job.status is JobStatus.COMPLETED, job.reason
+    assert outputs(job, "tail") == _values(*values)
+    for rid in ("span", "die", "tail"):
+        assert job.routine_states[rid]["stats"] == {"calls": len(values)}
