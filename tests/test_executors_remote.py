@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -41,7 +40,7 @@ from flowforge import (
     JobStatus,
     signals,
 )
-from flowforge.runtime.dask import BACKLOG, DaskExecutor, _DaskSession
+from flowforge.runtime.dask import BATCH_BELOW, DaskExecutor
 from flowforge.runtime.executors import Executor
 from flowforge.runtime.remote import ShippingError
 from flowforge.store import SQLiteStore
@@ -664,57 +663,39 @@ def test_killed_worker_loses_no_message_and_repeats_none(remote: Executor, tmp_p
     assert job.routine_states["die"]["activations"] == len(values)
 
 
-class _FakeTask:
-    """A Dask future stand-in that settles when told to."""
-
-    def __init__(self, calls: list[Any]) -> None:
-        self.calls = calls
-        self.callbacks: list[Callable[[Any], None]] = []
-
-    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
-        self.callbacks.append(callback)
-
-    def result(self) -> list[Any]:
-        return [SimpleNamespace(durations=[1.0]) for _ in self.calls]
-
-    def finish(self) -> None:
-        for callback in self.callbacks:
-            callback(self)
-
-
-class _FakeClient:
-    """Records every message (``map``) a Dask session sends."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.messages: list[list[_FakeTask]] = []
-
-    def scheduler_info(self) -> dict[str, Any]:
-        return {"workers": {f"w{i}": {} for i in range(self.workers)}}
-
-    def map(self, fn: Any, parts: list[Any], pure: bool) -> list[_FakeTask]:
-        tasks = [_FakeTask(part) for part in parts]
-        self.messages.append(tasks)
-        return tasks
+def test_many_calls_in_flight_on_dask_are_each_applied_once(dask_executor: Executor) -> None:
+    """With more tasks out than the workers run, results held and fetched together count once."""
+    flow = Flow(executor=dask_executor)
+    span = Span()
+    span.set_config(seconds=BATCH_BELOW * 1.5)  # one task per call: many tasks out
+    span.max_concurrency = 12
+    _wire(
+        flow, {"src": Source(), "span": span, "tail": Tail()}, [("src", "span"), ("span", "tail")]
+    )
+    values = list(range(30))
+    job = flow.execute("src", {"values": values})
+    assert job.status is JobStatus.COMPLETED, job.reason
+    assert sorted(r.data["value"] for r in job.get_execution_history("tail")) == values
+    assert job.routine_states["span"]["stats"] == {"calls": len(values)}
+    assert job.routine_states["tail"]["stats"] == {"calls": len(values)}
 
 
-def _fake_call(routine_id: str) -> Any:
-    return SimpleNamespace(call=SimpleNamespace(job_id="j"), error_handler=None, rid=routine_id)
-
-
-def test_dask_session_sends_ready_calls_together_and_holds_them_during_a_backlog() -> None:
-    """Ready calls go in one message; new ones wait while over BACKLOG tasks per worker are out."""
-    client = _FakeClient(workers=2)
-    shipper = SimpleNamespace(call=lambda act, job_id: SimpleNamespace(routine_id=act.rid))
-    session = _DaskSession(client, shipper)  # type: ignore[arg-type]
-    out = BACKLOG * 2 + 1
-    placeholders = [session.submit(_fake_call("work")) for _ in range(out)]
-    session.flush()
-    assert [len(m) for m in client.messages] == [out]
-    late = session.submit(_fake_call("work"))
-    session.flush()
-    assert len(client.messages) == 1 and not late.done()
-    client.messages[0][0].finish()
-    assert placeholders[0].done()
-    session.flush()
-    assert [len(m) for m in client.messages] == [out, 1]
+def test_worker_killed_while_dask_results_are_held_loses_nothing(
+    dask_executor: DaskExecutor, tmp_path: Path
+) -> None:
+    """A worker dies with many tasks out, results held for batched fetches: each counts once."""
+    dask_executor.client().wait_for_workers(2, timeout=30)
+    flow = Flow(executor=dask_executor)
+    span, die = Span(), DieOnce()
+    span.set_config(seconds=BATCH_BELOW * 1.5)
+    die.set_config(marker=str(tmp_path / "died"))
+    span.max_concurrency = die.max_concurrency = 12
+    routines = {"src": Source(), "span": span, "die": die, "tail": Tail()}
+    _wire(flow, routines, [("src", "span"), ("span", "die"), ("die", "tail")])
+    values = list(range(30))
+    job = flow.execute("src", {"values": values})
+    assert (tmp_path / "died").exists()
+    assert job.status is JobStatus.COMPLETED, job.reason
+    assert outputs(job, "tail") == _values(*values)
+    for rid in ("span", "die", "tail"):
+        assert job.routine_states[rid]["stats"] == {"calls": len(values)}

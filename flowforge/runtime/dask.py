@@ -6,7 +6,9 @@ processes when the first job needs it and keeps it until
 :meth:`DaskExecutor.close` (or :meth:`Flow.close <flowforge.Flow.close>`). Routines are pickled with
 cloudpickle (as Dask does), once per job, and cached by each worker. Dask
 itself re-runs a call whose worker died; FlowForge applies a call's result
-only once, when it comes back.
+only once, when it comes back. Results are fetched in batches while the
+workers have queued work (see :class:`_DaskSession`), so a finished call's
+result may reach the job up to :data:`HOLD_AT_MOST` seconds later.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ Part = list[tuple[RemoteCall, Any, concurrent.futures.Future[Any]]]
 
 
 class _DaskSession:
-    """Sends short calls in batches, other calls one task each, in few messages.
+    """Sends short calls in batches, other calls one task each, in few messages;
+    fetches results in few round trips.
 
     Dask's own cost per task (a few milliseconds on a small machine) would
     eat the gain of a second worker if every short call were its own task,
@@ -119,14 +122,22 @@ class _DaskSession:
     task: batching them would gain little and could leave one worker with a
     long batch while the other idles.
 
-    Sending costs CPU in this process (which also hosts a local cluster's
-    scheduler) for every message, and on a small machine that CPU is taken
-    from the workers. So what is ready goes in one message, and while more
-    than :data:`BACKLOG` tasks per worker are still out, newly ready calls
-    wait to go together with the next ones: the workers still have work
-    queued, so nothing waits for them. The scheduler calls :meth:`flush`
-    whenever it is about to wait, and every task that comes back makes it
+    Every message costs CPU in this process (which also hosts a local
+    cluster's scheduler), and on a small machine that CPU is taken from the
+    workers. Fetching a task's result is a round trip through the scheduler,
+    so results are fetched in batches: while more than :data:`BACKLOG`
+    tasks per worker are still running, a finished task's result waits to
+    be fetched with the next ones (the workers have queued work meanwhile,
+    so nothing waits for it), at most :data:`HOLD_AT_MOST` seconds. Sending
+    is batched the same way: what is ready goes in one message, and while
+    more than :data:`BACKLOG` tasks per worker are running, newly ready
+    calls wait to go with the next ones. The scheduler calls :meth:`flush`
+    whenever it is about to wait, and every result that comes back makes it
     wait again, so held calls always go out before the workers run dry.
+
+    Each task is fetched by exactly one batch, so each call's result reaches
+    the scheduler once; a task that failed (worker lost, cancelled) fails
+    its calls.
     """
 
     def __init__(self, client: Client, shipper: Shipper) -> None:
@@ -137,8 +148,14 @@ class _DaskSession:
         #: Routines whose calls took less than BATCH_BELOW seconds (and none more).
         self._short: set[str] = set()
         self._long: set[str] = set()
-        #: Tasks sent and not yet back; changed from Dask's thread too.
-        self._out = 0
+        #: Tasks sent and not finished; changed from Dask's thread too.
+        self._running = 0
+        #: Finished tasks whose results wait to be fetched with the next ones.
+        self._held: list[tuple[Part, Any]] = []
+        self._timer: threading.Timer | None = None
+        #: Results handed to the scheduler that it has not taken (outcome) yet.
+        self._unread = 0
+        self._closed = False
         self._lock = threading.Lock()
 
     def submit(self, act: Activation) -> Any:
@@ -151,7 +168,7 @@ class _DaskSession:
         if not self._ready:
             return
         with self._lock:
-            if self._out > BACKLOG * self._workers:
+            if self._busy() or self._unread:
                 return
         ready, self._ready = self._ready, []
         short = [item for item in ready if item[0].routine_id in self._short]
@@ -160,35 +177,105 @@ class _DaskSession:
         parts += [short[i::batches] for i in range(batches)]
         self._send(parts)
 
+    def _busy(self) -> bool:
+        """Whether the workers have work queued beyond what they run (under the lock)."""
+        return self._running > BACKLOG * self._workers
+
     def _send(self, parts: list[Part]) -> None:
         with self._lock:
-            self._out += len(parts)
+            self._running += len(parts)
         tasks = self.client.map(
             run_remote_batch,
             [[(call, handler) for call, handler, _ in part] for part in parts],
             pure=False,
         )
         for part, task in zip(parts, tasks, strict=True):
-            task.add_done_callback(functools.partial(self._settle, part))
+            task.add_done_callback(functools.partial(self._finished, part))
 
     def outcome(self, future: Any) -> Outcome:
+        with self._lock:
+            self._unread -= 1
         return remote_outcome(future, (FutureCancelledError, OSError))
 
     def close(self) -> None:
-        """The client and cluster stay for the next job."""
-
-    def _settle(self, part: Part, task: Any) -> None:
+        """Drop what is still held or out (no one reads it any more); the client
+        and cluster stay for the next job."""
         with self._lock:
-            self._out -= 1
+            self._closed = True
+            self._take_held()
+
+    def _finished(self, part: Part, task: Any) -> None:
+        """A task is done (on Dask's callback thread): fetch now, or hold it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._running -= 1
+            self._held.append((part, task))
+            if self._busy():
+                if self._timer is None:
+                    self._timer = threading.Timer(HOLD_AT_MOST, self._overdue)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            batch = self._take_held()
+        self._fetch(batch)
+
+    def _overdue(self) -> None:
+        with self._lock:
+            batch = self._take_held()
+        self._fetch(batch)
+
+    def _take_held(self) -> list[tuple[Part, Any]]:
+        """Every held task, each taken once (under the lock)."""
+        batch, self._held = self._held, []
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        return batch
+
+    def _fetch(self, batch: list[tuple[Part, Any]]) -> None:
+        """Fetch the results of ``batch`` in one round trip and settle their calls."""
+        finished: list[tuple[Part, Any]] = []
+        others: list[tuple[Part, Any]] = []
+        for item in batch:
+            (finished if item[1].status == "finished" else others).append(item)
+        if finished:
+            try:
+                results = self.client.gather([task for _, task in finished])
+            except BaseException:  # settled one by one, each with its own error
+                others += finished
+            else:
+                for (part, _), result in zip(finished, results, strict=True):
+                    self._settle(part, result)
+        for part, task in others:
+            self._settle_alone(part, task)
+
+    def _settle_alone(self, part: Part, task: Any) -> None:
+        if task.status in ("pending", "lost"):  # its data was lost: Dask runs it again
+            with self._lock:
+                self._running += 1
+            task.add_done_callback(functools.partial(self._finished, part))
+            return
         try:
             results: list[RemoteResult] = task.result()
         except BaseException as exc:  # the task itself failed (worker lost, cancelled)
+            self._deliver(len(part))
             for *_, placeholder in part:
                 placeholder.set_exception(exc)
             return
+        self._settle(part, results)
+
+    def _settle(self, part: Part, results: list[RemoteResult]) -> None:
+        self._deliver(len(part))
         for (call, _, placeholder), result in zip(part, results, strict=True):
             self._learn(call.routine_id, sum(result.durations))
             placeholder.set_result(result)
+
+    def _deliver(self, count: int) -> None:
+        """Count results about to reach the scheduler: until it has taken them all,
+        it comes back to :meth:`flush`, so ready calls wait to go together."""
+        with self._lock:
+            self._unread += count
 
     def _learn(self, routine_id: str, seconds: float) -> None:
         if seconds >= BATCH_BELOW:
@@ -198,9 +285,12 @@ class _DaskSession:
             self._short.add(routine_id)
 
 
-#: While more tasks than this per worker are out, newly ready calls wait to be
-#: sent with the next ones (the workers have queued work meanwhile).
+#: While more tasks than this per worker are running, newly ready calls wait to
+#: be sent, and finished tasks' results to be fetched, with the next ones (the
+#: workers have queued work meanwhile).
 BACKLOG = 2
+#: The longest a finished task's result waits to be fetched with others (seconds).
+HOLD_AT_MOST = 0.5
 #: Calls shorter than this (seconds) are batched; longer ones go one per task.
 BATCH_BELOW = 0.02
 

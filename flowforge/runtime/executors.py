@@ -80,7 +80,10 @@ class Session(Protocol):
         :class:`~flowforge.runtime.activation.CallContext`."""
 
     def outcome(self, future: Any) -> Outcome:
-        """The finished call's :class:`Outcome`; :class:`WorkerLost` to send it again."""
+        """The finished call's :class:`Outcome`; :class:`WorkerLost` to send it again.
+
+        The scheduler takes each finished future's outcome once, and calls
+        :meth:`flush` again before it next waits."""
 
     def flush(self) -> None:
         """Send what :meth:`submit` may have held back (the scheduler is about to wait).
