@@ -24,8 +24,10 @@ from .routines import (
     PlainStep,
     chain_flow,
     fan_out_flow,
+    joined_streams_flow,
     run_plain_chain,
     run_plain_fan_out,
+    run_plain_joined,
     run_plain_stream,
     stream_flow,
 )
@@ -152,7 +154,27 @@ def stream(settings: Settings) -> list[Row]:
             ratio=skeleton / plain,
             note="benchmarks/skeleton.py, as hop.skeleton: the floor under stream.throughput",
         ),
+        _joined_streams(settings),
     ]
+
+
+def _joined_streams(settings: Settings) -> Row:
+    """Two streams joined pair by pair: one source's items all wait while the
+    other's arrive, so a round that copied the waiting queue would cost O(n)."""
+    count, repeat = settings.pick((10_000, 3), (200, 2))
+    job = best_of(_job(joined_streams_flow(), "start", {"value": count}), repeat)
+    join = PlainGather()
+    plain = best_of(lambda: run_plain_joined(join, count), repeat * 3)
+    return Row(
+        "stream.joined",
+        f"two streams of {count:,} items joined pair by pair",
+        count / job,
+        "pairs/s",
+        count / plain,
+        ratio=job / plain,
+        note=f"{count:,} pairs in {job * 1e3:.1f} ms, best of {repeat}; "
+        "flat per pair however many items wait",
+    )
 
 
 @benchmark("fanout", "fan-out 1 -> 16 -> join")

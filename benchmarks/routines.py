@@ -135,6 +135,24 @@ class PlainGather:
         self.last = value
 
 
+def joined_streams_flow() -> Flow:
+    """Two :class:`Emit` sources fed by one ``start`` :class:`Relay`, joined pair by pair."""
+    flow = Flow(flow_id="joined-streams")
+    flow.add_routine(Relay(), "start")
+    flow.add_routine(Gather(), "join")
+    for rid in ("a", "b"):
+        flow.add_routine(Emit(), rid)
+        flow.connect("start", "out", rid, "in", param_mapping={"value": "count"})
+        flow.connect(rid, "out", "join", "in")
+    return flow
+
+
+def run_plain_joined(join: PlainGather, count: int) -> None:
+    """Pair two ranges item by item and hand each pair to the join."""
+    for pair in zip(range(count), range(count), strict=True):
+        join.gather(list(pair))
+
+
 def run_plain_chain(steps: list[PlainStep], value: int) -> int:
     """Pass ``value`` through every step, one direct call each."""
     for step in steps:

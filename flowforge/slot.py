@@ -287,6 +287,16 @@ def _fold(function: MergeFunction, routine: Routine, name: str) -> Merger:
     return merge
 
 
+#: In a join's state, how many items at the head of each source's list earlier
+#: rounds took. A round shares the lists with the state before it instead of
+#: copying them, so one source far ahead of the others costs nothing per round.
+TAKEN = "#taken"
+#: A list is cut down to what is left once more than this many of its items are
+#: taken and they are over half of it: memory stays bounded, and the copying
+#: costs O(1) per item on average.
+COMPACT_AFTER = 32
+
+
 def merge_join(
     state: Any, data: dict[str, Any], source: str | None, sources: Collection[str]
 ) -> tuple[dict[str, Any] | None, Any]:
@@ -295,33 +305,71 @@ def merge_join(
     A delivery that cannot complete the round adds to ``state`` in place (the
     scheduler commits it at once), so each costs the same however many
     sources the join has. The delivery that may complete it leaves ``state``
-    as it was and returns a new one, so a call that fails can keep the old.
+    as it was and returns a new one, so a call that fails can keep the old;
+    the new state shares the lists (see :data:`TAKEN`), so it costs the same
+    however long the other sources' queues are.
     """
     if source is None or source not in sources:
         return data, state
-    queues: dict[str, list[dict[str, Any]]] = {} if state is None else state
+    queues: dict[str, Any] = {} if state is None else state
     queue = queues.get(source)
-    if len(queues) + (queue is None) < len(sources):
+    if len(queues) - (TAKEN in queues) + (queue is None) < len(sources):
         if queue is None:
             queues[source] = [data]
         else:
             queue.append(data)
         return None, queues
-    queues = dict(queues)
-    queues[source] = [*queues.get(source, ()), data]
-    if not all(queues.get(s) for s in sources):
-        return None, queues
-    combined = combine_round([queues[s][0] for s in sources])
+    return _round(queues, data, source, sources)
+
+
+def _round(
+    state: dict[str, Any], data: dict[str, Any], source: str, sources: Collection[str]
+) -> tuple[dict[str, Any] | None, Any]:
+    """Add ``data`` and, if every source then has an item, take one from each;
+    ``state`` and its lists stay as they were."""
+    taken: dict[str, int] = dict(state.get(TAKEN, ()))
+    queues = dict(state)
+    queues[source] = [*queues.get(source, ())[taken.pop(source, 0) :], data]
+    if not all(s in queues for s in sources):  # a state left by other wiring
+        return None, _with_taken(queues, taken)
+    heads = []
     for s in sources:
-        queues[s] = queues[s][1:]
-    return combined, _drop_empty(queues)
+        items = queues[s]
+        first = taken.get(s, 0)
+        heads.append(items[first])
+        first += 1
+        if first == len(items):
+            del queues[s]
+            taken.pop(s, None)
+        elif first > COMPACT_AFTER and 2 * first > len(items):
+            queues[s] = items[first:]
+            taken.pop(s, None)
+        else:
+            taken[s] = first
+    return combine_round(heads), _with_taken(queues, taken)
+
+
+def _with_taken(queues: dict[str, Any], taken: dict[str, int]) -> dict[str, Any]:
+    if taken:
+        queues[TAKEN] = taken
+    else:
+        queues.pop(TAKEN, None)
+    return queues
+
+
+def join_queues(state: Any) -> dict[str, list[dict[str, Any]]]:
+    """What waits in a join's state: each source's items not yet taken, oldest first."""
+    if not state:
+        return {}
+    taken = state.get(TAKEN) or {}
+    return {k: v[taken.get(k, 0) :] for k, v in state.items() if k != TAKEN}
 
 
 def join_partial(state: Any, sources: Collection[str]) -> tuple[dict[str, Any], Any, list[str]]:
     """Take the items that did arrive: ``(combined, new_state, missing_sources)``."""
-    queues: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in (state or {}).items()}
+    queues = join_queues(state)
+    missing = [s for s in sources if not queues.get(s)]
     present = [queues[s].pop(0) for s in sources if queues.get(s)]
-    missing = [s for s in sources if s not in state or not state[s]]
     return combine_round(present), _drop_empty(queues), missing
 
 
