@@ -190,18 +190,19 @@ def test_join_waiting_at_a_pause_survives_a_round_trip(executor: str) -> None:
 
 
 class FlakyJoin(Routine):
-    """A join slot ``in`` whose first call fails; later calls emit ``out(**combined)``."""
+    """A join slot ``in`` whose ``fail_at``-th call (config, default 1) fails once;
+    other calls emit ``out(**combined)``."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.failed = False
+        self.calls = 0
         self.define_slot("in", handler=self.joined, merge_strategy="join")
         self.define_event("out")
 
     def joined(self, **data: Any) -> None:
-        """Fail once, then pass the combined data on."""
-        if not self.failed:
-            self.failed = True
+        """Fail once on cue, else pass the combined data on."""
+        self.calls += 1
+        if self.calls == self.get_config("fail_at", 1):
             raise ValueError("join failed once")
         self.emit("out", **data)
 
@@ -229,53 +230,22 @@ def test_a_wide_join_that_fails_keeps_every_delivery_of_its_round(executor: str)
     assert "j.in" not in job.slot_states
 
 
-class Stream(Routine):
-    """``in(n)`` emits ``out(v=i)`` for ``i`` in ``range(n)``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.define_slot("in", handler=self.stream)
-        self.define_event("out", ["v"])
-
-    def stream(self, n: int) -> None:
-        """Emit ``n`` items."""
-        for i in range(n):
-            self.emit("out", v=i)
-
-
-class PairUp(Routine):
-    """A join slot ``in``; its ``fail_at``-th call (config) fails once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-        self.define_slot("in", handler=self.pair, merge_strategy="join")
-        self.define_event("out")
-
-    def pair(self, **data: Any) -> None:
-        """Pass the pair on, failing once on cue."""
-        self.calls += 1
-        if self.calls == self.get_config("fail_at"):
-            raise ValueError("pair failed once")
-        self.emit("out", **data)
-
-
 def test_long_streams_joined_pair_up_across_a_failure_and_a_round_trip(executor: str) -> None:
     """Two streams of 300 items joined pair up item by item, each pair once and in
     order, when the join fails under STOP after one stream is far ahead and the job
     is resumed from a JSON copy of its state."""
     flow = Flow(executor=executor, max_workers=4)
     flow.add_routine(Relay(), "start")
-    join = PairUp()
+    join = FlakyJoin()
     join.set_config(fail_at=120)
     sink = Collect()
-    for rid, routine in [("a", Stream()), ("b", Stream()), ("j", join), ("sink", sink)]:
+    for rid, routine in [("a", Source()), ("b", Source()), ("j", join), ("sink", sink)]:
         flow.add_routine(routine, rid)
     for name in ("a", "b"):
-        flow.connect("start", "out", name, "in", param_mapping={"value": "n"})
-        flow.connect(name, "out", "j", "in", param_mapping={"v": name})
+        flow.connect("start", "out", name, "in", param_mapping={"value": "values"})
+        flow.connect(name, "out", "j", "in", param_mapping={"value": name})
     flow.connect("j", "out", "sink", "in")
-    job = flow.execute("start", {"value": 300})
+    job = flow.execute("start", {"value": list(range(300))})
     assert job.status == "failed"
     again = JobState.from_dict(job.serialize())
     flow.resume(again)
