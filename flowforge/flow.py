@@ -18,7 +18,8 @@ Routine counters
     every job run through that routine object (and what it was loaded
     with). A job's copy, ``job.runs[rid].stats``, is what that job did; it
     starts empty. When a run of a job (``execute`` or ``resume``) stops, the
-    changes *that run* made to the job's copy are added to the routine's
+    changes *that run* made to the job's copy
+    (:meth:`JobState.stats_changes <flowforge.JobState.stats_changes>`) are added to the routine's
     total, under a lock, as deltas (numbers add up, other values are
     replaced). So the total is exact when jobs overlap, and resuming a job
     (in this process or in a fresh one, whose routines were loaded with
@@ -851,9 +852,6 @@ class Flow:
         """The job's runner, registered as running, and what runs it to its end."""
         plan = self._plan()
         job.add_routines(self._routines)
-        # A job replaces a run's stats dict on every change, never edits one,
-        # so these references say what the job's counters were when this run began.
-        before = {rid: run.stats for rid, run in job.runs.items()}
         if plan.tasks:
             task_hooks.begin(job, plan.tasks)
         if job.tracker.job_id is None:
@@ -870,17 +868,19 @@ class Flow:
             finally:
                 del self._runners[job.job_id]
                 async_runner.close()
-                self._add_stats(job, before)
+                self._add_stats(job)
 
         return runner, run
 
-    def _add_stats(self, job: JobState, before: dict[str, dict[str, Any]]) -> None:
+    def _add_stats(self, job: JobState) -> None:
         """Add what this run did to each routine's counters to its running total."""
+        changes = job.stats_changes()
+        if not changes:
+            return
         with self._stats_lock:
-            for rid, start in before.items():
+            for rid, start, end in changes:
                 owner = self._routines.get(rid)
-                end = job.runs[rid].stats
-                if owner is not None and end is not start:
+                if owner is not None:
                     owner._own_stats = merge_stats(owner._own_stats, start, end)
 
     def _plan(self) -> Plan:

@@ -264,6 +264,22 @@ class RoutineRun:
         return data
 
 
+def _new_runs(routine_ids: Iterable[str]) -> dict[str, RoutineRun]:
+    """A fresh :class:`RoutineRun` for each routine: what ``RoutineRun()`` makes,
+    without its ``__init__`` (a job makes one per routine of its flow, and a
+    Python ``__init__`` costs more than the six stores)."""
+    runs = {}
+    new = object.__new__
+    pending = RoutineStatus.PENDING
+    for rid in routine_ids:
+        run = new(RoutineRun)
+        run.status = pending
+        run.activations = run.failures = run.continued = run.skipped = 0
+        run.stats = {}
+        runs[rid] = run
+    return runs
+
+
 _FAILURE_COUNTS = ("failures", "continued", "skipped")
 _ENGINE_KEYS = frozenset(("status", "activations", "stats", *_FAILURE_COUNTS))
 
@@ -343,6 +359,9 @@ class JobState:
     # deque is one of the costlier things a new job makes).
     _errors: deque[ErrorInfo] | tuple[()] = attrs.field(init=False, default=())
     _skipped: deque[SkippedWork] | tuple[()] = attrs.field(init=False, default=())
+    # The counters each routine had when this run of the job began, kept for
+    # routines whose counters changed since (see stats_changes); not saved.
+    _stats_from: dict[str, dict[str, Any]] = attrs.field(init=False, factory=dict)
 
     # -- routine state -----------------------------------------------------
 
@@ -362,6 +381,8 @@ class JobState:
             problems = run.problems(f"routine '{routine_id}'")
             if problems:
                 raise SerializationError("; ".join(problems), path=routine_id)
+            if routine_id in self.runs:  # see stats_changes
+                self._stats_from.setdefault(routine_id, old.stats)
             self.runs[routine_id] = run
         user = {k: v for k, v in state.items() if k not in _ENGINE_KEYS}
         if user or not engine:
@@ -397,11 +418,35 @@ class JobState:
     # -- changes the scheduler makes -----------------------------------------
 
     def add_routines(self, routine_ids: Iterable[str]) -> None:
-        """Give each routine a :class:`RoutineRun` if it has none (a run starts)."""
+        """A run of the job starts: give each routine a :class:`RoutineRun` if it
+        has none, and count :meth:`stats_changes` from here."""
         runs = self.runs
-        for rid in routine_ids:
-            if rid not in runs:
-                runs[rid] = RoutineRun()
+        if runs:
+            for rid in routine_ids:
+                if rid not in runs:
+                    runs[rid] = RoutineRun()
+        else:  # a new job: every routine gets a run
+            self.runs = _new_runs(routine_ids)
+        self._stats_from = {}
+
+    def stats_changes(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """``(routine_id, before, now)`` for each routine whose counters changed
+        since :meth:`add_routines` started this run: what the run added to them.
+
+        A routine's counters are replaced on every change, never edited, so
+        ``before`` is the very dict the run started from.
+        """
+        runs = self.runs
+        return [
+            (rid, before, runs[rid].stats)
+            for rid, before in self._stats_from.items()
+            if rid in runs and runs[rid].stats is not before
+        ]
+
+    def _replace_stats(self, routine_id: str, run: RoutineRun, stats: dict[str, Any]) -> None:
+        if routine_id not in self._stats_from:
+            self._stats_from[routine_id] = run.stats
+        run.stats = stats
 
     def queue(
         self, routine_id: str, slot: str | None, data: dict[str, Any], source: str | None = None
@@ -425,7 +470,8 @@ class JobState:
         run.status = RoutineStatus.COMPLETED
         if stats is not None and stats != base:
             # A new dict, never an edit: running calls may be copying the old one.
-            run.stats = merge_stats(run.stats, base, stats)
+            rid = next(rid for rid, known in self.runs.items() if known is run)
+            self._replace_stats(rid, run, merge_stats(run.stats, base, stats))
 
     def record_emit(
         self,
@@ -476,7 +522,7 @@ class JobState:
         run.activations += 1
         run.status = RoutineStatus.COMPLETED
         if stats is not None and stats != base:
-            run.stats = merge_stats(run.stats, base, stats)
+            self._replace_stats(routine_id, run, merge_stats(run.stats, base, stats))
         if not emits:
             self.tracker.record_step(routine_id, seconds)
             return

@@ -601,3 +601,32 @@ def test_commit_call_records_what_the_separate_steps_would() -> None:
     assert _recorded(batched) == _recorded(separate)
     assert [m.routine_id for m in produced] == ["b", "c"]
     assert _recorded(batched)[3] == ("completed", 1, {"n": 2})
+
+
+def test_a_new_job_gives_each_routine_a_fresh_run_of_its_own() -> None:
+    """add_routines on a new job makes what RoutineRun() makes, one object per routine."""
+    job = JobState(flow_id="f")
+    job.add_routines(["a", "b"])
+    assert job.runs == {"a": RoutineRun(), "b": RoutineRun()}
+    assert job.runs["a"] is not job.runs["b"]
+    assert job.runs["a"].stats is not job.runs["b"].stats
+    assert job.runs["a"].as_dict() == {"status": "pending", "activations": 0, "stats": {}}
+    job.runs["a"].stats["mine"] = 1  # an edit of one run's dict shows nowhere else
+    assert job.runs["b"].stats == {} and RoutineRun().stats == {}
+
+
+def test_stats_changes_are_what_this_run_changed_from_where_it_began() -> None:
+    """stats_changes lists, per routine whose counters changed since add_routines,
+    the dict the run began with and the one it has now; a new run starts afresh."""
+    job = JobState(flow_id="f")
+    job.add_routines(["a", "b", "c"])
+    job.commit_call("a", 0.1, {}, {"n": 2}, [], {})
+    first = job.runs["a"].stats
+    job.commit_call("a", 0.1, first, {"n": 5}, [], {})
+    job.commit_call("b", 0.1, {}, {}, [], {})  # a call that changed nothing
+    job.update_routine_state("c", {"stats": {"seen": "x"}})
+    assert job.stats_changes() == [("a", {}, {"n": 5}), ("c", {}, {"seen": "x"})]
+    job.add_routines(["a", "b", "c"])  # the job runs again (a resume)
+    assert job.stats_changes() == []
+    job.commit_call("a", 0.1, job.runs["a"].stats, {"n": 6}, [], {})
+    assert job.stats_changes() == [("a", {"n": 5}, {"n": 6})]
