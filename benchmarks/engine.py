@@ -31,7 +31,7 @@ from .routines import (
     run_plain_stream,
     stream_flow,
 )
-from .skeleton import run_skeleton, skeleton_chain, skeleton_stream
+from .skeleton import joins_of, run_skeleton, skeleton_chain, skeleton_fan_out, skeleton_stream
 
 _US = 1e6
 _MIB = 1024 * 1024
@@ -185,6 +185,9 @@ def fan_out(settings: Settings) -> list[Row]:
     job = per_call(_job(fan_out_flow(width), "source", {"value": 1}), number, repeat)
     workers, join = [PlainStep() for _ in range(width)], PlainGather()
     plain = per_call(lambda: run_plain_fan_out(workers, join, 1), number * 100, repeat)
+    routines, routes = skeleton_fan_out(width)
+    joined = joins_of(routines)
+    skeleton = per_call(lambda: run_skeleton(routines, routes, 1, joined), number, repeat)
     return [
         Row(
             "fanout.job",
@@ -195,6 +198,16 @@ def fan_out(settings: Settings) -> list[Row]:
             ratio=job / plain,
             target=Target("<=", 20.0, of="ratio"),
             note=f"{width + 2} activations per job; best of {repeat} x {number} jobs",
+        ),
+        Row(
+            "fanout.skeleton",
+            f"the least a fan-out 1 -> {width} -> join can cost",
+            skeleton * _US,
+            "µs/job",
+            plain * _US,
+            ratio=skeleton / plain,
+            note="benchmarks/skeleton.py, as hop.skeleton, with a join that queues each "
+            "source's values: the floor under fanout.job",
         ),
         _wide_fan_out(settings, job / (width + 2)),
     ]

@@ -24,6 +24,7 @@ ROWS = (
     "stream.joined",
     "fanout.job",
     "fanout.wide",
+    "fanout.skeleton",
     "threads.speedup",
     "big-chain.build",
     "big-chain.job",
@@ -86,6 +87,7 @@ def test_only_runs_the_named_workload() -> None:
     assert result.returncode == 0, result.stderr
     assert [row["name"] for row in json.loads(result.stdout)["rows"]] == [
         "fanout.job",
+        "fanout.skeleton",
         "fanout.wide",
     ]
 
@@ -140,3 +142,39 @@ def test_service_check_refuses_an_inexact_job_result() -> None:
     assert bench.job_problem(detail, 1, 4) is None
     detail["routines"]["total"]["stats"] = {**exact, "total": exact["total"] + 1}
     assert bench.job_problem(detail, 1, 4) is not None
+
+
+def _skeleton() -> ModuleType:
+    """benchmarks/skeleton.py, imported from its file like the service benchmark."""
+    spec = importlib.util.spec_from_file_location("skeleton", RUN.parent / "skeleton.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["skeleton"] = module  # its annotations name its own classes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_skeleton_fan_out_calls_the_join_once_with_every_branch() -> None:
+    """The floor under fanout.job does the work of the job: 16 branches, one join call."""
+    skeleton = _skeleton()
+    routines, routes = skeleton.skeleton_fan_out(16)
+    calls: list[Any] = []
+    join = routines["join"]
+    join.handle = lambda value: calls.append(value)
+    skeleton.run_skeleton(routines, routes, 1, skeleton.joins_of(routines))
+    assert calls == [[2] * 16]
+
+
+def test_skeleton_join_pairs_each_source_in_arrival_order() -> None:
+    """A source ahead of the others waits in its own queue until they catch up."""
+    skeleton = _skeleton()
+    waiting: dict[str, list[dict[str, Any]]] = {}
+
+    def deliver(source: str, value: int) -> Any:
+        return skeleton._join(
+            ("a", "b"), waiting, skeleton._Record(0, "j", "in", {"v": value}, source)
+        )
+
+    assert [deliver("a", 1), deliver("a", 2), deliver("b", 10)] == [None, None, {"v": [1, 10]}]
+    assert deliver("b", 20) == {"v": [2, 20]}
+    assert waiting == {}
