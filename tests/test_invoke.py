@@ -17,7 +17,7 @@ from flowforge._activation import CURRENT, JobControl
 from flowforge.cli import build_cli
 from flowforge.errors import DefinitionError, MissingExtraError, SerializationError
 from flowforge.job_state import Message
-from flowforge.runtime.activation import NO_STATE, Activation, CallContext, invoke
+from flowforge.runtime.activation import NO_STATE, Activation, CallContext, CancelFlag, invoke
 from flowforge.runtime.executors import (
     SequentialExecutor,
     ThreadExecutor,
@@ -345,3 +345,42 @@ def test_a_finished_job_is_freed_without_the_garbage_collector() -> None:
         assert targets[0]() is None
     finally:
         gc.enable()
+
+
+# -- the cancel flag ----------------------------------------------------------------------
+
+
+def test_cancel_flag_wait_times_out_while_unset_and_returns_at_once_once_set() -> None:
+    """An unset flag's wait sleeps its timeout and says False; a set flag's says True at once."""
+    flag = CancelFlag()
+    start = time.perf_counter()
+    assert flag.wait(0.05) is False
+    assert time.perf_counter() - start >= 0.04
+    flag.set()
+    flag.set()  # setting twice is harmless
+    start = time.perf_counter()
+    assert flag.wait(5.0) is True and flag.is_set()
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("waited_first", [True, False])
+def test_cancel_flag_set_from_another_thread_wakes_every_waiter(waited_first: bool) -> None:
+    """Waiters (whether or not the flag's lock exists yet) wake when another thread sets it."""
+    flag = CancelFlag()
+    if waited_first:
+        assert flag.wait(0.01) is False  # the lock now exists and is held
+    woke: list[tuple[bool, float]] = []
+
+    def waiter() -> None:
+        start = time.perf_counter()
+        woke.append((flag.wait(10.0), time.perf_counter() - start))
+
+    threads = [threading.Thread(target=waiter) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    flag.set()
+    for thread in threads:
+        thread.join(5.0)
+    assert len(woke) == 3
+    assert all(result and seconds < 5.0 for result, seconds in woke)

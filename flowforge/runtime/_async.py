@@ -41,6 +41,11 @@ def run_here(
     return asyncio.run(_guarded(invoke(data), ctx, timeout, timeout_error))
 
 
+#: Guards starting and stopping a runner's own loop: rare, so one lock serves
+#: every runner (a job makes a runner, and most never start a loop).
+_STARTING = threading.Lock()
+
+
 class AsyncRunner:
     """Run coroutines on one event loop, from any thread."""
 
@@ -48,7 +53,6 @@ class AsyncRunner:
         self._loop = loop
         self._own: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     def run(
         self,
@@ -65,7 +69,10 @@ class AsyncRunner:
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is not None:
             return self._loop
-        with self._lock:
+        own = self._own
+        if own is not None:
+            return own
+        with _STARTING:
             if self._own is None:
                 self._own = asyncio.new_event_loop()
                 self._thread = threading.Thread(
@@ -78,7 +85,7 @@ class AsyncRunner:
         """Stop the runner's own loop, if it started one."""
         if self._own is None:  # most jobs run no async handler (and close once they end)
             return
-        with self._lock:
+        with _STARTING:
             loop, thread = self._own, self._thread
             self._own = self._thread = None
         if loop is not None and thread is not None:

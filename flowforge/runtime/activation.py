@@ -124,22 +124,26 @@ class CancelFlag:
     """Set once, from any thread; retry waits wake up when it is set.
 
     Cheaper than :class:`threading.Event` (one lock, no condition), which
-    matters because every job makes one.
+    matters because every job makes one; the lock itself is made only when
+    a retry first waits on the flag (most jobs never wait).
     """
 
     __slots__ = ("_lock", "_set")
 
     def __init__(self) -> None:
         self._set = False
-        self._lock = threading.Lock()
-        self._lock.acquire()
+        self._lock: threading.Lock | None = None
 
     def set(self) -> None:
         """Set the flag and wake every waiter."""
-        if not self._set:
-            self._set = True
+        if self._set:
+            return
+        self._set = True
+        with _MAKING_FLAGS:
+            lock = self._lock
+        if lock is not None:
             with contextlib.suppress(RuntimeError):  # released by a racing set()
-                self._lock.release()
+                lock.release()
 
     def is_set(self) -> bool:
         """True once :meth:`set` was called."""
@@ -149,9 +153,24 @@ class CancelFlag:
         """Sleep up to ``timeout`` seconds; True if the flag is (or gets) set."""
         if self._set:
             return True
-        if self._lock.acquire(timeout=timeout):
-            self._lock.release()
+        lock = self._lock or self._waited_on()
+        if lock.acquire(timeout=timeout):
+            lock.release()
         return self._set
+
+    def _waited_on(self) -> threading.Lock:
+        """The flag's lock, held while the flag is not set (made on the first wait)."""
+        with _MAKING_FLAGS:
+            if self._lock is None:
+                lock = threading.Lock()
+                if not self._set:  # a set() from now on takes this lock and releases it
+                    lock.acquire()
+                self._lock = lock
+            return self._lock
+
+
+#: Guards making a CancelFlag's lock against a set() in another thread.
+_MAKING_FLAGS = threading.Lock()
 
 
 class CallContext(NamedTuple):

@@ -164,6 +164,9 @@ def _send_retry(
     )
 
 
+_new_tuple = tuple.__new__
+
+
 def slot_key(routine_id: str, slot_name: str) -> str:
     """How a slot's merge state is keyed in ``JobState.slot_states``."""
     return f"{routine_id}.{slot_name}"
@@ -193,7 +196,10 @@ class JobRunner:
         #: All a handler may ask of its job; all an executor knows of it.
         self.control = JobControl(self)
         on_retry = functools.partial(_send_retry, sender, job.job_id)
-        self.call = CallContext(job.job_id, self.cancelled, on_retry, async_runner, self.control)
+        # CallContext's own __new__ is a Python call; every job makes one.
+        self.call = _new_tuple(
+            CallContext, (job.job_id, self.cancelled, on_retry, async_runner, self.control)
+        )
         self._halt = False
         self._pause_reason: str | None = None
         self._cancel_reason: str | None = None
@@ -381,7 +387,7 @@ class JobRunner:
                 elif outcome[6] is not None:
                     self._abandoned.setdefault(rid, []).append(outcome[6])
                 complete(act, outcome)
-            if self._halt or (not self._resolve_joins() and not self._more_work()):
+            if self._halt or not self._settled_more():
                 return
 
     def _await_abandoned(self, rid: str) -> bool:
@@ -429,9 +435,7 @@ class JobRunner:
             # With nothing in flight, messages still waiting wait for abandoned calls.
             if not self._in_flight and (self._halt or not self._any_waiting()):
                 self._release_all_waiting()
-                if self._halt or (
-                    not pending and not self._resolve_joins() and not self._more_work()
-                ):
+                if self._halt or (not pending and not self._settled_more()):
                     return
                 continue
             session.flush()
@@ -579,6 +583,14 @@ class JobRunner:
         for rid in list(self._held):
             if everything or not counts.full(self._feeds[rid]):
                 pending.extendleft(reversed(self._held.pop(rid)))
+
+    def _settled_more(self) -> bool:
+        """At quiescence: True if settling joins or :meth:`_more_work` gave the job work."""
+        if self.plan.joins and self._resolve_joins():
+            return True
+        if not self._held and self._inbox is None:  # what _more_work finds, without the call
+            return False
+        return self._more_work()
 
     def _more_work(self) -> bool:
         """At quiescence: held-back messages to force on, or input to wait for."""
@@ -986,7 +998,8 @@ class JobRunner:
         job = self.job
         taken: list[Submission] = []
         try:
-            self._release_all_waiting()
+            if self._waiting:
+                self._release_all_waiting()
             if self._held:
                 self._release_held(everything=True)
             if self._in_flight:  # after a deadline, or an unexpected error in the scheduler
