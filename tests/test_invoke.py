@@ -17,7 +17,14 @@ from flowforge._activation import CURRENT, JobControl
 from flowforge.cli import build_cli
 from flowforge.errors import DefinitionError, MissingExtraError, SerializationError
 from flowforge.job_state import Message
-from flowforge.runtime.activation import NO_STATE, Activation, CallContext, CancelFlag, invoke
+from flowforge.runtime.activation import (
+    NO_STATE,
+    Activation,
+    CallContext,
+    CancelFlag,
+    Outcome,
+    invoke,
+)
 from flowforge.runtime.executors import (
     SequentialExecutor,
     ThreadExecutor,
@@ -72,6 +79,21 @@ def test_invoke_returns_the_calls_emits_and_counters() -> None:
     assert outcome.emits == [("out", {"value": 1})]
     assert outcome.stats == {"calls": 1}
     assert len(outcome.durations) == 1
+
+
+def test_a_flat_call_outcome_is_a_whole_outcome() -> None:
+    """The outcome of a plain call (made without Outcome.__init__) has every field:
+    it equals one made the usual way, unpacks in order, and replace() copies it."""
+    outcome = invoke(activation(Emitter(), 1))
+    usual = Outcome(True, outcome.durations, [("out", {"value": 1})], {"calls": 1})
+    assert outcome == usual
+    ok, durations, emits, stats, error, traceback, running, retries = outcome
+    assert (ok, emits, stats) == (True, usual.emits, usual.stats)
+    assert (error, traceback, running, retries) == (None, "", None, ())
+    assert durations is outcome.durations
+    changed = outcome.replace(emits=[])
+    assert changed.emits == [] and changed.stats == {"calls": 1} and outcome.emits
+    assert changed != outcome and "emits=[]" in repr(changed)
 
 
 def test_invoke_drops_the_emits_and_counters_of_a_failed_call() -> None:

@@ -40,7 +40,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._activation import CURRENT, ActivationContext, ActivationInfo, JobControl
@@ -195,27 +195,65 @@ class CallContext(NamedTuple):
     control: JobControl | None = None
 
 
-class Outcome(NamedTuple):
+class Outcome:
     """What an activation did: its emits and counters, or its error.
 
-    A tuple, because one is made per call and a tuple is the cheapest
-    immutable record. ``running`` is a timed-out attempt still running in its
-    thread (failed outcomes only); it holds the routine's concurrency slot
-    until done. ``retries`` lists retries made in another process:
-    ``(attempt, delay, repr(error))``.
+    ``running`` is a timed-out attempt still running in its thread (failed
+    outcomes only); it holds the routine's concurrency slot until done.
+    ``retries`` lists retries made in another process: ``(attempt, delay,
+    repr(error))``. Treat it as immutable (:meth:`replace` makes a changed
+    copy). A slotted object rather than a named tuple: one is made per call,
+    and a tuple subclass costs more to make and to read.
     """
 
-    ok: bool
-    durations: list[float]
-    emits: list[tuple[str, Any]]
-    stats: dict[str, Any] | None
-    error: BaseException | None = None
-    traceback: str = ""
-    running: Running | None = None
-    retries: Sequence[tuple[int, float, str]] = ()
+    __slots__ = ("durations", "emits", "error", "ok", "retries", "running", "stats", "traceback")
+
+    def __init__(
+        self,
+        ok: bool,
+        durations: list[float],
+        emits: list[tuple[str, Any]],
+        stats: dict[str, Any] | None,
+        error: BaseException | None = None,
+        traceback: str = "",
+        running: Running | None = None,
+        retries: Sequence[tuple[int, float, str]] = (),
+    ) -> None:
+        self.ok = ok
+        self.durations = durations
+        self.emits = emits
+        self.stats = stats
+        self.error = error
+        self.traceback = traceback
+        self.running = running
+        self.retries = retries
+
+    def __iter__(self) -> Iterator[Any]:
+        """The fields in order, so an outcome unpacks like the tuple it once was."""
+        return iter([getattr(self, name) for name in _OUTCOME_FIELDS])
+
+    def replace(self, **changes: Any) -> Outcome:
+        """A copy with ``changes`` made."""
+        fields = {name: getattr(self, name) for name in _OUTCOME_FIELDS}
+        fields.update(changes)
+        return Outcome(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Outcome:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in _OUTCOME_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in _OUTCOME_FIELDS)
+        return f"Outcome({inner})"
 
 
-_new_tuple = tuple.__new__
+_OUTCOME_FIELDS = ("ok", "durations", "emits", "stats", "error", "traceback", "running", "retries")
+
+
+_new_object = object.__new__
 _clock = time.perf_counter
 
 
@@ -248,9 +286,16 @@ def invoke(act: Activation) -> Outcome:
     except Exception as exc:
         first = (_clock() - start, exc)
     else:
-        # Skips Outcome's generated __new__: this runs once per handler call.
-        elapsed = [_clock() - start]
-        return _new_tuple(Outcome, (True, elapsed, act.emits, act.stats, None, "", None, ()))
+        # Skips Outcome.__init__: this runs once per handler call.
+        done = _new_object(Outcome)
+        done.ok = True
+        done.durations = [_clock() - start]
+        done.emits = act.emits
+        done.stats = act.stats
+        done.error = done.running = None
+        done.traceback = ""
+        done.retries = ()
+        return done
     finally:
         CURRENT.reset(token)
     return _attempts(act, first)

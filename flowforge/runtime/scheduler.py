@@ -380,14 +380,13 @@ class JobRunner:
                 if timed and self._expired:  # past the deadline: dropped as for a timeout
                     pending.appendleft(msg)
                     return
-                # Indexed, not named: a named field of a tuple is a slow attribute lookup.
-                ok, durations, emits = outcome[0], outcome[1], outcome[2]
-                if base is not None and ok and len(durations) == 1:
+                durations, emits = outcome.durations, outcome.emits
+                if base is not None and outcome.ok and len(durations) == 1:
                     if not (emits and event_emitted.receivers):
-                        commit(rid, durations[0], base, outcome[3], emits, site.routes)
+                        commit(rid, durations[0], base, outcome.stats, emits, site.routes)
                         continue
-                elif outcome[6] is not None:
-                    self._abandoned.setdefault(rid, []).append(outcome[6])
+                elif outcome.running is not None:
+                    self._abandoned.setdefault(rid, []).append(outcome.running)
                 complete(act, outcome)
             if self._halt or not self._settled_more():
                 return
@@ -760,8 +759,8 @@ class JobRunner:
         journal = self.journal
         if not site.plain or journal is not None or not outcome.ok:
             outcome = self._checked(act, outcome, site.task)
-        # One unpacking: a named field of a tuple is a slow attribute lookup.
-        ok, durations, emits, stats, _, _, _, retries = outcome
+        ok, durations, emits = outcome.ok, outcome.durations, outcome.emits
+        stats, retries = outcome.stats, outcome.retries
         if len(durations) > 1 or retries:
             self._record_retries(act, outcome)
         if not ok:

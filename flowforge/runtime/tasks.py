@@ -104,7 +104,7 @@ def before_commit(job: JobState, act: Any, outcome: Outcome) -> Outcome:
         if event == SKIPPED:
             job.set_task_run(rid, TaskRun("skipped", data["reason"]))
             job.record_skip(SkippedWork(rid, "input", data["reason"]))
-            return outcome._replace(emits=[e for e in outcome.emits if e[0] != SKIPPED])
+            return outcome.replace(emits=[e for e in outcome.emits if e[0] != SKIPPED])
     result = next((data["result"] for event, data in outcome.emits if event == "done"), None)
     job.set_task_run(rid, TaskRun("succeeded", None, result))
     return outcome
