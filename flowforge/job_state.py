@@ -285,6 +285,7 @@ def _new_runs(routine_ids: Iterable[str]) -> dict[str, RoutineRun]:
 
 
 _FAILURE_COUNTS = ("failures", "continued", "skipped")
+_new_object = object.__new__
 _PENDING, _COMPLETED = RoutineStatus.PENDING, RoutineStatus.COMPLETED  # see _FINISHED
 _ENGINE_KEYS = frozenset(("status", "activations", "stats", *_FAILURE_COUNTS))
 
@@ -547,7 +548,13 @@ class JobState:
                 if mapping is not None:
                     payload = {mapping.get(k, k): v for k, v in data.items()}
                 target, slot = route.target_id, route.slot_name
-                msg = Message(seq, target, slot, payload, route.key)
+                # Message(seq, target, slot, payload, route.key) without its __init__.
+                msg = _new_object(Message)
+                msg.seq = seq
+                msg.routine_id = target
+                msg.slot = slot
+                msg.data = payload
+                msg.source = route.key
                 seq += 1
                 pending.append(msg)
                 if produced is not None:
@@ -580,7 +587,12 @@ class JobState:
                 else:
                     payload = data
                 target, slot = route.target_id, route.slot_name
-                msg = Message(seq, target, slot, payload, route.key)
+                msg = _new_object(Message)  # as in commit_call
+                msg.seq = seq
+                msg.routine_id = target
+                msg.slot = slot
+                msg.data = payload
+                msg.source = route.key
                 seq += 1
                 pending.append(msg)
                 if produced is not None:

@@ -21,7 +21,7 @@ from flowforge import (
     RoutineRun,
     SerializationError,
 )
-from flowforge.job_state import ErrorInfo, SkippedWork
+from flowforge.job_state import ErrorInfo, Message, SkippedWork
 from flowforge.testing import Flaky
 
 
@@ -630,3 +630,20 @@ def test_stats_changes_are_what_this_run_changed_from_where_it_began() -> None:
     assert job.stats_changes() == []
     job.commit_call("a", 0.1, job.runs["a"].stats, {"n": 6}, [], {})
     assert job.stats_changes() == [("a", {"n": 5}, {"n": 6})]
+
+
+def test_queued_messages_are_whole_messages() -> None:
+    """commit_call and record_emits make their messages without Message.__init__: each
+    equals the message made the usual way, every field set."""
+    routes = {"out": [_Route("b", "in"), _Route("c", "in", {"x": "y"})]}
+    for record in ("commit_call", "record_emits"):
+        job = JobState(flow_id="f")
+        job.add_routines(["a"])
+        if record == "commit_call":
+            job.commit_call("a", 0.1, {}, None, [("out", {"x": 1})], routes)
+        else:
+            job.record_emits("a", [("out", {"x": 1})], routes, 5.0)
+        assert list(job.pending) == [
+            Message(0, "b", "in", {"x": 1}, "a.out->b.in"),
+            Message(1, "c", "in", {"y": 1}, "a.out->c.in"),
+        ]
