@@ -406,3 +406,46 @@ def test_cancel_flag_set_from_another_thread_wakes_every_waiter(waited_first: bo
         thread.join(5.0)
     assert len(woke) == 3
     assert all(result and seconds < 5.0 for result, seconds in woke)
+
+
+# -- the sequential executor's plain calls ----------------------------------------------
+
+
+class Capture(Routine):
+    """Keeps every field of the activation its handler runs in, as the call starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("in", handler=self.take)
+        self.seen: list[dict[str, Any]] = []
+
+    def take(self, value: Any) -> None:
+        act = CURRENT.get()
+        names = [name for cls in type(act).__mro__ for name in getattr(cls, "__slots__", ())]
+        self.seen.append({name: getattr(act, name) for name in names})
+
+
+def test_a_plain_sequential_call_runs_in_the_activation_init_would_make() -> None:
+    """The sequential executor makes plain calls' activations without Activation.__init__;
+    every field is set, to what __init__ sets it to for the same call."""
+    flow = Flow()
+    flow.add_routine(Source(), "source")
+    flow.add_routine(Capture(), "capture")
+    flow.connect("source", "out", "capture", "in")
+    job = flow.execute("source", {"values": [7]})
+    assert job.status == "completed"
+    (seen,) = flow.routines["capture"].seen
+    expected = Activation(
+        seen["routine"],
+        "capture",
+        seen["slot"],
+        seen["message"],
+        seen["message"].data,
+        NO_STATE,
+        None,
+        seen["base_stats"],
+        seen["error_handler"],
+        seen["call"],
+    )
+    assert seen == {name: getattr(expected, name) for name in seen}
+    assert seen["data"] == {"value": 7} and seen["slot"].name == "in"

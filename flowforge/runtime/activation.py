@@ -70,6 +70,9 @@ class Activation(ActivationContext):
 
     __slots__ = ("chain", "data", "error_handler", "new_state", "slot", "slot_key")
 
+    # The sequential executor's plain calls make theirs without __init__ (see
+    # JobRunner._run_inline): a field added here must be set there too.
+
     call: CallContext
 
     def __init__(
