@@ -178,3 +178,28 @@ def test_skeleton_join_pairs_each_source_in_arrival_order() -> None:
     assert [deliver("a", 1), deliver("a", 2), deliver("b", 10)] == [None, None, {"v": [1, 10]}]
     assert deliver("b", 20) == {"v": [2, 20]}
     assert waiting == {}
+
+
+def test_instruction_counter_runs_a_workload_and_refuses_an_unknown_figure() -> None:
+    """benchmarks/instructions.py: its inner run (what callgrind counts) completes,
+    and an unknown figure is refused with a usage error whether or not valgrind is here."""
+    script = str(RUN.parent / "instructions.py")
+    inner = subprocess.run(
+        [sys.executable, script, "--inner", "fanout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+        cwd=RUN.parent.parent,
+    )
+    assert inner.returncode == 0, inner.stderr
+    refused = subprocess.run(
+        [sys.executable, script, "no-such-figure"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+        cwd=RUN.parent.parent,
+    )
+    assert refused.returncode == 2
+    assert "no-such-figure" in refused.stderr or "valgrind" in refused.stderr
