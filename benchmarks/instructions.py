@@ -29,7 +29,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
-#: Workload -> (flow maker, entry, params, runs per unit).
+#: Flow -> (maker in benchmarks.routines, its size, entry routine, entry params).
 _FLOWS = {
     "chain1": ("chain_flow", 1, "s0", {"value": 0}),
     "chain10": ("chain_flow", 10, "s0", {"value": 0}),

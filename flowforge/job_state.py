@@ -478,8 +478,12 @@ class JobState:
         run.status = RoutineStatus.COMPLETED
         if stats is not None and stats != base:
             # A new dict, never an edit: running calls may be copying the old one.
-            rid = next(rid for rid, known in self.runs.items() if known is run)
-            self._replace_stats(rid, run, merge_stats(run.stats, base, stats))
+            new = merge_stats(run.stats, base, stats)
+            rid = next((rid for rid, known in self.runs.items() if known is run), None)
+            if rid is None:  # a run that is not this job's: no total to add it to
+                run.stats = new
+            else:
+                self._replace_stats(rid, run, new)
 
     def record_emit(
         self,

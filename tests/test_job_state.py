@@ -647,3 +647,13 @@ def test_queued_messages_are_whole_messages() -> None:
             Message(0, "b", "in", {"x": 1}, "a.out->b.in"),
             Message(1, "c", "in", {"y": 1}, "a.out->c.in"),
         ]
+
+
+def test_record_success_counts_a_run_that_is_not_the_jobs() -> None:
+    """A RoutineRun the job does not hold is still counted; the job's totals stay as they are."""
+    job = JobState(flow_id="f")
+    job.add_routines(["a"])
+    loose = RoutineRun()
+    job.record_success(loose, {}, {"n": 1})
+    assert (loose.activations, loose.stats) == (1, {"n": 1})
+    assert job.stats_changes() == [] and job.runs["a"].stats == {}
